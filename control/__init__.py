@@ -1,0 +1,1 @@
+"""Edgeward control: the central service that holds what should run where, and its operator CLI."""

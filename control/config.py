@@ -1,0 +1,140 @@
+"""``control.toml`` (DESIGN.md, "Configuration"): every key has a default; unknown keys are errors.
+
+tomllib does not report where a key stands, so errors find the key's line by scanning the text.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "ControlConfig", "load_config", "parse_config"]
+
+DEFAULT_CONFIG = Path("/etc/edgeward/control.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/edgeward/control")
+DEFAULT_PORT = 7443
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    state_dir: Path = DEFAULT_STATE_DIR
+    """Where control keeps its CA, admin token and SQLite database."""
+    listen: str = f"0.0.0.0:{DEFAULT_PORT}"
+    """host:port of the HTTPS API."""
+    public_url: str = ""
+    """The URL put into enrollment bundles; default: https://<listen host>:<port>."""
+    database: str = ""
+    """Empty: SQLite in state-dir; "postgresql://..." is reserved for the PostgreSQL backend."""
+
+    @property
+    def listen_host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return split_host_port(self.listen)[1]
+
+    @property
+    def url(self) -> str:
+        """The URL sites and operators use."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.listen_host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1" if host != "::" else "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.listen_port}"
+
+    @property
+    def public_host(self) -> str | None:
+        return urlsplit(self.public_url).hostname if self.public_url else None
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``"0.0.0.0:7443"`` -> ("0.0.0.0", 7443); ``"[::]:7443"`` and ``":7443"`` also work."""
+    match = re.fullmatch(r"\[([^\]]*)\]:(\d+)|([^:\[\]]*):(\d+)", text.strip())
+    if match is None:
+        raise ValueError(f'"{text}" is not host:port')
+    host = match.group(1) if match.group(1) is not None else match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f'"{text}": port {port} is out of range')
+    return host, port
+
+
+_KEYS = {"state-dir", "listen", "public-url", "database"}
+
+
+def _line_of(text: str, key: str) -> int:
+    """The 1-based line where `key` is assigned or opened as a table; 0 when not found."""
+    escaped = re.escape(key)
+    patterns = [
+        re.compile(rf'^\s*("{escaped}"|\'{escaped}\'|{escaped})\s*='),
+        re.compile(rf'^\s*\[\[?\s*("{escaped}"|{escaped})\s*(\.|\]|$)'),
+    ]
+    for number, line in enumerate(text.splitlines(), start=1):
+        if any(p.search(line) for p in patterns):
+            return number
+    return 0
+
+
+def _where(path: str, text: str, key: str) -> str:
+    line = _line_of(text, key)
+    return f"{path}:{line}" if line else path
+
+
+def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
+    """The configuration in `text`; raises ConfigError naming `path` and the line."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    for key in doc:
+        if key not in _KEYS:
+            raise ConfigError(f"{_where(path, text, key)}: unknown key {key!r} "
+                              f"(known: {', '.join(sorted(_KEYS))})")
+    values: dict[str, str] = {}
+    for key in _KEYS & doc.keys():
+        if not isinstance(doc[key], str):
+            raise ConfigError(f"{_where(path, text, key)}: {key} must be a string")
+        values[key] = doc[key]
+    config = ControlConfig(
+        state_dir=Path(values.get("state-dir") or DEFAULT_STATE_DIR),
+        listen=values.get("listen") or ControlConfig.listen,
+        public_url=values.get("public-url", ""),
+        database=values.get("database", ""),
+    )
+    try:
+        split_host_port(config.listen)
+    except ValueError as e:
+        raise ConfigError(f"{_where(path, text, 'listen')}: listen: {e}") from e
+    if config.public_url:
+        parts = urlsplit(config.public_url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigError(f"{_where(path, text, 'public-url')}: public-url must be an "
+                              f"https:// URL, not {config.public_url!r}")
+    if config.database and not config.database.startswith("postgresql://"):
+        raise ConfigError(f"{_where(path, text, 'database')}: database must be empty (SQLite) "
+                          "or a postgresql:// URL")
+    return config
+
+
+def load_config(path: Path | None) -> ControlConfig:
+    """Read `path`; without one, the default file if it exists, else all defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG.exists():
+            return ControlConfig()
+        path = DEFAULT_CONFIG
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from e
+    return parse_config(text, str(path))

@@ -1,0 +1,228 @@
+"""Control's certificate authority: its CA, its server certificate and site certificates.
+
+On first start control creates an EC P-256 CA (``ca.pem``, ``ca-key.pem`` 0600) and a server
+certificate for the names it is reached by; later starts reuse both, and reissue the server
+certificate when it nears its end or when a name is missing. Site certificates carry the site
+name as common name and only the client-auth purpose, so a site cannot pose as control.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from enforcer.pki import (
+    PrivateKey,
+    cert_fingerprint,
+    cert_not_after,
+    generate_key,
+    key_to_pem,
+    load_cert,
+    load_key,
+    write_file,
+)
+
+log = logging.getLogger(__name__)
+
+CA_DAYS = 3650
+SERVER_DAYS = 825
+SITE_DAYS = 3650
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+class CSRError(ValueError):
+    """A certificate signing request that control will not sign."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Edgeward"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
+@dataclass
+class Authority:
+    """The loaded CA of one control state directory."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    state_dir: Path
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def fingerprint(self) -> str:
+        return cert_fingerprint(self.cert)
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.state_dir / "server.pem"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.state_dir / "server-key.pem"
+
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+
+    def sign_site(self, csr_pem: bytes, site: str) -> tuple[bytes, str]:
+        """Sign a site's CSR; returns the PEM certificate and its serial as upper-case hex.
+
+        The subject is set by control (the site name), whatever the request asked for.
+        """
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as e:
+            raise CSRError("the certificate request is not a PEM CSR") from e
+        if not csr.is_signature_valid:
+            raise CSRError("the certificate request's signature does not verify")
+        public_key = csr.public_key()
+        now = _now()
+        serial = x509.random_serial_number()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(site))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=SITE_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .add_extension(self._authority_key_id(), critical=False)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                    crl_sign=False, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM), serial_hex(serial)
+
+    def ensure_server_cert(self, hosts: list[str]) -> None:
+        """Issue ``server.pem`` unless the present one covers `hosts` and is not near its end."""
+        wanted = sorted(set(hosts))
+        path = self.server_cert_path
+        if path.exists() and self.server_key_path.exists():
+            cert = load_cert(path.read_bytes())
+            if cert_not_after(cert) - _now() > RENEW_BEFORE and set(wanted) <= _san_names(cert):
+                return
+            log.info("reissuing the server certificate for %s", ", ".join(wanted))
+        key = generate_key()
+        now = _now()
+        names: list[x509.GeneralName] = []
+        for host in wanted:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("edgeward-control"))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(self._authority_key_id(), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        write_file(self.server_key_path, key_to_pem(key), 0o600)
+        write_file(path, cert.public_bytes(serialization.Encoding.PEM))
+
+    def server_ssl_context(self) -> ssl.SSLContext:
+        """Server TLS: control's certificate; client certificates optional, checked against the CA.
+
+        Operators come without a client certificate (they use bearer tokens); sites present
+        theirs, and the sync endpoints refuse requests without one.
+        """
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cadata=self.ca_pem.decode())
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(self.server_cert_path), str(self.server_key_path))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+
+def serial_hex(serial: int) -> str:
+    """A serial number as `ssl.SSLSocket.getpeercert()` spells it: upper-case hex, even length."""
+    text = f"{serial:X}"
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+def _san_names(cert: x509.Certificate) -> set[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    names: set[str] = set(san.get_values_for_type(x509.DNSName))
+    names.update(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    return names
+
+
+def load_or_create_authority(state_dir: Path) -> Authority:
+    """The CA of `state_dir`, created on first use."""
+    cert_path, key_path = state_dir / "ca.pem", state_dir / "ca-key.pem"
+    if cert_path.exists() and key_path.exists():
+        return Authority(load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()),
+                         state_dir)
+    key = generate_key()
+    now = _now()
+    subject = _name(f"Edgeward control CA {socket.gethostname()}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    write_file(key_path, key_to_pem(key), 0o600)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    log.info("created the control CA in %s", state_dir)
+    return Authority(cert, key, state_dir)
+
+
+def server_hosts(listen_host: str, public_host: str | None) -> list[str]:
+    """The names the server certificate must cover."""
+    hosts = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+    for host in (listen_host, public_host):
+        if host and host not in ("0.0.0.0", "::", ""):
+            hosts.add(host)
+    with contextlib.suppress(OSError):
+        hosts.add(socket.getfqdn())
+    return sorted(hosts)

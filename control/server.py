@@ -1,0 +1,113 @@
+"""Starting control: state directory, CA and server certificate, admin token, store, HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import secrets
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from control.api import ControlAPI
+from control.config import ControlConfig
+from control.pki import load_or_create_authority, server_hosts
+from control.service import ControlService
+from control.store import SQLiteStore, Store
+from enforcer.pki import write_file
+
+log = logging.getLogger(__name__)
+
+ADMIN_TOKEN_FILE = "admin-token"
+DATABASE_FILE = "control.db"
+LISTEN_BACKLOG = 4096
+
+
+class StartupError(Exception):
+    """Control cannot start; the message says why."""
+
+
+def ensure_admin_token(state_dir: Path) -> tuple[str, bool]:
+    """The admin token from ``admin-token`` (0600), created on first start."""
+    path = state_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token, False
+    token = "ewt_" + secrets.token_urlsafe(32)
+    write_file(path, (token + "\n").encode(), 0o600)
+    return token, True
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one: every waiting site holds a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
+
+
+def open_store(config: ControlConfig) -> Store:
+    if config.database:
+        raise StartupError("database: the PostgreSQL backend is not available in this "
+                           "version; leave database empty to use SQLite")
+    return SQLiteStore(config.state_dir / DATABASE_FILE)
+
+
+async def serve(config: ControlConfig, max_concurrent: int = 256,
+                ready: asyncio.Event | None = None) -> None:
+    """Run control until SIGTERM or SIGINT."""
+    state_dir = config.state_dir
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(state_dir, 0o700)
+    except OSError as e:
+        raise StartupError(f"cannot use the state directory {state_dir}: {e.strerror}") from e
+    limit = raise_open_files_limit()
+    authority = load_or_create_authority(state_dir)
+    authority.ensure_server_cert(server_hosts(config.listen_host, config.public_host))
+    token, created = ensure_admin_token(state_dir)
+    store = open_store(config)
+    await store.open()
+    service = ControlService(store, authority, config.url)
+    runner: web.AppRunner | None = None
+    try:
+        await service.add_admin_token(token)
+        await service.start()
+        api = ControlAPI(service, max_concurrent=max_concurrent)
+        runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                               keepalive_timeout=75.0)
+        await runner.setup()
+        host = config.listen_host or None
+        site = web.TCPSite(runner, host, config.listen_port,
+                           ssl_context=authority.server_ssl_context(), backlog=LISTEN_BACKLOG,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(f"cannot listen on {config.listen}: {e.strerror}") from e
+        log.info("control listening on %s (url %s, CA fingerprint %s, open files %d)%s",
+                 config.listen, config.url, authority.fingerprint, limit,
+                 "; admin token written to " + str(state_dir / ADMIN_TOKEN_FILE)
+                 if created else "")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("control stopping")
+    finally:
+        await service.stop()
+        if runner is not None:
+            await runner.cleanup()
+        await store.close()

@@ -1,0 +1,401 @@
+"""The Docker engine, as the enforcer uses it: a thin async adapter over the docker SDK.
+
+Every SDK call runs in a thread pool (the SDK is synchronous) with bounded parallelism, and
+every failure to reach the engine becomes `RuntimeUnavailable`, so callers can tell "the
+engine is down" from "Docker refused this request" (`RuntimeRequestError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest, EndpointConfig, Mount, NetworkingConfig
+
+from enforcer.devices import gpu_request
+from enforcer.instances import MANAGED, ContainerConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+API_VERSION = "1.41"  # Docker 20.10 (Debian 12); newer engines still speak it
+
+
+class RuntimeUnavailable(Exception):
+    """The Docker engine cannot be reached."""
+
+
+class RuntimeRequestError(Exception):
+    """The engine answered, but refused the request; str() is Docker's explanation."""
+
+
+class ImageNotFound(RuntimeRequestError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str  # created | running | paused | restarting | removing | exited | dead
+
+    @property
+    def instance(self) -> str:
+        return self.labels.get("edgeward.instance", "")
+
+    @property
+    def container(self) -> str:
+        return self.labels.get("edgeward.container", "")
+
+    @property
+    def config_hash(self) -> str:
+        return self.labels.get("edgeward.spec-hash", "")
+
+
+@dataclass(frozen=True)
+class ContainerDetails:
+    id: str
+    state: str
+    running: bool
+    exit_code: int | None
+    started_at: str
+    finished_at: str
+    oom_killed: bool
+    error: str
+    ip: str  # on the instance's network ('' for followers)
+    pid: int
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, docker.errors.NotFound):
+        if "image" in str(exc).lower() or "manifest" in str(exc).lower():
+            return ImageNotFound(_explain(exc))
+        return RuntimeRequestError(_explain(exc))
+    if isinstance(exc, docker.errors.APIError):
+        return RuntimeRequestError(_explain(exc))
+    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError):
+        return RuntimeUnavailable(f"Docker engine unreachable: {exc}")
+    if isinstance(exc, docker.errors.DockerException):
+        return RuntimeUnavailable(f"Docker engine unreachable: {exc}")
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+class DockerRuntime:
+    def __init__(self, base_url: str, parallelism: int = 4, timeout: float = 60) -> None:
+        self.base_url = base_url
+        self._api = docker.APIClient(base_url=base_url, version=API_VERSION, timeout=int(timeout))
+        self._pool = ThreadPoolExecutor(max_workers=parallelism + 2, thread_name_prefix="docker")
+        self._slots = asyncio.Semaphore(parallelism)
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            try:
+                return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            except Exception as exc:
+                raise _translate(exc) from exc
+
+    def close(self) -> None:
+        self._api.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- engine --------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        return bool(await self._call(self._api.ping))
+
+    async def info(self) -> dict[str, Any]:
+        return dict(await self._call(self._api.info))
+
+    # -- containers ----------------------------------------------------------------------
+    async def list_managed(self, **label_filters: str) -> list[ObservedContainer]:
+        labels = [f"{MANAGED}=true"] + [f"edgeward.{k}={v}" for k, v in label_filters.items()]
+        raw = await self._call(self._api.containers, all=True, filters={"label": labels})
+        return [
+            ObservedContainer(
+                id=c["Id"],
+                name=(c.get("Names") or ["/"])[0].lstrip("/"),
+                labels=dict(c.get("Labels") or {}),
+                state=c.get("State", ""),
+            )
+            for c in raw
+        ]
+
+    async def details(self, container_id: str, network: str = "") -> ContainerDetails:
+        raw = await self._call(self._api.inspect_container, container_id)
+        st = raw.get("State") or {}
+        nets = (raw.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = (nets.get(network) or {}).get("IPAddress", "") if network else ""
+        return ContainerDetails(
+            id=raw["Id"],
+            state=st.get("Status", ""),
+            running=bool(st.get("Running")),
+            exit_code=st.get("ExitCode"),
+            started_at=st.get("StartedAt", ""),
+            finished_at=st.get("FinishedAt", ""),
+            oom_killed=bool(st.get("OOMKilled")),
+            error=st.get("Error", ""),
+            ip=ip or "",
+            pid=int(st.get("Pid") or 0),
+        )
+
+    async def create(self, cfg: ContainerConfig, image_id: str, owner_id: str | None) -> str:
+        """Create (not start) a container for `cfg`; followers join `owner_id`'s namespace."""
+
+        def create() -> str:
+            host_config = self._host_config(cfg, owner_id)
+            networking = None
+            if cfg.owner:
+                networking = NetworkingConfig(
+                    {cfg.network: EndpointConfig(API_VERSION, aliases=list(cfg.aliases))}
+                )
+            labels = dict(cfg.labels)
+            labels["edgeward.spec-hash"] = cfg.config_hash(image_id)
+            result = self._api.create_container(
+                image=image_id,
+                name=cfg.docker_name,
+                command=list(cfg.command) if cfg.command is not None else None,
+                entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
+                environment=[f"{k}={v}" for k, v in cfg.env],
+                labels=labels,
+                hostname=cfg.hostname if cfg.owner else None,
+                host_config=host_config,
+                networking_config=networking,
+                ports=[(p.port, p.protocol) for p in cfg.ports] or None,
+                stop_timeout=int(cfg.stop_timeout),
+                detach=True,
+            )
+            return str(result["Id"])
+
+        return await self._call(create)
+
+    def _host_config(self, cfg: ContainerConfig, owner_id: str | None) -> dict[str, Any]:
+        mounts = [
+            Mount(
+                target=m.target,
+                source=m.source,
+                type="bind" if m.kind == "bind" else "volume",
+                read_only=m.read_only,
+            )
+            for m in cfg.mounts
+        ]
+        kwargs: dict[str, Any] = {
+            "mounts": mounts or None,
+            "devices": [f"{d}:{d}:rwm" for d in cfg.devices] or None,
+            "restart_policy": {"Name": "no"},  # restarts are ours: backoff, counting, probes
+            "init": False,
+        }
+        if cfg.owner:
+            kwargs["network_mode"] = cfg.network
+            kwargs["port_bindings"] = {
+                f"{p.port}/{p.protocol}": ("0.0.0.0", p.host_port) for p in cfg.ports
+            } or None
+        else:
+            kwargs["network_mode"] = f"container:{owner_id}"
+        if cfg.cpus:
+            kwargs["nano_cpus"] = int(cfg.cpus * 1e9)
+        if cfg.memory:
+            kwargs["mem_limit"] = cfg.memory
+        if cfg.gpus:
+            kwargs["device_requests"] = [DeviceRequest(**gpu_request(cfg.gpus))]
+        return dict(self._api.create_host_config(**kwargs))
+
+    async def start(self, container_id: str) -> None:
+        await self._call(self._api.start, container_id)
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        await self._call(self._api.stop, container_id, timeout=int(timeout))
+
+    async def kill(self, container_id: str) -> None:
+        with contextlib.suppress(RuntimeRequestError):  # already stopped
+            await self._call(self._api.kill, container_id)
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await self._call(self._api.remove_container, container_id, force=True)
+        except RuntimeRequestError as exc:
+            if "no such container" not in str(exc).lower():
+                raise
+
+    async def exec(self, container_id: str, cmd: list[str], timeout: float) -> int:
+        """Run `cmd` in the container; its exit code (124 when it outlives `timeout`)."""
+
+        exec_id: str = (
+            await self._call(self._api.exec_create, container_id, cmd, stdout=False, stderr=False)
+        )["Id"]
+        await self._call(self._api.exec_start, exec_id, detach=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            info = await self._call(self._api.exec_inspect, exec_id)
+            if not info.get("Running"):
+                return int(info.get("ExitCode") or 0)
+            if loop.time() > deadline:
+                return 124
+            await asyncio.sleep(0.05)
+
+    # -- images --------------------------------------------------------------------------
+    async def image_id(self, ref: str) -> str | None:
+        try:
+            raw = await self._call(self._api.inspect_image, ref)
+        except RuntimeRequestError:
+            return None
+        return str(raw["Id"])
+
+    async def pull(self, ref: str) -> str:
+        repository, tag = _split_ref(ref)
+
+        def pull() -> None:
+            for line in self._api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in line:
+                    raise RuntimeRequestError(str(line["error"]).strip())
+
+        await self._call(pull)
+        image = await self.image_id(ref)
+        if image is None:
+            raise ImageNotFound(f"{ref} not found after pulling it")
+        return image
+
+    # -- networks and volumes ------------------------------------------------------------
+    async def ensure_network(self, name: str, bridge: str, labels: dict[str, str]) -> str:
+        found = await self._call(self._api.networks, names=[name])
+        for net in found:
+            if net.get("Name") == name:
+                return str(net["Id"])
+        try:
+            res = await self._call(
+                self._api.create_network,
+                name,
+                driver="bridge",
+                options={"com.docker.network.bridge.name": bridge},
+                labels={MANAGED: "true", **labels},
+                check_duplicate=True,
+            )
+        except RuntimeRequestError as exc:
+            if "already exists" in str(exc):
+                return await self.ensure_network(name, bridge, labels)
+            raise
+        return str(res["Id"])
+
+    async def managed_networks(self) -> list[dict[str, Any]]:
+        return list(await self._call(self._api.networks, filters={"label": [f"{MANAGED}=true"]}))
+
+    async def remove_network(self, name: str) -> None:
+        try:
+            await self._call(self._api.remove_network, name)
+        except RuntimeRequestError as exc:
+            if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
+                raise
+
+    async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        await self._call(
+            self._api.create_volume, name, driver="local", labels={MANAGED: "true", **labels}
+        )
+
+    async def managed_volumes(self, **label_filters: str) -> list[str]:
+        labels = [f"{MANAGED}=true"] + [f"edgeward.{k}={v}" for k, v in label_filters.items()]
+        raw = await self._call(self._api.volumes, filters={"label": labels})
+        return [v["Name"] for v in (raw.get("Volumes") or [])]
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            await self._call(self._api.remove_volume, name, force=True)
+        except RuntimeRequestError as exc:
+            if "no such volume" not in str(exc).lower():
+                raise
+
+    # -- streams -------------------------------------------------------------------------
+    async def logs(self, container_id: str, tail: int | None, follow: bool) -> AsyncIterator[bytes]:
+        def open_stream() -> Iterator[bytes]:
+            return iter(
+                self._api.logs(
+                    container_id,
+                    stream=True,
+                    follow=follow,
+                    tail="all" if tail is None else tail,
+                    timestamps=False,
+                )
+            )
+
+        stream = await self._call(open_stream)
+        async for chunk in _thread_iter(stream):
+            yield chunk
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Container events of managed containers, until the engine goes away."""
+
+        def open_stream() -> Iterator[dict[str, Any]]:
+            return iter(
+                self._api.events(
+                    decode=True,
+                    filters={"type": ["container"], "label": [f"{MANAGED}=true"]},
+                )
+            )
+
+        stream = await self._call(open_stream)
+        async for ev in _thread_iter(stream):
+            yield ev
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    name, _, digest = ref.partition("@")
+    if digest:
+        return name, digest
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = name.rsplit(":", 1)
+        return repo, tag
+    return name, "latest"
+
+
+_END = object()
+
+
+async def _thread_iter(it: Iterator[T]) -> AsyncIterator[T]:
+    """Iterate a blocking iterator on its own thread, without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    aq: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for item in it:
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(aq.put_nowait, item)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(aq.put_nowait, _translate(exc))
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(aq.put_nowait, _END)
+
+    thread = threading.Thread(target=pump, name="docker-stream", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await aq.get()
+            if item is _END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        close = getattr(it, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()

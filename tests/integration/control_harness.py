@@ -1,0 +1,201 @@
+"""A real `edge-control serve` process on a free loopback port, and helpers to talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from control.client import ApiError, Connection, ControlClient
+from enforcer.enrollment import SiteIdentity, enroll
+from enforcer.sync import SyncClient
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControlProcess:
+    def __init__(self, root: Path, port: int | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.state_dir = root / "control"
+        self.port = port or free_port()
+        self.config = root / "control.toml"
+        self.config.write_text(f'listen = "127.0.0.1:{self.port}"\n')
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "control.log"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "control.cli", "--config", str(self.config),
+                "--state-dir", str(self.state_dir), *args]
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.command("serve", *self.extra_args), stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"control exited: {self.log.read_text()}")
+            try:
+                context = ssl.create_default_context(cafile=str(self.state_dir / "ca.pem"))
+                with urllib.request.urlopen(f"{self.url}/v1/health", context=context,
+                                            timeout=2):
+                    return
+            except (OSError, urllib.error.URLError, ssl.SSLError):
+                time.sleep(0.1)
+        raise RuntimeError(f"control did not start: {self.log.read_text()}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    @property
+    def admin_token(self) -> str:
+        return (self.state_dir / "admin-token").read_text().strip()
+
+    def client(self, token: str | None = None) -> ControlClient:
+        return ControlClient(Connection(self.url, self.admin_token if token is None else token,
+                                        self.state_dir / "ca.pem"))
+
+    def cli(self, *args: str, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEWARD_")}
+        full_env.update(env or {})
+        return subprocess.run(self.command(*args), capture_output=True, text=True,
+                              env=full_env, input=stdin, timeout=60)
+
+    def bundle(self, site: str, labels: dict[str, str] | None = None,
+               ttl: float = 3600.0) -> str:
+        answer = self.client().post("/v1/enrollment/tokens",
+                                    {"site": site, "labels": labels, "ttl": ttl})
+        return str(answer["bundle"])
+
+    def push_app(self, name: str, version: str, image: str = "busybox") -> Any:
+        return self.client().put(f"/v1/applications/{name}/versions/{version}",
+                                 app_document(name, version, image))
+
+    def deploy(self, doc: dict[str, Any]) -> Any:
+        return self.client().put(f"/v1/deployments/{doc['name']}", doc)
+
+
+def app_document(name: str, version: str, image: str = "busybox") -> dict[str, Any]:
+    return {"name": name, "version": version,
+            "services": [{"name": "main", "containers": [{"name": "main", "image": image}]}]}
+
+
+def api_error(fn: Callable[[], Any]) -> ApiError:
+    try:
+        fn()
+    except ApiError as e:
+        return e
+    raise AssertionError("the call did not fail")
+
+
+class Site:
+    """An enrolled site driven by a real SyncClient in this process."""
+
+    def __init__(self, identity: SiteIdentity, state_dir: Path, **options: Any) -> None:
+        self.identity = identity
+        self.state_dir = state_dir
+        self.options = options
+        self.revision = 0
+        self.applications: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.client: SyncClient | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.report_ready = True
+
+    @classmethod
+    async def enroll(cls, control: ControlProcess, name: str,
+                     labels: dict[str, str] | None = None, **options: Any) -> Site:
+        state_dir = control.root / "sites" / name
+        identity = await enroll(control.bundle(name, labels), state_dir)
+        return cls(identity, state_dir, **options)
+
+    async def _on_desired(self, revision: int, applications: list[dict[str, Any]]) -> None:
+        self.revision = revision
+        self.applications = applications
+        if self.client is not None and self.report_ready:
+            self.client.set_status([
+                {"id": f"{a['name']}.main.0", "app": a["name"], "version": a["version"],
+                 "service": "main", "host": "h1", "state": "running", "ready": True,
+                 "restarts": 0}
+                for a in applications])
+        self.changed.set()
+
+    @property
+    def app_names(self) -> list[str]:
+        return sorted(f"{a['name']}@{a['version']}" for a in self.applications)
+
+    def start(self) -> SyncClient:
+        options = {"poll_wait": 30.0, "backoff_base": 0.2, "backoff_cap": 1.0, **self.options}
+        self.client = SyncClient(self.identity, on_desired=self._on_desired,
+                                 state_dir=self.state_dir, **options)
+        self.task = asyncio.create_task(self.client.run())
+        return self.client
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; site has {self.app_names}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.2))
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+                     timeout: float = 15.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,440 @@
+"""edge-enforcer's site-local commands against a real `serve()`d unix socket and a fake daemon.
+
+The API runs in a background thread's event loop; click's CliRunner drives the commands, which
+reach it through the socket named in a real configuration file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import pytest
+from click.testing import CliRunner, Result
+
+from enforcer.api import ApiServer, serve
+from enforcer.cli import main
+from enforcer.client import Client, ClientError, EnforcerUnreachable
+from enforcer.config import EnforcerConfig
+from enforcer.facade import InstanceState
+
+from .fake_enforcer import FakeEnforcer, instance
+
+T = TypeVar("T")
+
+SPEC = """\
+name: vision
+version: "1.0"
+services:
+  - name: detector
+    containers: [{name: main, image: busybox}]
+"""
+
+
+class BackgroundApi:
+    """serve() in an event loop of its own thread."""
+
+    def __init__(
+        self, fake: FakeEnforcer, socket_path: Path, listen: str = "", token: str | None = None
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="api", daemon=True)
+        self.thread.start()
+        self.server: ApiServer = self.call(serve(fake, socket_path, listen, token))
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def stop(self) -> None:
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+class Cli:
+    def __init__(self, config: Path, fake: FakeEnforcer) -> None:
+        self.config = config
+        self.fake = fake
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        try:
+            runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+        except TypeError:
+            runner = CliRunner()
+        return runner.invoke(
+            main, ["--config", str(self.config), *args], input=input, catch_exceptions=False
+        )
+
+
+def write_config(tmp_path: Path, socket_path: Path) -> Path:
+    config = tmp_path / "enforcer.toml"
+    config.write_text(f'state-dir = "{tmp_path / "state"}"\n[api]\nsocket = "{socket_path}"\n')
+    return config
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    socket_path = tmp_path / "run" / "enforcer.sock"
+    fake = FakeEnforcer()
+    api = BackgroundApi(fake, socket_path)
+    try:
+        yield Cli(write_config(tmp_path, socket_path), fake)
+    finally:
+        api.stop()
+
+
+def one_error_line(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("edge-enforcer: error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+# --- ps -----------------------------------------------------------------------------------------
+
+
+def test_ps_prints_a_table_with_state_restarts_and_reason(cli: Cli) -> None:
+    cli.fake.instance_list = [
+        instance("vision.detector.1", InstanceState.BACKOFF, reason="crashed", restarts=3,
+                 last_exit_code=2, next_retry=time.time() + 4.3),
+        instance("vision.detector.0"),
+        instance("vision.tracker.0", InstanceState.PENDING,
+                 reason="host-a: no device labelled camera"),
+    ]  # fmt: skip
+    result = cli("ps")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "INSTANCE", "APP", "SERVICE", "HOST", "STATE", "READY", "RESTARTS", "REASON",
+    ]  # fmt: skip
+    assert [line.split()[0] for line in lines[1:]] == [
+        "vision.detector.0",
+        "vision.detector.1",
+        "vision.tracker.0",
+    ]
+    assert lines[1].split()[:7] == [
+        "vision.detector.0", "vision", "detector", "host-a", "running", "yes", "0",
+    ]  # fmt: skip
+    assert re.search(r"backoff\s+no\s+3\s+crashed; exit code 2; next retry in [34]s$", lines[2])
+    assert lines[3].endswith("pending  no     0         host-a: no device labelled camera")
+    # columns line up
+    assert len({line.index(" vision") for line in lines[1:] if " vision" in line}) == 1
+
+
+def test_ps_json_is_the_api_records(cli: Cli) -> None:
+    cli.fake.instance_list = [instance("vision.detector.0")]
+    result = cli("ps", "-o", "json")
+    assert result.exit_code == 0, result.output
+    expected = json.loads(json.dumps([i.to_json() for i in cli.fake.instance_list]))
+    assert json.loads(result.stdout) == expected
+
+
+# --- apply and rm -------------------------------------------------------------------------------
+
+
+def test_apply_creates_then_reports_unchanged(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "vision.yaml"
+    spec.write_text(SPEC)
+    result = cli("apply", "-f", str(spec))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "application vision created"
+    assert cli.fake.apps["vision"].version == "1.0"
+    assert cli("apply", "-f", str(spec)).stdout.strip() == "application vision unchanged"
+    spec.write_text(SPEC.replace('"1.0"', '"1.1"'))
+    assert cli("apply", "-f", str(spec)).stdout.strip() == "application vision configured"
+
+
+def test_apply_reads_stdin_and_json(cli: Cli, tmp_path: Path) -> None:
+    result = cli("apply", "-f", "-", input=SPEC)
+    assert result.exit_code == 0, result.output
+    spec = tmp_path / "other.json"
+    spec.write_text(json.dumps({"name": "other", "version": "2"}))
+    assert cli("apply", "-f", str(spec)).exit_code == 0
+    assert sorted(cli.fake.apps) == ["other", "vision"]
+
+
+def test_apply_with_a_yaml_syntax_error_names_line_and_column(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text('name: vision\nversion: "1.0"\nservices:\n  - name: [detector\n')
+    line = one_error_line(cli("apply", "-f", str(spec)))
+    assert line.startswith(f"edge-enforcer: error: {spec}: YAML syntax error at line ")
+    assert re.search(r"line \d+, column \d+", line)
+    assert cli.fake.apps == {}  # nothing was sent
+
+
+def test_apply_of_an_invalid_spec_lists_each_error_path(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "vision.yaml"
+    spec.write_text(SPEC + "invalid: true\n")
+    result = cli("apply", "-f", str(spec))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"edge-enforcer: error: {spec}: invalid application spec"
+    assert lines[1].strip().startswith("services[0].replicas:")
+    assert lines[2].strip().startswith("services[0].containers[1].probes.liveness.period:")
+
+
+def test_apply_of_a_missing_file_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    line = one_error_line(cli("apply", "-f", str(tmp_path / "nope.yaml")))
+    assert "nope.yaml: no such file" in line
+
+
+def test_rm_removes_and_passes_purge(cli: Cli) -> None:
+    assert cli("apply", "-f", "-", input=SPEC).exit_code == 0
+    result = cli("rm", "vision", "--purge")
+    assert result.exit_code == 0, result.output
+    assert "application vision removed" in result.stdout
+    assert cli.fake.removed == [("vision", True)]
+
+
+def test_rm_of_an_unknown_app_is_one_line_and_exit_1(cli: Cli) -> None:
+    line = one_error_line(cli("rm", "ghost"))
+    assert line == 'edge-enforcer: error: no application "ghost"'
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def test_status_shows_site_leader_control_and_runtime(cli: Cli) -> None:
+    result = cli("status")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert re.search(r"^site:\s+store-042", out, re.M)
+    assert re.search(r"^leader:\s+host-a$", out, re.M)
+    assert re.search(r"^control:\s+not enrolled", out, re.M)
+    assert re.search(r"^runtime:\s+available$", out, re.M)
+
+
+def test_status_check_exits_0_when_healthy_and_1_when_not(cli: Cli) -> None:
+    assert cli("status", "--check").exit_code == 0
+    cli.fake.healthy = False
+    result = cli("status", "--check")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "edge-enforcer: error: unhealthy: runtime unavailable: cannot connect to Docker"
+    )
+    assert cli("status").exit_code == 0  # without --check it only reports
+
+
+def test_status_json(cli: Cli) -> None:
+    result = cli("status", "-o", "json")
+    body = json.loads(result.stdout)
+    assert body["site"]["name"] == "store-042"
+    assert body["health"]["healthy"] is True
+
+
+# --- logs, events, devices ----------------------------------------------------------------------
+
+
+def test_logs_prints_the_output_and_unknown_instances_fail(cli: Cli) -> None:
+    cli.fake.instance_list = [instance("vision.detector.0")]
+    cli.fake.log_chunks[("vision.detector.0", "main")] = [b"one\n", b"two\n"]
+    result = cli("logs", "vision.detector.0")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "one\ntwo\n"
+    assert cli("logs", "vision.detector.0", "--tail", "1").stdout == "two\n"
+    line = one_error_line(cli("logs", "vision.detector.9"))
+    assert line == 'edge-enforcer: error: no instance "vision.detector.9"'
+
+
+def test_events_print_lines_or_json(cli: Cli) -> None:
+    cli.fake.emit("instance.crashed", "main exited with code 2", instance="vision.detector.0")
+    cli.fake.emit("app.applied", "application vision applied", app="vision")
+    result = cli("events")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("instance.crashed  vision.detector.0  main exited with code 2")
+    result = cli("events", "-o", "json", "--since", "1")
+    assert [json.loads(line)["kind"] for line in result.stdout.splitlines()] == ["app.applied"]
+
+
+def test_devices_lists_devices_gpus_and_capacity(cli: Cli) -> None:
+    result = cli("devices")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert re.search(r"^/dev/video0\s+video4linux\s+camera$", out, re.M)
+    assert re.search(r"^0\s+NVIDIA Corporation\s+GA102GL \[A10\]\s+24Gi\s+/dev/nvidia0$", out, re.M)
+    assert "capacity: 8 cpus, 16Gi memory, 1 GPUs" in out
+    assert json.loads(cli("devices", "-o", "json").stdout)["id"] == "host-a"
+
+
+# --- when the daemon cannot be reached ----------------------------------------------------------
+
+
+def run_without_daemon(tmp_path: Path, *args: str) -> Result:
+    config = write_config(tmp_path, tmp_path / "enforcer.sock")
+    return Cli(config, FakeEnforcer())(*args)
+
+
+def test_no_socket_says_so_and_names_it(tmp_path: Path) -> None:
+    for args in (("ps",), ("status", "--check")):
+        line = one_error_line(run_without_daemon(tmp_path, *args))
+        assert line == (
+            f"edge-enforcer: error: cannot reach the enforcer at {tmp_path / 'enforcer.sock'}: "
+            "no such file (is edge-enforcer running?)"
+        )
+
+
+def test_a_socket_nobody_listens_on_is_connection_refused(tmp_path: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "enforcer.sock"))
+    stale.close()
+    line = one_error_line(run_without_daemon(tmp_path, "status", "--check"))
+    assert line.endswith("enforcer.sock: connection refused (is edge-enforcer running?)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may connect to any socket")
+def test_a_socket_without_permission_says_so(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "enforcer.sock"))
+    listener.listen()
+    os.chmod(tmp_path / "enforcer.sock", 0)
+    try:
+        line = one_error_line(run_without_daemon(tmp_path, "ps"))
+    finally:
+        listener.close()
+    assert line.endswith("enforcer.sock: permission denied (run as root or as a member of the "
+                         "group edgeward)")  # fmt: skip
+
+
+def test_a_bad_configuration_is_one_line_with_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "enforcer.toml"
+    config.write_text("[api]\nsocket = '/x'\nsockett = '/y'\n")
+    line = one_error_line(Cli(config, FakeEnforcer())("ps"))
+    assert line.startswith(f'edge-enforcer: error: {config}:3: unknown key "api.sockett"')
+
+
+def test_the_config_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGEWARD_CONFIG", str(tmp_path / "missing.toml"))
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(main, ["ps"], catch_exceptions=False)
+    assert one_error_line(result).endswith("missing.toml: no such file")
+
+
+def test_permission_denied_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: socket.socket, address: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    line = one_error_line(run_without_daemon(tmp_path, "ps"))
+    assert line.endswith(
+        "enforcer.sock: permission denied (run as root or as a member of the group edgeward)"
+    )
+
+
+# --- the client on its own ----------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_client_follows_logs_and_events_as_they_come(tmp_path: Path) -> None:
+    fake = FakeEnforcer()
+    fake.instance_list = [instance("vision.detector.0")]
+    fake.log_chunks[("vision.detector.0", "main")] = [b"one\n"]
+    fake.emit("app.applied", "first")
+    api = BackgroundApi(fake, tmp_path / "enforcer.sock")
+    try:
+        client = Client(tmp_path / "enforcer.sock", timeout=5)
+        logs = client.logs("vision.detector.0", follow=True)
+        assert next(logs) == b"one\n"
+        wait_for(lambda: fake.log_feed is not None)
+        queue = fake.log_feed
+        assert queue is not None
+        api.loop.call_soon_threadsafe(queue.put_nowait, b"two\n")
+        assert next(logs) == b"two\n"
+        logs.close()
+        wait_for(lambda: fake.log_followers == 0)
+
+        events = client.events(follow=True)
+        assert next(events)["message"] == "first"
+        api.loop.call_soon_threadsafe(lambda: fake.emit("instance.started", "second"))
+        assert next(events)["message"] == "second"
+        events.close()
+        wait_for(lambda: fake.event_followers == 0)
+    finally:
+        api.stop()
+
+
+def test_the_client_over_tcp_sends_its_token(tmp_path: Path) -> None:
+    fake = FakeEnforcer()
+    api = BackgroundApi(fake, tmp_path / "enforcer.sock", "127.0.0.1:0", "s3cret")
+    try:
+        assert api.server.tcp_address is not None
+        host, port = api.server.tcp_address
+        url = f"http://{host}:{port}"
+        assert Client(url=url, token="s3cret").site()["name"] == "store-042"
+        with pytest.raises(ClientError) as info:
+            Client(url=url, token="wrong").site()
+        assert info.value.status == 401
+        assert info.value.code == "unauthorized"
+        assert info.value.message == "wrong bearer token"
+    finally:
+        api.stop()
+    with pytest.raises(EnforcerUnreachable, match="connection refused"):
+        Client(url=url, token="s3cret").site()
+
+
+# --- run and enroll hand over to their modules --------------------------------------------------
+
+
+def test_run_hands_the_loaded_config_to_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = pytest.importorskip("enforcer.daemon")
+    seen: list[EnforcerConfig] = []
+    monkeypatch.setattr(daemon, "run_daemon", seen.append)
+    config = write_config(tmp_path, tmp_path / "enforcer.sock")
+    result = Cli(config, FakeEnforcer())("--state-dir", str(tmp_path / "other"), "run")
+    assert result.exit_code == 0, result.output
+    assert seen[0].state_dir == tmp_path / "other"
+    assert seen[0].api.socket == tmp_path / "enforcer.sock"
+
+
+def test_enroll_reads_the_bundle_from_a_file_and_reports_failure_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enrollment = pytest.importorskip("enforcer.enrollment")
+    calls: list[tuple[str, Path]] = []
+
+    async def enroll(bundle: str, state_dir: Path) -> Any:
+        calls.append((bundle, state_dir))
+        if bundle == "bad":
+            raise enrollment.EnrollmentError("the bundle has expired")
+        return SimpleNamespace(site="store-042", url="https://control:7443")
+
+    monkeypatch.setattr(enrollment, "enroll", enroll)
+    bundle = tmp_path / "bundle"
+    bundle.write_text("BUNDLE-TEXT\n")
+    cli = Cli(write_config(tmp_path, tmp_path / "enforcer.sock"), FakeEnforcer())
+    result = cli("enroll", f"@{bundle}")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.strip() == "enrolled as site store-042 with control at https://control:7443"
+    )
+    assert calls == [("BUNDLE-TEXT", tmp_path / "state")]
+    line = one_error_line(cli("enroll", "bad"))
+    assert line == "edge-enforcer: error: enrollment failed: the bundle has expired"
