@@ -613,7 +613,6 @@ class ControlService:
                         current.ready, current.failed = updated.ready, updated.failed
             self.metrics.inc("status_batches_applied_total")
             self.metrics.inc("events_received_total", len(events))
-            self._rollout_wakeup.set()
         else:
             self.metrics.inc("status_batches_duplicate_total")
         return result

@@ -157,7 +157,7 @@ class Daemon:
         desired: dict[str, DesiredInstance] = {}
         pending: dict[str, InstanceStatus] = {}
         inv = self.host_info.inventory
-        for iid, host in sched.assignments.items():
+        for iid in sched.on_host(self.host_id):
             d = sched.demand(iid)
             app = self.apps[d.app]
             svc = app.service(d.service)

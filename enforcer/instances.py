@@ -79,6 +79,9 @@ class ContainerConfig:
 
     def config_hash(self, image_id: str) -> str:
         doc = asdict(self)
+        # the version label alone does not make a container different: a new version of an
+        # app recreates only the services whose spec changed
+        doc["labels"] = [kv for kv in doc["labels"] if kv[0] != f"{LABEL}.version"]
         doc["restart"] = self.restart.value
         doc["image_id"] = image_id
         raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

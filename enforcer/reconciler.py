@@ -313,9 +313,10 @@ class Reconciler:
         for d in self.desired.values():
             bridges.setdefault(bridge_name(self.ctx.host, d.tenant, d.app), set())
         for w in self.workers.values():
-            d = w.desired
-            if d is not None and w.outbound_allowed_ip:
-                bridges[bridge_name(self.ctx.host, d.tenant, d.app)].add(w.outbound_allowed_ip)
+            wd = w.desired
+            if wd is not None and w.outbound_allowed_ip:
+                bridge = bridge_name(self.ctx.host, wd.tenant, wd.app)
+                bridges.setdefault(bridge, set()).add(w.outbound_allowed_ip)
         await self.firewall.apply({b: frozenset(ips) for b, ips in bridges.items()})
 
     # -- reading -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ class BackoffPolicy:
         """Delay before restart number `attempt` (1-based) of a crash streak."""
         if attempt <= 1:
             return 0.0
-        base = min(self.initial * (2 ** (attempt - 2)), self.maximum)
+        base = float(min(self.initial * (2.0 ** (attempt - 2)), self.maximum))
         if self.jitter and rng is not None:
             base *= 1 + self.jitter * (2 * rng.random() - 1)
         return min(base, self.maximum)

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import docker
@@ -84,3 +85,30 @@ def test_image_v2(docker_client: docker.DockerClient, registry: Registry) -> str
     )
     push(docker_client, ref)
     return ref
+
+
+@pytest.fixture()
+def enforcer(engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real `edge-enforcer run` on the suite's engine, with a fresh state directory."""
+    from tests.enforcerproc import EnforcerProc
+
+    root = Path(tempfile.mkdtemp(prefix="enf-", dir="/tmp"))
+    proc = EnforcerProc(root, engine.url)
+    proc.start()
+    yield proc
+    if proc.proc is not None:
+        for app in [a for a in _app_names(proc)]:
+            proc.cli("rm", app, "--purge")
+    proc.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _app_names(proc: Any) -> list[str]:
+    import json
+
+    res = proc.cli("ps", "-o", "json")
+    if res.returncode != 0:
+        return []
+    data = json.loads(res.stdout)
+    items = data["instances"] if isinstance(data, dict) else data
+    return sorted({i["app"] for i in items})

@@ -159,9 +159,8 @@ class DockerRuntime:
             host_config = self._host_config(cfg, owner_id)
             networking = None
             if cfg.owner:
-                networking = NetworkingConfig(
-                    {cfg.network: EndpointConfig(API_VERSION, aliases=list(cfg.aliases))}
-                )
+                endpoint = EndpointConfig(API_VERSION, aliases=list(cfg.aliases))
+                networking = NetworkingConfig({cfg.network: endpoint})  # type: ignore[arg-type]
             labels = dict(cfg.labels)
             labels["edgeward.spec-hash"] = cfg.config_hash(image_id)
             result = self._api.create_container(

@@ -1,0 +1,5 @@
+"""`python -m enforcer` is `edge-enforcer`."""
+
+from enforcer.cli import main
+
+main()
