@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from control.server import shrink_tls_read_buffers
 from enforcer.enrollment import SiteIdentity, enroll, load_site_identity
 from enforcer.sync import SyncClient
 
@@ -49,7 +50,7 @@ BALENA_MB_MONTH = 28.0
 
 
 def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 
@@ -137,6 +138,7 @@ class LightSite:
 
 async def worker_main(root: Path, host: str, port: int) -> None:
     raise_nofile()
+    shrink_tls_read_buffers()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**28)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

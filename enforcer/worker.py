@@ -261,9 +261,9 @@ class InstanceWorker:
 
     async def _remove(self, name: str, cid: str, desired: DesiredInstance | None) -> None:
         self._stop_probe(name)
-        timeout = 10.0
+        timeout = None  # not desired any more: the stop timeout it was created with
         if desired is not None:
-            timeout = next((c.stop_timeout for c in desired.containers if c.name == name), 10.0)
+            timeout = next((c.stop_timeout for c in desired.containers if c.name == name), None)
         with contextlib.suppress(RuntimeRequestError):
             await self.rec.runtime.stop(cid, timeout)
         await self.rec.runtime.remove(cid)

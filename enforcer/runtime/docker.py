@@ -215,8 +215,12 @@ class DockerRuntime:
     async def start(self, container_id: str) -> None:
         await self._call(self._api.start, container_id)
 
-    async def stop(self, container_id: str, timeout: float) -> None:
-        await self._call(self._api.stop, container_id, timeout=int(timeout))
+    async def stop(self, container_id: str, timeout: float | None = None) -> None:
+        """Stop with `timeout`, or with the container's own stop timeout (set at create)."""
+        if timeout is None:
+            await self._call(self._api.stop, container_id)
+        else:
+            await self._call(self._api.stop, container_id, timeout=int(timeout))
 
     async def kill(self, container_id: str) -> None:
         with contextlib.suppress(RuntimeRequestError):  # already stopped

@@ -63,7 +63,7 @@ def esc(text: str) -> str:
     return "\n".join(lines)
 
 
-def paragraphs(text: str) -> str:
+def paragraphs(text: str, sep: str = ".PP") -> str:
     """Help text (click's docstring conventions) as roff paragraphs."""
     out = []
     for block in (text or "").split("\n\n"):
@@ -72,12 +72,14 @@ def paragraphs(text: str) -> str:
             out.append("\n.br\n".join(esc(line) for line in lines[1:] if line))
         elif lines:
             out.append(esc(" ".join(lines)))
-    return "\n.PP\n".join(block for block in out if block)
+    return f"\n{sep}\n".join(block for block in out if block)
 
 
-def options(cmd: click.Command, ctx: click.Context) -> list[str]:
+def options(cmd: click.Command, ctx: click.Context, skip_help: bool = False) -> list[str]:
     out = []
     for param in cmd.get_params(ctx):
+        if skip_help and param.name == "help":
+            continue
         record = param.get_help_record(ctx)
         if record is None:
             continue
@@ -98,8 +100,8 @@ def commands(group: click.Group, ctx: click.Context, prefix: str) -> list[str]:
             continue
         usage = " ".join(cmd.collect_usage_pieces(sub))
         out += [".TP", f"\\fB{esc(prefix)} {esc(name)}\\fR {esc(usage)}"]
-        out.append(paragraphs(cmd.help or cmd.short_help or "") or "\\&")
-        opts = options(cmd, sub)
+        out.append(paragraphs(cmd.help or cmd.short_help or "", ".IP") or "\\&")
+        opts = options(cmd, sub, skip_help=True)
         if opts:
             out += [".RS", *opts, ".RE"]
     return out
