@@ -28,6 +28,7 @@ MAX_WAIT = 900.0
 WAIT_JITTER = 0.1  # a long-poll ends after wait * (1 - U(0, WAIT_JITTER)) when nothing changes
 DEFAULT_TTL = 24 * 3600.0
 SLOT = "edgeward.slot"
+SITE_PATHS = ("/v1/sync/", "/v1/enrollment")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -112,6 +113,9 @@ class ControlAPI:
 
     @web.middleware
     async def _shed_load(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Only site traffic is shed: operators keep their way in when a fleet storms in.
+        if not request.path.startswith(SITE_PATHS):
+            return await handler(request)
         if self.in_flight >= self.max_concurrent:
             self.service.metrics.inc("http_shed_total")
             retry = str(random.randint(1, 5))

@@ -151,6 +151,9 @@ class Reconciler:
         self.runtime_ok = False
         self.runtime_error = error
         self._up.clear()
+        for w in self.workers.values():  # nothing is known until the engine is seen again
+            w.state, w.reason = InstanceState.UNKNOWN, f"runtime unavailable: {error}"
+            w.details.clear()
 
     def saved_restarts(self, iid: str, container: str) -> restarts.RestartState:
         count, last = self._saved.get(f"{iid}/{container}", (0, None))

@@ -245,6 +245,8 @@ class SyncClient:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await session.close()
+            # aiohttp before 3.9 finishes closing TLS connections in the background
+            await asyncio.sleep(0.25)
 
     def close(self) -> None:
         self.queue.close()

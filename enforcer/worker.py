@@ -125,6 +125,8 @@ class InstanceWorker:
         actions = plan_instance(
             desired, observed, images, now=now, liveness_failed=frozenset(self.liveness_failed)
         )
+        if any(a.op is not Op.OK for a in actions):
+            log.debug("instance %s plan: %s", self.id, [(a.op.value, a.container, a.reason) for a in actions])
         for action in actions:
             if not await self._do(action, desired, images):
                 return False
@@ -137,12 +139,15 @@ class InstanceWorker:
     async def _observe(self, c: ObservedContainer, desired: DesiredInstance | None) -> Observed:
         need_details = c.state != "running" or (desired is not None and len(desired.containers) > 1)
         owner = desired is not None and c.container == desired.owner.name
-        if need_details or c.container not in self.details or owner and not self.details[c.container].ip:
+        cached = self.details.get(c.container)
+        fresh = need_details or cached is None or cached.id != c.id or (owner and not cached.ip)
+        if fresh:
             self.details[c.container] = await self.rec.runtime.details(
                 c.id, desired.network if desired is not None and owner else ""
             )
         det = self.details[c.container]
-        running = c.state == "running"
+        # a listing handed over by a resync may be older than the inspect just made
+        running = det.running if fresh else c.state == "running"
         if not running and det.finished_at and self.seen_exit.get(c.container) != det.finished_at:
             self.seen_exit[c.container] = det.finished_at
             ran_for = parse_docker_time(det.finished_at) - parse_docker_time(det.started_at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -21,6 +22,12 @@ from typing import Any
 from control.client import ApiError, Connection, ControlClient
 from enforcer.enrollment import SiteIdentity, enroll
 from enforcer.sync import SyncClient
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so no control is left behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -52,8 +59,16 @@ class ControlProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.command("serve", *self.extra_args), stdout=log,
-                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop(kill=True)
+            raise
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"control exited: {self.log.read_text()}")

@@ -29,7 +29,13 @@ def has_apps(site: Site, names: list[str]) -> bool:
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = 90.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    async def main() -> Any:
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            await asyncio.sleep(0.3)  # aiohttp before 3.9 closes TLS connections late
+
+    return asyncio.run(main())
 
 
 @pytest.fixture

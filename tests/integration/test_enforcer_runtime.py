@@ -1,0 +1,107 @@
+"""The enforcer under a failing runtime, and bad input from its users."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import docker
+
+from tests.enforcerproc import EnforcerProc
+from tests.integration.apps import app, sleeper
+from tests.realparts import DockerEngine
+
+
+def test_docker_engine_restart_is_reported_and_everything_converges_after(
+    enforcer: EnforcerProc, engine: DockerEngine, docker_client: docker.DockerClient, test_image: str
+) -> None:
+    enforcer.apply(app("durable", sleeper("s", test_image, replicas=2)))
+    enforcer.wait_running("durable.s.0", "durable.s.1")
+
+    assert engine.proc is not None
+    engine.proc.terminate()
+    engine.proc.wait(60)
+    deadline = time.monotonic() + 15
+    while True:
+        check = enforcer.cli("status", "--check")
+        if check.returncode == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert check.returncode == 1
+    assert "unavailable" in (check.stdout + check.stderr).lower(), (check.stdout, check.stderr)
+    ps = enforcer.ps()
+    assert {ps[i]["state"] for i in ("durable.s.0", "durable.s.1")} == {"unknown"}
+
+    engine.proc = None
+    engine.start()
+    enforcer.wait_running("durable.s.0", "durable.s.1", timeout=30)
+    assert enforcer.cli("status", "--check").returncode == 0
+    names = {c.name for c in docker_client.containers.list(filters={"label": "edgeward.app=durable"})}
+    assert names == {"ew.durable.s.0.main", "ew.durable.s.1.main"}, enforcer.log_tail(6000)
+
+
+def test_bad_input_gets_one_clear_error_and_disturbs_nothing(
+    enforcer: EnforcerProc, docker_client: docker.DockerClient, test_image: str, tmp_path: object
+) -> None:
+    enforcer.apply(app("steady", sleeper("s", test_image)))
+    enforcer.wait_running("steady.s.0")
+    before = docker_client.containers.get("ew.steady.s.0.main").attrs["State"]["StartedAt"]
+
+    cases = {
+        "name: x\nservices: [\n": "line",  # YAML syntax error names the position
+        json.dumps({"name": "x", "version": "1", "services": [], "colour": "red"}): "colour",
+        json.dumps(
+            {"name": "x", "version": "1", "services": [{"name": "s", "containers": [
+                {"name": "m", "image": "i", "stop-timeout": "10x"}]}]}
+        ): 'services[0].containers[0].stop-timeout: "10x" is not a duration',
+        json.dumps(
+            {"name": "x", "version": "1", "services": [{"name": "s", "containers": [
+                {"name": "m", "image": "i", "cmd": ["${NOPE}"]}]}]}
+        ): "NOPE",
+        json.dumps(
+            {"name": "x", "version": "1", "services": [
+                {"name": "s", "containers": [{"name": "m", "image": "i"}]},
+                {"name": "s", "containers": [{"name": "m", "image": "i"}]}]}
+        ): "duplicate",
+    }  # fmt: skip
+    for text, expected in cases.items():
+        res = enforcer.cli("apply", "-f", "-", input=text)
+        assert res.returncode == 1, (text, res.stdout)
+        assert expected in res.stderr, (expected, res.stderr)
+        assert "Traceback" not in res.stderr
+
+    res = enforcer.cli("rm", "no-such-app")
+    assert res.returncode == 1 and "no-such-app" in res.stderr and "Traceback" not in res.stderr
+    res = enforcer.cli("logs", "no.such.0")
+    assert res.returncode == 1 and "no.such.0" in res.stderr
+
+    assert docker_client.containers.get("ew.steady.s.0.main").attrs["State"]["StartedAt"] == before
+    assert set(enforcer.ps()) == {"steady.s.0"}
+
+    enforcer.stop()
+    res = enforcer.cli("ps")
+    assert res.returncode == 1
+    assert str(enforcer.socket) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_logs_and_events_and_metrics_come_from_the_real_daemon(
+    enforcer: EnforcerProc, test_image: str
+) -> None:
+    from tests.integration.apps import container, service
+
+    talk = service("t", container("main", test_image, "sh", "-c", "echo one; echo two; sleep 100000"))
+    enforcer.apply(app("talk", talk))
+    enforcer.wait_running("talk.t.0")
+    deadline = time.monotonic() + 10
+    while True:
+        res = enforcer.cli("logs", "talk.t.0", "--tail", "1")
+        if res.stdout.strip() == "two" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert res.returncode == 0 and res.stdout.strip() == "two"
+    events = enforcer.cli("events").stdout
+    assert "talk" in events
+    from enforcer.client import Client
+
+    metrics = Client(enforcer.socket).metrics()
+    assert 'edgeward_instances{state="running"} 1' in metrics
