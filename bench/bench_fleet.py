@@ -358,6 +358,10 @@ class Worker:
             sys.executable, __file__, "--worker", str(self.root), "--port", str(self.port),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26)
 
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
     async def ask(self, command: dict[str, Any]) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(json.dumps(command).encode() + b"\n")
@@ -373,6 +377,7 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
     root = Path(tempfile.mkdtemp(prefix=f"edgeward-fleet-{n}-"))
     control = Control(root)
     result: dict[str, Any] = {"sites": n}
+    pool: list[Worker] = []
     try:
         await control.wait_ready()
         await control.call("PUT", "/v1/applications/fleet/versions/1", app_doc("1"))
@@ -453,6 +458,8 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
         for w in pool:
             await w.ask({"cmd": "stop"})
     finally:
+        for w in pool:
+            w.kill()
         control.stop()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)

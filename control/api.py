@@ -16,9 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from control import deployments as dep
+from control.auth import Principal
 from control.model import ControlError, Invalid, NotFound, Site
 from control.openapi import openapi_document
-from control.service import ControlService, Principal
+from control.service import ControlService
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class ControlAPI:
             "edgeward_control_sites": len(s.sites),
             "edgeward_control_sites_enrolled": sum(1 for x in s.sites.values()
                                                    if x.state == "enrolled"),
-            "edgeward_control_sites_polling": len(s.polling),
+            "edgeward_control_sites_polling": len(s.desired.polling),
             "edgeward_control_deployments": len(s.deployments),
             "edgeward_control_application_versions": len(s.apps),
             "edgeward_control_requests_in_flight": self.in_flight,
@@ -240,7 +241,7 @@ class ControlAPI:
             "name": site.name, "labels": site.all_labels, "tenants": site.tenants,
             "state": site.state, "revision": site.revision,
             "applied_revision": site.applied_revision, "in_sync": site.in_sync,
-            "connected": site.name in self.service.polling, "last_contact": site.last_contact,
+            "connected": site.name in self.service.desired.polling, "last_contact": site.last_contact,
             "enrolled": site.enrolled, "created": site.created, "status_time": site.status_time,
         }
 
@@ -372,7 +373,7 @@ class ControlAPI:
                 "instances": len(instances),
                 "running": sum(1 for i in instances if i.get("state") == "running"),
                 "ready": sum(1 for i in instances if i.get("ready")),
-                "connected": site.name in self.service.polling,
+                "connected": site.name in self.service.desired.polling,
                 "last_contact": site.last_contact, "failed": site.failed.get(app, ""),
             })
         view = self.deployment_view(state)

@@ -6,9 +6,12 @@ made in one place.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from enforcer.labels import is_label_word
 
 SYSTEM_TENANT = "system"
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
@@ -140,3 +143,24 @@ class StatusResult:
 
     applied: bool
     last_seq: int
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def check_labels(labels: dict[str, str]) -> None:
+    for key, value in labels.items():
+        if not is_label_word(key) or not is_label_word(value):
+            raise Invalid(f"label {key}={value}: keys and values use letters, digits and . _ / -")
+        if key.startswith("system/"):
+            raise Invalid(f"label {key!r}: system/ labels are set by Edgeward")
+
+
+def copy_site(site: Site, **changes: Any) -> Site:
+    values = {**site.__dict__, **changes}
+    values["labels"] = dict(values["labels"])
+    values["tenants"] = list(values["tenants"])
+    values["ready"] = dict(values["ready"])
+    values["failed"] = dict(values["failed"])
+    return Site(**values)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control import deployments as dep
+from control.auth import Principal, new_token, token_hash
+from control.desired import DesiredStates
 from control.model import (
     SYSTEM_TENANT,
     AppVersion,
@@ -31,7 +32,10 @@ from control.model import (
     StatusResult,
     Tenant,
     Unauthorized,
+    canonical_json,
+    check_labels,
     check_name,
+    copy_site,
 )
 from control.pki import Authority
 from control.store import Store
@@ -44,34 +48,6 @@ VERSIONS_KEPT = 10
 CONTACT_FLUSH_SECONDS = 10.0
 ROLLOUT_TICK_SECONDS = 1.0
 MAX_EVENTS_PER_BATCH = 1000
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    return "ewt_" + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who calls: a token's tenant and the tenants it may see (itself and its sub-tenants)."""
-
-    tenant: str
-    visible: frozenset[str]
-
-    @property
-    def is_admin(self) -> bool:
-        return self.tenant == SYSTEM_TENANT
-
-    def require_admin(self, what: str) -> None:
-        if not self.is_admin:
-            raise Forbidden(f"only the {SYSTEM_TENANT} tenant may {what}")
-
-    def require_visible(self, tenant: str, what: str) -> None:
-        if tenant not in self.visible:
-            raise NotFound(f"{what} does not exist")
 
 
 @dataclass
@@ -101,10 +77,7 @@ class ControlService:
         self.tenants: dict[str, Tenant] = {}
         self.apps: dict[tuple[str, str], AppVersion] = {}
         self.deployments: dict[str, _DeploymentState] = {}
-        self.polling: set[str] = set()  # sites with a long-poll waiting now
-        self._waiters: dict[str, asyncio.Event] = {}
-        self._placed: dict[str, list[dep.Placed]] = {}
-        self._bodies: dict[str, bytes] = {}
+        self.desired = DesiredStates()
         self._contacts: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._rollout_wakeup = asyncio.Event()
@@ -134,8 +107,7 @@ class ControlService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._flush_contacts()
-        for event in self._waiters.values():
-            event.set()
+        self.desired.wake_all()
 
     # --- operators ------------------------------------------------------------------------
 
@@ -202,7 +174,7 @@ class ControlService:
                          ttl: float) -> tuple[str, float]:
         who.require_admin("issue enrollment bundles")
         check_name(name, "site")
-        _check_labels(labels or {})
+        check_labels(labels or {})
         if ttl <= 0:
             raise Invalid("the bundle's time to live must be positive")
         secret = secrets.token_urlsafe(24)
@@ -212,7 +184,7 @@ class ControlService:
             if existing is None:
                 site = Site(name=name, labels=dict(labels or {}), created=now)
             else:
-                site = _copy_site(existing, labels=dict(labels if labels is not None
+                site = copy_site(existing, labels=dict(labels if labels is not None
                                                         else existing.labels))
             expires = now + ttl
             await self.store.create_enrollment(token_hash(secret), site, expires, now)
@@ -240,7 +212,7 @@ class ControlService:
     async def _change_site(self, name: str, **changes: Any) -> Site:
         """Store a changed copy of a site, then recompute its desired state (under the lock)."""
         async with self._lock:
-            updated = _copy_site(self.sites[name], **changes)
+            updated = copy_site(self.sites[name], **changes)
             await self.store.save_site(updated)
             self.sites[name] = updated
             await self._recompute([name])
@@ -259,7 +231,7 @@ class ControlService:
                 labels.pop(key, None)
             else:
                 labels[key] = value
-        _check_labels(labels)
+        check_labels(labels)
         return await self._change_site(name, labels=labels)
 
     async def assign_site(self, who: Principal, name: str, tenant: str) -> Site:
@@ -275,7 +247,7 @@ class ControlService:
         who.require_admin("revoke sites")
         self.site(who, name)
         updated = await self._change_site(name, revoked=True)
-        self._wake(name)
+        self.desired.wake(name)
         log.warning("site %s revoked", name)
         return updated
 
@@ -310,7 +282,7 @@ class ControlService:
             raise Invalid(f"the spec is {app.name} version {app.version}, "
                           f"but the URL names {name} version {version}")
         canonical = application_to_document(app)
-        digest = hashlib.sha256(_canonical_json(canonical)).hexdigest()
+        digest = hashlib.sha256(canonical_json(canonical)).hexdigest()
         record = AppVersion(name, version, tenant, canonical, digest, self.clock())
         owner = next((a.tenant for (n, _), a in self.apps.items() if n == name), None)
         if owner is not None and owner not in who.visible:
@@ -500,10 +472,10 @@ class ControlService:
             site = self.sites[name]
             eligible = {t: self._eligible(site, t) for t in tenants}
             placed = dep.applications_for_site(site.all_labels, placements, eligible)
-            digest = hashlib.sha256(_canonical_json(
+            digest = hashlib.sha256(canonical_json(
                 [[p.application, p.version, p.tenant, p.deployment] for p in placed]
             )).hexdigest()
-            self._placed.setdefault(digest, placed)
+            self.desired.remember(digest, placed)
             if digest != site.digest:
                 site.revision += 1
                 site.digest = digest
@@ -513,25 +485,11 @@ class ControlService:
             await self.store.save_revisions(changes)
             self.metrics.inc("revisions_total", len(changes))
             for name, _, _ in changes:
-                self._wake(name)
-
-    def _wake(self, site: str) -> None:
-        event = self._waiters.pop(site, None)
-        if event is not None:
-            event.set()
+                self.desired.wake(name)
 
     def desired_body(self, site: Site) -> bytes:
         """The site's desired state: {revision, applications: [{name, version, tenant, spec}]}."""
-        apps = self._bodies.get(site.digest)
-        if apps is None:
-            placed = self._placed.get(site.digest, [])
-            apps = json.dumps([
-                {"name": p.application, "version": p.version, "tenant": p.tenant,
-                 "deployment": p.deployment, "spec": self.apps[(p.application, p.version)].document}
-                for p in placed if (p.application, p.version) in self.apps
-            ], separators=(",", ":")).encode()
-            self._bodies[site.digest] = apps
-        return b'{"revision":%d,"applications":%s}' % (site.revision, apps)
+        return self.desired.body(site.revision, site.digest, self.apps)
 
     async def wait_desired(self, site: Site, revision: int, wait: float) -> bytes | None:
         """The desired state once its revision differs from `revision`; None after `wait`."""
@@ -540,19 +498,12 @@ class ControlService:
             return self.desired_body(site)
         if wait <= 0:
             return None
-        event = self._waiters.get(site.name)
-        if event is None:
-            event = self._waiters[site.name] = asyncio.Event()
-        self.polling.add(site.name)
         try:
-            await asyncio.wait_for(event.wait(), wait)
-        except TimeoutError:
-            return None
+            woken = await self.desired.wait(site.name, wait)
         finally:
-            self.polling.discard(site.name)
             self.touch(site.name)
         current = self.sites.get(site.name)
-        if current is None or current.revoked or current.revision == revision:
+        if not woken or current is None or current.revoked or current.revision == revision:
             return None
         return self.desired_body(current)
 
@@ -589,7 +540,7 @@ class ControlService:
             raise Invalid(f"events must be a list of at most {MAX_EVENTS_PER_BATCH}")
         self.touch(site.name)
         now = self.clock()
-        updated = _copy_site(site)
+        updated = copy_site(site)
         if status is not None:
             updated.status = status
             updated.status_time = now
@@ -597,7 +548,7 @@ class ControlService:
             if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
                 raise Invalid("status.instances must be a list of objects")
             if updated.in_sync:
-                versions = {p.application: p.version for p in self._placed.get(site.digest, [])}
+                versions = {p.application: p.version for p in self.desired.placed(site.digest)}
                 updated.ready, updated.failed = dep.observe_status(site.ready, instances,
                                                                    versions, now)
             else:
@@ -622,24 +573,3 @@ class ControlService:
         return await self.store.site_events(name, limit)
 
 
-def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _check_labels(labels: dict[str, str]) -> None:
-    from enforcer.labels import is_label_word
-
-    for key, value in labels.items():
-        if not is_label_word(key) or not is_label_word(value):
-            raise Invalid(f"label {key}={value}: keys and values use letters, digits and . _ / -")
-        if key.startswith("system/"):
-            raise Invalid(f"label {key!r}: system/ labels are set by Edgeward")
-
-
-def _copy_site(site: Site, **changes: Any) -> Site:
-    values = {**site.__dict__, **changes}
-    values["labels"] = dict(values["labels"])
-    values["tenants"] = list(values["tenants"])
-    values["ready"] = dict(values["ready"])
-    values["failed"] = dict(values["failed"])
-    return Site(**values)

@@ -35,6 +35,7 @@ from control.model import (
 log = logging.getLogger(__name__)
 
 EVENTS_KEPT_PER_SITE = 1000
+STATUS_GROUP = 1000  # status batches committed in one transaction at most
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema
@@ -118,6 +119,9 @@ class Store(abc.ABC):
         ...
 
 
+_PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -129,6 +133,8 @@ class SQLiteStore(Store):
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._pending_status: list[_PendingStatus] = []
+        self._status_writer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._db = await aiosqlite.connect(str(self.path), isolation_level=None)
@@ -279,32 +285,80 @@ class SQLiteStore(Store):
 
     async def apply_status(self, site: Site, seq: int, events: Sequence[Any],
                            now: float) -> StatusResult:
-        """Apply batch `seq` exactly once; `site` already holds the new status to record."""
+        """Apply batch `seq` exactly once; `site` already holds the new status to record.
+
+        Batches arriving together are committed together (group commit): a fleet answering
+        a change at once costs a few transactions, not one per site.
+        """
+        future: asyncio.Future[StatusResult] = asyncio.get_running_loop().create_future()
+        self._pending_status.append((site, seq, events, now, future))
+        if self._status_writer is None or self._status_writer.done():
+            self._status_writer = asyncio.create_task(self._write_statuses(),
+                                                      name="store-status-writer")
+        return await future
+
+    async def _write_statuses(self) -> None:
+        while self._pending_status:
+            batch, self._pending_status = (self._pending_status[:STATUS_GROUP],
+                                           self._pending_status[STATUS_GROUP:])
+            try:
+                await self._apply_statuses(batch)
+            except Exception as e:  # the whole transaction failed: so does every batch in it
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+
+    async def _apply_statuses(self, batch: list[_PendingStatus]) -> None:
+        names = sorted({item[0].name for item in batch})
         async with self._tx() as db:
-            async with db.execute("SELECT last_seq FROM sites WHERE name = ?", (site.name,)) as c:
-                row = await c.fetchone()
-            if row is None:
-                raise NotFound(f"site {site.name!r} does not exist")
-            last = int(row[0])
-            if seq <= last:
-                return StatusResult(applied=False, last_seq=last)
-            if seq != last + 1:
-                raise OutOfOrder(f"status batch {seq} is out of order: expected seq {last + 1}",
-                                 expected=last + 1)
-            await db.execute(
+            last: dict[str, int] = {}
+            for i in range(0, len(names), 500):
+                chunk = names[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(f"SELECT name, last_seq FROM sites WHERE name IN ({marks})",
+                                      chunk) as c:
+                    last.update({str(r[0]): int(r[1]) for r in await c.fetchall()})
+            updates: dict[str, tuple[Any, ...]] = {}
+            inserts: list[tuple[str, int, float, str]] = []
+            outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = []
+            for site, seq, events, now, future in batch:
+                if site.name not in last:
+                    outcomes.append((future, NotFound(f"site {site.name!r} does not exist")))
+                    continue
+                previous = last[site.name]
+                if seq <= previous:
+                    outcomes.append((future, StatusResult(applied=False, last_seq=previous)))
+                    continue
+                if seq != previous + 1:
+                    outcomes.append((future, OutOfOrder(
+                        f"status batch {seq} is out of order: expected seq {previous + 1}",
+                        expected=previous + 1)))
+                    continue
+                last[site.name] = seq
+                updates[site.name] = (
+                    seq, _dumps(site.status) if site.status is not None else None, now,
+                    _dumps(site.ready), _dumps(site.failed), now, site.name)
+                inserts.extend((site.name, seq, now, _dumps(e)) for e in events)
+                outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
+            await db.executemany(
                 "UPDATE sites SET last_seq = ?, status = ?, status_time = ?, ready = ?, "
-                "failed = ?, last_contact = ? WHERE name = ?",
-                (seq, _dumps(site.status) if site.status is not None else None, now,
-                 _dumps(site.ready), _dumps(site.failed), now, site.name))
-            if events:
+                "failed = ?, last_contact = ? WHERE name = ?", list(updates.values()))
+            if inserts:
                 await db.executemany(
                     "INSERT INTO site_events (site, seq, received, event) VALUES (?, ?, ?, ?)",
-                    [(site.name, seq, now, _dumps(e)) for e in events])
-                await db.execute(
+                    inserts)
+                trimmed = sorted({row[0] for row in inserts})
+                await db.executemany(
                     "DELETE FROM site_events WHERE site = ? AND id <= (SELECT id FROM "
                     "site_events WHERE site = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (site.name, site.name, EVENTS_KEPT_PER_SITE))
-        return StatusResult(applied=True, last_seq=seq)
+                    [(n, n, EVENTS_KEPT_PER_SITE) for n in trimmed])
+        for future, outcome in outcomes:
+            if future.done():
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     async def site_events(self, site: str, limit: int) -> list[dict[str, Any]]:
         rows = await self._rows(

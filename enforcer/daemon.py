@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -85,7 +86,7 @@ class Daemon:
         await self.store.open()
         try:
             inventory = await self.devices.start()
-        except Exception as exc:  # noqa: BLE001 - no udev: run without devices
+        except Exception as exc:
             log.warning("device discovery unavailable: %s", exc)
             inventory = Inventory()
         self.host_info = gather_host_info(self.host_id, self.config.host.labels, inventory)
@@ -113,7 +114,7 @@ class Daemon:
                 bundle = Path(bundle[1:]).read_text().strip()
             try:
                 await enrollment.enroll(bundle, self.state_dir)
-            except Exception as exc:  # noqa: BLE001 - keep running site-locally
+            except Exception as exc:
                 log.error("enrollment with control failed: %s", exc)
                 await self._emit("control.enrollment-failed", str(exc))
         identity = enrollment.load_site_identity(self.state_dir)
@@ -318,7 +319,10 @@ class Daemon:
             if not follow:
                 return
             async with self._events:
-                await self._events.wait_for(lambda: self._last_seq > last)
+                await self._events.wait_for(functools.partial(self._newer_than, last))
+
+    def _newer_than(self, seq: int) -> bool:
+        return self._last_seq > seq
 
     async def _emit(
         self,
@@ -413,7 +417,12 @@ async def _main(config: EnforcerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("enforcer ready: host %s, site %s, api %s", daemon.host_id, daemon.site_name, config.api.socket)
+    log.info(
+        "enforcer ready: host %s, site %s, api %s",
+        daemon.host_id,
+        daemon.site_name,
+        config.api.socket,
+    )
     await stop.wait()
     log.info("stopping (containers keep running)")
     await server.close()

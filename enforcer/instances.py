@@ -134,7 +134,9 @@ def volume_name(instance: str, volume: str) -> str:
     return f"ew.{instance}.{volume}"
 
 
-def system_variables(app: Application, service: Service, instance: str, ctx: Context) -> dict[str, str]:
+def system_variables(
+    app: Application, service: Service, instance: str, ctx: Context
+) -> dict[str, str]:
     return {
         "SYS_SITE": ctx.site,
         "SYS_HOST": ctx.host,
@@ -201,7 +203,17 @@ def desired_instance(
     net = network_name(app.tenant, app.name)
     containers = tuple(
         _container_config(
-            app, service, instance, c, i == 0, values, net, files_dir, digest, devices, secrets_dir,
+            app,
+            service,
+            instance,
+            c,
+            i == 0,
+            values,
+            net,
+            files_dir,
+            digest,
+            devices,
+            secrets_dir,
             gpus,
         )
         for i, c in enumerate(service.containers)
@@ -252,7 +264,9 @@ def _container_config(
         elif vol.kind is VolumeKind.SECRET:
             mounts.append(MountConfig("bind", f"{secrets_dir}/{instance}/{vol.name}", m.path, True))
         else:
-            mounts.append(MountConfig("volume", volume_name(instance, vol.name), m.path, m.read_only))
+            mounts.append(
+                MountConfig("volume", volume_name(instance, vol.name), m.path, m.read_only)
+            )
     env = tuple(sorted((k, expand(v, values)) for k, v in c.env))
     return ContainerConfig(
         instance=instance,

@@ -35,9 +35,9 @@ async def check(probe: Probe, ip: str, run_exec: ExecFn) -> bool:
             return True
         if isinstance(action, HttpProbe):
             return await asyncio.wait_for(_http_ok(ip, action), probe.timeout)
-    except (OSError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, OSError, ValueError):
         return False
-    except Exception as exc:  # noqa: BLE001 - a probe never takes the worker down
+    except Exception as exc:
         log.debug("probe error: %s", exc)
         return False
     return False
@@ -46,9 +46,8 @@ async def check(probe: Probe, ip: str, run_exec: ExecFn) -> bool:
 async def _http_ok(ip: str, probe: HttpProbe) -> bool:
     reader, writer = await asyncio.open_connection(ip, probe.port)
     try:
-        writer.write(
-            f"GET {probe.path} HTTP/1.0\r\nHost: {ip}\r\nUser-Agent: edgeward-probe\r\n\r\n".encode()
-        )
+        request = f"GET {probe.path} HTTP/1.0\r\nHost: {ip}\r\nUser-Agent: edgeward-probe\r\n\r\n"
+        writer.write(request.encode())
         await writer.drain()
         status = await reader.readline()
         parts = status.split()

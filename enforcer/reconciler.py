@@ -238,9 +238,9 @@ class Reconciler:
                     attrs = (ev.get("Actor") or {}).get("Attributes") or {}
                     iid = attrs.get("edgeward.instance")
                     action = str(ev.get("Action") or ev.get("status") or "")
-                    if iid and action in ("die", "destroy", "stop", "kill", "oom", "start"):
-                        if action in ("die", "destroy", "oom") or iid not in self.workers:
-                            self._worker(iid).wake()
+                    # a death wakes its worker; any sign of an unknown instance starts one
+                    if iid and (action in ("die", "destroy", "oom") or iid not in self.workers):
+                        self._worker(iid).wake()
             except RuntimeUnavailable as exc:
                 self.runtime_down(str(exc))
             except asyncio.CancelledError:
@@ -327,7 +327,11 @@ class Reconciler:
         out = [w.status() for iid, w in self.workers.items() if iid in self.desired]
         if not self.runtime_ok:
             out = [
-                _with(s, state=InstanceState.UNKNOWN, reason=f"runtime unavailable: {self.runtime_error}")
+                _with(
+                    s,
+                    state=InstanceState.UNKNOWN,
+                    reason=f"runtime unavailable: {self.runtime_error}",
+                )
                 for s in out
             ]
         out.extend(self.pending.values())

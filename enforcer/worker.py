@@ -126,7 +126,11 @@ class InstanceWorker:
             desired, observed, images, now=now, liveness_failed=frozenset(self.liveness_failed)
         )
         if any(a.op is not Op.OK for a in actions):
-            log.debug("instance %s plan: %s", self.id, [(a.op.value, a.container, a.reason) for a in actions])
+            log.debug(
+                "instance %s plan: %s",
+                self.id,
+                [(a.op.value, a.container, a.reason) for a in actions],
+            )
         for action in actions:
             if not await self._do(action, desired, images):
                 return False

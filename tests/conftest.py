@@ -10,8 +10,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest

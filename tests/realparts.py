@@ -24,11 +24,46 @@ from pathlib import Path
 import docker
 
 BUSYBOX = Path("/bin/busybox")
-APPLETS = (
-    "sh ash cat echo ls ps kill sleep true false nc httpd wget env id mkdir rm touch "
-    "stat grep head tail test printf date hostname ip ifconfig netstat seq sed awk tr wc "
-    "mount top dd sync"
-).split()
+APPLETS = [
+    "sh",
+    "ash",
+    "cat",
+    "echo",
+    "ls",
+    "ps",
+    "kill",
+    "sleep",
+    "true",
+    "false",
+    "nc",
+    "httpd",
+    "wget",
+    "env",
+    "id",
+    "mkdir",
+    "rm",
+    "touch",
+    "stat",
+    "grep",
+    "head",
+    "tail",
+    "test",
+    "printf",
+    "date",
+    "hostname",
+    "ip",
+    "ifconfig",
+    "netstat",
+    "seq",
+    "sed",
+    "awk",
+    "tr",
+    "wc",
+    "mount",
+    "top",
+    "dd",
+    "sync",
+]
 
 
 class MissingPart(RuntimeError):
@@ -70,7 +105,7 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.1
         try:
             if predicate():  # type: ignore[operator]
                 return
-        except Exception as exc:  # noqa: BLE001 - report the last failure
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last})")
@@ -125,6 +160,7 @@ class DockerEngine:
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-2000:]

@@ -379,7 +379,7 @@ async def _thread_iter(it: Iterator[T]) -> AsyncIterator[T]:
                 if stop.is_set():
                     break
                 loop.call_soon_threadsafe(aq.put_nowait, item)
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+        except Exception as exc:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(aq.put_nowait, _translate(exc))
             return

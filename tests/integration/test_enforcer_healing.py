@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 
@@ -68,9 +69,10 @@ def test_crash_loop_backs_off_exponentially_while_other_apps_keep_reconciling(
     starts = [
         e["time"]
         for e in _events(enforcer)
-        if e["instance"] == "crashy.c.0" and e["kind"] in ("container.started", "container.restarted")
+        if e["instance"] == "crashy.c.0"
+        and e["kind"] in ("container.started", "container.restarted")
     ]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) >= 3
     # 0 (first restart is immediate), then 0.2s, 0.4s, 0.8s, ... capped at 3s (test config)
     assert gaps[-1] > gaps[1] * 1.5, gaps
@@ -95,10 +97,23 @@ def _events(enforcer: EnforcerProc) -> list[dict[str, object]]:
 def test_a_failing_liveness_probe_restarts_the_container(
     enforcer: EnforcerProc, test_image: str
 ) -> None:
-    probes = {"liveness": {"exec": ["test", "-f", "/tmp/healthy"], "period": "300ms", "failure-threshold": 2}}
+    probes = {
+        "liveness": {
+            "exec": ["test", "-f", "/tmp/healthy"],
+            "period": "300ms",
+            "failure-threshold": 2,
+        }
+    }
     svc = service(
         "p",
-        container("main", test_image, "sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 100000", probes=probes),
+        container(
+            "main",
+            test_image,
+            "sh",
+            "-c",
+            "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 100000",
+            probes=probes,
+        ),
     )
     enforcer.apply(app("live", svc))
     enforcer.wait_ps(lambda p: p.get("live.p.0", {}).get("restarts", 0) >= 1, timeout=15)
@@ -114,7 +129,9 @@ def test_readiness_is_reported_and_startup_holds_liveness(
         "readiness": {"exec": ["test", "-f", "/tmp/ready"], "period": "200ms"},
     }
     script = "sleep 1.5; touch /tmp/up; sleep 1; touch /tmp/ready; sleep 100000"
-    enforcer.apply(app("ready", service("r", container("main", test_image, "sh", "-c", script, probes=probes))))
+    enforcer.apply(
+        app("ready", service("r", container("main", test_image, "sh", "-c", script, probes=probes)))
+    )
     early = enforcer.wait_ps(lambda p: "ready.r.0" in p)["ready.r.0"]
     assert early["ready"] is False
     ps = enforcer.wait_ps(lambda p: p["ready.r.0"]["ready"] is True, timeout=15)
@@ -172,15 +189,16 @@ def test_a_new_version_recreates_only_changed_instances_one_replica_at_a_time(
     enforcer.apply(v1)
     enforcer.wait_running("roll.changing.0", "roll.changing.1", "roll.changing.2", "roll.same.0")
     same_id = docker_client.containers.get("ew.roll.same.0.main").id
-    changing = service(
-        "changing", container("main", test_image, "sleep", "200000"), replicas=3
-    )
+    changing = service("changing", container("main", test_image, "sleep", "200000"), replicas=3)
     v2 = app("roll", changing, sleeper("same", test_image), version="2")
     enforcer.apply(v2)
     enforcer.wait_ps(
         lambda p: all(
             p[f"roll.changing.{i}"]["state"] == "running"
-            and docker_client.containers.get(f"ew.roll.changing.{i}.main").attrs["Config"]["Cmd"][-1] == "200000"
+            and docker_client.containers.get(f"ew.roll.changing.{i}.main").attrs["Config"]["Cmd"][
+                -1
+            ]
+            == "200000"
             for i in range(3)
         ),
         timeout=60,
@@ -191,7 +209,7 @@ def test_a_new_version_recreates_only_changed_instances_one_replica_at_a_time(
     stamps = sorted(e["time"] for e in updates)
     assert len([e for e in updates if "roll.changing" in e["instance"]]) == 3
     # one at a time: never two replicas down together -> recreations are spread out
-    assert all(b - a > 0.05 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    assert all(b - a > 0.05 for a, b in itertools.pairwise(stamps)), stamps
 
 
 def test_removing_an_app_removes_everything_but_persistent_volumes_until_purge(

@@ -47,10 +47,18 @@ def test_applied_app_runs_labelled_sharing_a_namespace_and_reaching_services_by_
     assert len(labels["edgeward.spec-hash"]) >= 16
 
     # the sidecar reaches the web container on localhost: one network namespace
-    code, out = sh(docker_client, "ew.shop.pod.0.side", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080")
+    code, out = sh(
+        docker_client,
+        "ew.shop.pod.0.side",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080",
+    )
     assert code == 0 and "200 OK" in out
     # and another service of the app by its service name
-    code, out = sh(docker_client, "ew.shop.pod.0.side", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 api 9090")
+    code, out = sh(
+        docker_client,
+        "ew.shop.pod.0.side",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 api 9090",
+    )
     assert "200 OK" in out, out
 
 
@@ -68,7 +76,10 @@ def test_config_map_files_appear_with_variables_expanded(
                 "name": "conf",
                 "config-map": {
                     "items": [
-                        {"name": "app.conf", "data": "threshold=${THRESHOLD}\nsite=${SYS_SITE}\ninstance=${SYS_INSTANCE}\n"}
+                        {
+                            "name": "app.conf",
+                            "data": "threshold=${THRESHOLD}\nsite=${SYS_SITE}\ninstance=${SYS_INSTANCE}\n",
+                        }
                     ]
                 },
             }

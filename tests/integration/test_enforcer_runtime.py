@@ -13,7 +13,10 @@ from tests.realparts import DockerEngine
 
 
 def test_docker_engine_restart_is_reported_and_everything_converges_after(
-    enforcer: EnforcerProc, engine: DockerEngine, docker_client: docker.DockerClient, test_image: str
+    enforcer: EnforcerProc,
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    test_image: str,
 ) -> None:
     enforcer.apply(app("durable", sleeper("s", test_image, replicas=2)))
     enforcer.wait_running("durable.s.0", "durable.s.1")
@@ -36,7 +39,9 @@ def test_docker_engine_restart_is_reported_and_everything_converges_after(
     engine.start()
     enforcer.wait_running("durable.s.0", "durable.s.1", timeout=30)
     assert enforcer.cli("status", "--check").returncode == 0
-    names = {c.name for c in docker_client.containers.list(filters={"label": "edgeward.app=durable"})}
+    names = {
+        c.name for c in docker_client.containers.list(filters={"label": "edgeward.app=durable"})
+    }
     assert names == {"ew.durable.s.0.main", "ew.durable.s.1.main"}, enforcer.log_tail(6000)
 
 
@@ -89,7 +94,9 @@ def test_logs_and_events_and_metrics_come_from_the_real_daemon(
 ) -> None:
     from tests.integration.apps import container, service
 
-    talk = service("t", container("main", test_image, "sh", "-c", "echo one; echo two; sleep 100000"))
+    talk = service(
+        "t", container("main", test_image, "sh", "-c", "echo one; echo two; sleep 100000")
+    )
     enforcer.apply(app("talk", talk))
     enforcer.wait_running("talk.t.0")
     deadline = time.monotonic() + 10

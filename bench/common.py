@@ -1,0 +1,467 @@
+"""Shared pieces of the enforcer benchmarks: the real parts, an enforcer subprocess, the engine's
+event stream, statistics and tables.
+
+Every process here is started by us and stopped by the pid we started; the Docker engine is a
+private one from `tests.realparts` (own socket, data root and address pool), never the machine's.
+`Bench` owns all of it and tears it down in reverse order on exit, on errors, on Ctrl-C and on
+SIGTERM/SIGHUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/bench_enforcer.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+import psutil  # noqa: E402
+
+from enforcer.client import Client  # noqa: E402
+from enforcer.firewall import Firewall  # noqa: E402
+from tests.realparts import DockerEngine, Registry, import_image, push, stop_pid  # noqa: E402
+
+API_VERSION = "1.41"
+
+
+# --- statistics and printing ---------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks; nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
+def secs(value: float) -> str:
+    """Seconds for a table cell: ms below 10 s."""
+    if math.isnan(value):
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def ratio(value: float, base: float) -> str:
+    if math.isnan(value) or math.isnan(base) or base <= 0:
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
+    """A plain text table; the first column left-aligned, the others right-aligned."""
+    cells = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ]
+        lines.append(indent + "  ".join(parts).rstrip())
+        if n == 0:
+            lines.append(indent + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def note(text: str) -> None:
+    """Progress on stderr, so that stdout holds the figures only."""
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that every `finally` runs."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise `Terminated` in the main thread while inside."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Cleanup that a second Ctrl-C must not cut short."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+# --- the engine's event stream -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    action: str
+    container: str
+    time_ns: int  # the engine's timeNano (same host clock as time.time_ns())
+    attributes: Mapping[str, str]
+
+
+class EngineEvents:
+    """Container start/die/kill events of one engine, recorded on a thread as they come."""
+
+    def __init__(self, url: str) -> None:
+        self._api = docker.APIClient(base_url=url, version=API_VERSION, timeout=60)
+        self._stream: Any = None
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self.events: list[EngineEvent] = []
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._stream = self._api.events(
+            decode=True, filters={"type": ["container"], "event": ["start", "die", "kill"]}
+        )
+        self._thread = threading.Thread(target=self._pump, name="engine-events", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for raw in self._stream:
+                actor = raw.get("Actor") or {}
+                ev = EngineEvent(
+                    action=str(raw.get("Action") or raw.get("status") or ""),
+                    container=str(actor.get("ID") or raw.get("id") or ""),
+                    time_ns=int(raw.get("timeNano") or 0),
+                    attributes=dict(actor.get("Attributes") or {}),
+                )
+                with self._cond:
+                    self.events.append(ev)
+                    self._cond.notify_all()
+        except Exception as exc:
+            self.error = exc
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(
+        self, match: Callable[[EngineEvent], bool], timeout: float, after_ns: int = 0
+    ) -> EngineEvent | None:
+        """The first recorded event at or after `after_ns` that matches; None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events:
+                    if ev.time_ns >= after_ns and match(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._thread is not None and not self._thread.is_alive()):
+                    return None
+                self._cond.wait(min(left, 0.5))
+
+    def since(self, after_ns: int, match: Callable[[EngineEvent], bool]) -> list[EngineEvent]:
+        with self._cond:
+            return [ev for ev in self.events if ev.time_ns >= after_ns and match(ev)]
+
+    def wait_count(
+        self, after_ns: int, match: Callable[[EngineEvent], bool], count: int, timeout: float
+    ) -> list[EngineEvent]:
+        """First events of `count` distinct containers that match, or fewer on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                firsts: dict[str, EngineEvent] = {}
+                for ev in self.events:
+                    if ev.time_ns >= after_ns and match(ev) and ev.container not in firsts:
+                        firsts[ev.container] = ev
+                left = deadline - time.monotonic()
+                if len(firsts) >= count or left <= 0:
+                    return sorted(firsts.values(), key=lambda e: e.time_ns)
+                self._cond.wait(min(left, 0.5))
+
+    def trim(self) -> None:
+        with self._cond:
+            self.events.clear()
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._api.close()
+
+
+def labelled(key: str, value: str, action: str) -> Callable[[EngineEvent], bool]:
+    return lambda ev: ev.action == action and ev.attributes.get(key) == value
+
+
+# --- an enforcer as a real subprocess ------------------------------------------------------
+
+
+def enforcer_command() -> list[str]:
+    """`edge-enforcer` as this interpreter runs it (`python -m enforcer` where it exists)."""
+    import importlib.util
+
+    if importlib.util.find_spec("enforcer.__main__") is not None:
+        return [sys.executable, "-m", "enforcer"]
+    return [sys.executable, "-c", "from enforcer.cli import main; main()"]
+
+
+@dataclass
+class Enforcer:
+    """`edge-enforcer --config CFG run` on a private engine, state in its own directory."""
+
+    root: Path
+    docker_host: str
+    host_id: str = "bench"
+    log_level: str = "INFO"
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    ready_after: float = 0.0
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "enforcer.toml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / "api.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "enforcer.log"
+
+    def write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(
+            f'state-dir = "{self.state_dir}"\n'
+            f'[docker]\nhost = "{self.docker_host}"\n'
+            f'[api]\nsocket = "{self.socket_path}"\n'
+            f'[host]\nid = "{self.host_id}"\n' + self.extra_config
+        )
+
+    def start(self, timeout: float = 60) -> None:
+        self.write_config()
+        env = dict(os.environ, EDGEWARD_LOG_LEVEL=self.log_level, PYTHONUNBUFFERED="1")
+        env.pop("EDGEWARD_CONFIG", None)
+        with self.log_path.open("ab") as log:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(
+                [*enforcer_command(), "--config", str(self.config_path), "run"],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches us; we stop it in order
+            )
+        client = Client(self.socket_path, timeout=5)
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the enforcer exited ({self.proc.returncode}):\n{tail}")
+            if not self.socket_path.exists():
+                return False
+            try:
+                return bool(client.health().get("healthy"))
+            except Exception:
+                return False
+
+        wait_until(ready, timeout, "the enforcer's API", interval=0.05)
+        self.ready_after = time.monotonic() - self.started_at
+
+    def cli(self, *args: str, timeout: float = 180, check: bool = True) -> float:
+        """Run `edge-enforcer --config CFG ARGS...`; seconds it took."""
+        t0 = time.perf_counter()
+        result = subprocess.run(
+            [*enforcer_command(), "--config", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        took = time.perf_counter() - t0
+        if check and result.returncode != 0:
+            raise RuntimeError(f"edge-enforcer {' '.join(args)}: {result.stderr.strip()}")
+        return took
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*enforcer_command(), "--config", str(self.config_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def process(self) -> psutil.Process:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        stop_pid(self.proc, timeout=20)
+        self.proc = None
+        self._remove_firewall_chains()
+
+    def _remove_firewall_chains(self) -> None:
+        """The daemon leaves its iptables chains hooked on a normal stop (by design: containers
+        keep running); ours are unique to this state directory, so unhook and delete them."""
+        fw = Firewall(f"{self.host_id}:{self.state_dir}")
+        with contextlib.suppress(Exception):
+            asyncio.run(fw.remove())
+
+
+# --- the bench: engine, registry, image, enforcers, all torn down on exit ------------------
+
+
+@dataclass
+class Bench:
+    """A private Docker engine and registry with the busybox test image, present locally."""
+
+    keep: bool = False
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ewb-", dir="/tmp")))
+    engine: DockerEngine | None = None
+    registry: Registry | None = None
+    client: docker.DockerClient | None = None
+    events: EngineEvents | None = None
+    image: str = ""
+    enforcers: list[Enforcer] = field(default_factory=list)
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        assert self.client is not None
+        return self.client
+
+    @property
+    def url(self) -> str:
+        assert self.engine is not None
+        return self.engine.url
+
+    def start(self) -> None:
+        self.registry = Registry(self.root / "r")
+        self.registry.start()
+        self.engine = DockerEngine(self.root / "d")
+        self.engine.start()
+        self.client = docker.DockerClient(
+            base_url=self.engine.url, version=API_VERSION, timeout=120
+        )
+        self.image = import_image(self.client, f"{self.registry.address}/bench/busybox", "1")
+        push(self.client, self.image)  # a normal registry reference, already present locally
+        self.events = EngineEvents(self.engine.url)
+        self.events.start()
+
+    def enforcer(self, name: str, log_level: str = "INFO", extra_config: str = "") -> Enforcer:
+        enf = Enforcer(
+            self.root / name,
+            self.url,
+            host_id=f"bench-{name}",
+            log_level=log_level,
+            extra_config=extra_config,
+        )
+        self.enforcers.append(enf)
+        enf.start()
+        return enf
+
+    def stop_enforcer(self, enf: Enforcer) -> None:
+        enf.stop()
+        with contextlib.suppress(ValueError):
+            self.enforcers.remove(enf)
+
+    def clean_engine(self) -> None:
+        """Remove every container and user network of the private engine."""
+        client = self.docker
+        for c in client.containers.list(all=True):
+            with contextlib.suppress(Exception):
+                c.remove(force=True)
+        for net in client.networks.list():
+            if net.name not in ("bridge", "host", "none"):
+                with contextlib.suppress(Exception):
+                    net.remove()
+
+    def stop(self) -> None:
+        with uninterrupted():
+            for enf in reversed(self.enforcers):
+                with contextlib.suppress(Exception):
+                    enf.stop()
+            self.enforcers.clear()
+            if self.events is not None:
+                with contextlib.suppress(Exception):
+                    self.events.stop()
+            if self.client is not None:
+                with contextlib.suppress(Exception):
+                    self.client.close()
+            if self.engine is not None:
+                with contextlib.suppress(Exception):
+                    self.engine.stop()  # removes its containers, then stops dockerd by pid
+            if self.registry is not None:
+                with contextlib.suppress(Exception):
+                    self.registry.stop()
+            if self.keep:
+                note(f"kept {self.root}")
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Bench:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def machine_line() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, load average {load}"
