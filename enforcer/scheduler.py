@@ -57,6 +57,7 @@ class InstanceDemand:
     resources: Resources
     host: str | None = None  # one-per-matching-host: the only host it may run on
     ordinal: int = 0  # n of a replicated instance
+    host_ports: tuple[str, ...] = ()  # ingress "port/protocol" it publishes on its host
 
     @property
     def order(self) -> tuple[int, str, str, int, str]:
@@ -112,6 +113,7 @@ def demands(
             base = InstanceDemand(
                 "", app.name, service.name, app.tenant, service.priority,
                 service.placement, service.resources,
+                host_ports=tuple(f"{i.host_port}/{i.protocol}" for i in service.network.ingress),
             )  # fmt: skip
             prefix = f"{app.name}.{service.name}."
             if service.mode is Mode.ONE_PER_MATCHING_HOST:
@@ -179,7 +181,7 @@ class _Host:
 
     __slots__ = (
         "cpus", "free_cpus", "free_gpus", "free_memory", "id", "memory", "per_byte", "per_cpu",
-        "placed", "spread",
+        "placed", "ports", "spread",
     )  # fmt: skip
 
     def __init__(self, host: HostState) -> None:
@@ -190,6 +192,7 @@ class _Host:
         self.free_memory = host.memory
         self.free_gpus = host.gpus
         self.placed: dict[str, InstanceDemand] = {}
+        self.ports: dict[str, str] = {}  # published host port -> the instance holding it
         self.spread: dict[tuple[str, str], int] = {}
         # Weights that make "share of CPUs + share of memory" a mean over the known dimensions.
         dims = (self.cpus > 0) + (self.memory > 0)
@@ -204,10 +207,24 @@ class _Host:
         self.spread[key] = self.spread.get(key, 0) + sign
         if sign > 0:
             self.placed[d.instance_id] = d
+            self.ports.update((port, d.instance_id) for port in d.host_ports)
         else:
             del self.placed[d.instance_id]
+            for port in d.host_ports:
+                self.ports.pop(port, None)
+
+    def port_taken(self, d: InstanceDemand) -> str | None:
+        """Why `d` cannot publish its host ports here, or None."""
+        for port in d.host_ports:
+            holder = self.ports.get(port)
+            if holder is not None and holder != d.instance_id:
+                return f"host port {port} is taken by {holder}"
+        return None
 
     def fit(self, d: InstanceDemand, extra: tuple[int, int, int] = (0, 0, 0)) -> str | None:
+        taken = self.port_taken(d) if d.host_ports else None
+        if taken is not None:
+            return taken
         return fit_reason(
             milli(d.resources.cpus), d.resources.memory, d.placement.gpus,
             self.free_cpus + extra[0], self.free_memory + extra[1], self.free_gpus + extra[2],
@@ -315,6 +332,8 @@ class _Run:
             host = self.hosts[i]
             if gpus > host.free_gpus or cpus > host.free_cpus or memory > host.free_memory:
                 continue
+            if d.host_ports and host.port_taken(d) is not None:
+                continue
             spread = host.spread.get(service, 0)
             if best is not None and spread > best[0]:
                 continue
@@ -338,8 +357,8 @@ class _Run:
         static = self.static(d)
         for i in self.scope(d):
             host = self.hosts[i]
-            if static[i] is not None:
-                continue
+            if static[i] is not None or (d.host_ports and host.port_taken(d) is not None):
+                continue  # preemption frees resources, not ports
             victims = _victims(d, host)
             if victims is None:
                 continue

@@ -700,3 +700,27 @@ def test_host_state_comes_from_host_info() -> None:
         frozenset({"serial", "camera"}),
     )
     assert state.label_map == {"system/gpu": "nvidia", "zone": "a"}
+
+
+def test_two_replicas_publishing_the_same_host_port_do_not_share_a_host() -> None:
+    from enforcer.spec.model import Application, Container, Ingress, Network, Service
+
+    web = Service(
+        name="web",
+        containers=(Container(name="main", image="img"),),
+        replicas=2,
+        network=Network(ingress=(Ingress(port=8080, host_port=18080),)),
+    )
+    app = Application(name="shop", version="1", services=(web,))
+    hosts = [
+        HostState(id="a", labels=(), device_labels=frozenset(), gpus=0, cpus=4, memory=8 << 30),
+    ]
+    one = schedule(hosts, [app], {})
+    assert one.assignments == {"shop.web.0": "a"}
+    assert one.pending == {"shop.web.1": ("a: host port 18080/tcp is taken by shop.web.0",)}
+
+    hosts.append(
+        HostState(id="b", labels=(), device_labels=frozenset(), gpus=0, cpus=4, memory=8 << 30)
+    )
+    two = schedule(hosts, [app], one.assignments)
+    assert two.assignments == {"shop.web.0": "a", "shop.web.1": "b"}
