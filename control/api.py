@@ -241,7 +241,8 @@ class ControlAPI:
             "name": site.name, "labels": site.all_labels, "tenants": site.tenants,
             "state": site.state, "revision": site.revision,
             "applied_revision": site.applied_revision, "in_sync": site.in_sync,
-            "connected": site.name in self.service.desired.polling, "last_contact": site.last_contact,
+            "connected": site.name in self.service.desired.polling,
+            "last_contact": site.last_contact,
             "enrolled": site.enrolled, "created": site.created, "status_time": site.status_time,
         }
 

@@ -1,4 +1,4 @@
-"""Control's operations over its store, with the fleet's desired state kept in memory.
+"""Control's operations: checks, the store, and the in-memory fleet (`control.fleet`).
 
 Every change (a push, a deployment, a relabel, a rollout step) recomputes the desired state of
 the sites it may touch; a site whose set of (application, version) changed gets a new revision
@@ -19,7 +19,7 @@ from typing import Any
 
 from control import deployments as dep
 from control.auth import Principal, new_token, token_hash
-from control.desired import DesiredStates
+from control.fleet import DeploymentState, Fleet
 from control.model import (
     SYSTEM_TENANT,
     AppVersion,
@@ -51,13 +51,6 @@ MAX_EVENTS_PER_BATCH = 1000
 
 
 @dataclass
-class _DeploymentState:
-    record: Deployment
-    spec: dep.DeploymentSpec
-    rollout: dep.Rollout | None = None
-
-
-@dataclass
 class Metrics:
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -73,11 +66,12 @@ class ControlService:
         self.url = url
         self.clock = clock
         self.metrics = Metrics()
-        self.sites: dict[str, Site] = {}
-        self.tenants: dict[str, Tenant] = {}
-        self.apps: dict[tuple[str, str], AppVersion] = {}
-        self.deployments: dict[str, _DeploymentState] = {}
-        self.desired = DesiredStates()
+        self.fleet = Fleet()
+        # the fleet's parts, shared (the fleet only ever changes them in place)
+        self.sites = self.fleet.sites
+        self.tenants = self.fleet.tenants
+        self.deployments = self.fleet.deployments
+        self.desired = self.fleet.desired
         self._contacts: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._rollout_wakeup = asyncio.Event()
@@ -86,19 +80,26 @@ class ControlService:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.tenants = {t.name: t for t in await self.store.list_tenants()}
-        self.sites = {s.name: s for s in await self.store.load_sites()}
-        self.apps = {(a.name, a.version): a for a in await self.store.app_versions()}
+        self.tenants.update((t.name, t) for t in await self.store.list_tenants())
+        self.sites.update((s.name, s) for s in await self.store.load_sites())
+        await self._load_apps()
         for record in await self.store.list_deployments():
             spec = dep.parse_deployment(record.document)
             rollout = dep.Rollout.from_json(record.rollout) if record.rollout else None
-            self.deployments[record.name] = _DeploymentState(record, spec, rollout)
+            self.deployments[record.name] = DeploymentState(record, spec, rollout)
         async with self._lock:
             await self._recompute()
         self._tasks = [
             asyncio.create_task(self._flush_contacts_forever(), name="control-contacts"),
             asyncio.create_task(self._rollouts_forever(), name="control-rollouts"),
         ]
+
+    @property
+    def apps(self) -> dict[tuple[str, str], AppVersion]:
+        return self.fleet.apps
+
+    async def _load_apps(self) -> None:
+        self.fleet.apps = {(a.name, a.version): a for a in await self.store.app_versions()}
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -117,26 +118,7 @@ class ControlService:
         tenant = await self.store.token_tenant(token_hash(token))
         if tenant is None:
             raise Unauthorized("the token is not valid")
-        return Principal(tenant, frozenset(self._subtree(tenant)))
-
-    def _subtree(self, root: str) -> set[str]:
-        found = {root}
-        changed = True
-        while changed:
-            changed = False
-            for t in self.tenants.values():
-                if t.parent in found and t.name not in found:
-                    found.add(t.name)
-                    changed = True
-        return found
-
-    def _ancestors(self, tenant: str) -> list[str]:
-        chain = []
-        current: str | None = tenant
-        while current is not None and current in self.tenants:
-            chain.append(current)
-            current = self.tenants[current].parent
-        return chain
+        return Principal(tenant, frozenset(self.fleet.subtree(tenant)))
 
     async def create_tenant(self, who: Principal, name: str, parent: str | None) -> Tenant:
         check_name(name, "tenant")
@@ -287,31 +269,18 @@ class ControlService:
         owner = next((a.tenant for (n, _), a in self.apps.items() if n == name), None)
         if owner is not None and owner not in who.visible:
             raise Conflict(f"application {name} belongs to another tenant")
-        protected = self._protected_versions(name)
+        protected = self.fleet.protected_versions(name)
         async with self._lock:
             created = await self.store.put_app_version(record, VERSIONS_KEPT, protected)
             if not created:
                 return False, self.apps.get((name, version), record)
-            self.apps = {(a.name, a.version): a for a in await self.store.app_versions()}
+            await self._load_apps()
             await self._retarget([d for d in self.deployments.values()
                                   if d.spec.application == name and d.spec.version == dep.LATEST])
         return True, record
 
-    def _protected_versions(self, app: str) -> set[str]:
-        kept: set[str] = set()
-        for d in self.deployments.values():
-            if d.spec.application != app:
-                continue
-            kept.add(d.spec.version)
-            if d.rollout is not None:
-                kept.add(d.rollout.target)
-                kept.update(d.rollout.baseline.values())
-        return kept
-
     def latest_version(self, app: str) -> str | None:
-        versions = sorted((a for (n, _), a in self.apps.items() if n == app),
-                          key=lambda a: a.created)
-        return versions[-1].version if versions else None
+        return self.fleet.latest_version(app)
 
     def list_apps(self, who: Principal) -> list[AppVersion]:
         return sorted((a for a in self.apps.values() if a.tenant in who.visible),
@@ -358,7 +327,7 @@ class ControlService:
             else:
                 record = Deployment(spec.name, who.tenant, canonical, now, now)
                 outcome = "created"
-            state = _DeploymentState(record, spec, existing.rollout if existing else None)
+            state = DeploymentState(record, spec, existing.rollout if existing else None)
             await self.store.put_deployment(record)
             self.deployments[spec.name] = state
             await self._retarget([state], force=True)
@@ -373,80 +342,29 @@ class ControlService:
             del self.deployments[name]
             await self._recompute()
 
-    def deployment(self, who: Principal, name: str) -> _DeploymentState:
+    def deployment(self, who: Principal, name: str) -> DeploymentState:
         state = self.deployments.get(name)
         if state is None or state.record.tenant not in who.visible:
             raise NotFound(f"deployment {name} does not exist")
         return state
 
-    def list_deployments(self, who: Principal) -> list[_DeploymentState]:
+    def list_deployments(self, who: Principal) -> list[DeploymentState]:
         return [d for _, d in sorted(self.deployments.items()) if d.record.tenant in who.visible]
 
-    def deployment_sites(self, state: _DeploymentState) -> list[Site]:
-        """The sites the deployment may place on that match it."""
-        return [s for s in self.sites.values()
-                if self._eligible(s, state.record.tenant) and state.spec.matches(s.all_labels)]
+    def deployment_sites(self, state: DeploymentState) -> list[Site]:
+        return self.fleet.deployment_sites(state)
 
-    def _eligible(self, site: Site, tenant: str) -> bool:
-        if site.revoked:
-            return False
-        if tenant == SYSTEM_TENANT:
-            return True
-        return any(t in site.tenants for t in self._ancestors(tenant) if t != SYSTEM_TENANT)
-
-    async def _retarget(self, states: Iterable[_DeploymentState], force: bool = False) -> None:
-        """Start a rollout where a deployment's resolved version changed, then recompute."""
-        now = self.clock()
-        changed: list[tuple[str, dict[str, Any] | None]] = []
-        for state in states:
-            target = (self.latest_version(state.spec.application)
-                      if state.spec.version == dep.LATEST else state.spec.version)
-            if target is None:
-                continue
-            current = state.rollout
-            if current is not None and current.target == target and not (
-                    force and current.phase in (dep.Phase.PAUSED, dep.Phase.ROLLED_BACK)):
-                continue
-            sites = [s.name for s in self.deployment_sites(state)]
-            rollout = dep.start_rollout(current, target, sites, now)
-            state.rollout = dep.advance(state.spec, rollout, self._views(state), now)
-            state.record.rollout = state.rollout.to_json()
-            changed.append((state.record.name, state.record.rollout))
+    async def _retarget(self, states: Iterable[DeploymentState], force: bool = False) -> None:
+        """Start rollouts where a deployment's resolved version changed, then recompute."""
+        changed = self.fleet.retarget(states, self.clock(), force)
         if changed:
             await self.store.save_rollouts(changed)
         await self._recompute()
         self._rollout_wakeup.set()
 
-    def _views(self, state: _DeploymentState) -> list[dep.SiteView]:
-        app = state.spec.application
-        views = []
-        for site in self.sites.values():
-            # sites that never enrolled get the application when they do; a rollout does
-            # not wait for them
-            if site.enrolled is None or not self._eligible(site, state.record.tenant):
-                continue
-            in_sync = site.in_sync
-            views.append(dep.SiteView(
-                name=site.name, labels=site.all_labels, in_sync=in_sync,
-                ready_since=site.ready.get(app) if in_sync else None,
-                failed=site.failed.get(app, "") if in_sync else ""))
-        return views
-
     async def _advance_rollouts(self) -> None:
-        now = self.clock()
-        changed: list[tuple[str, dict[str, Any] | None]] = []
         async with self._lock:
-            for state in self.deployments.values():
-                if state.rollout is None or state.rollout.phase.finished:
-                    continue
-                rollout = dep.advance(state.spec, state.rollout, self._views(state), now)
-                if rollout != state.rollout:
-                    if rollout.phase is not state.rollout.phase:
-                        log.info("deployment %s: rollout of %s is %s %s", state.record.name,
-                                 rollout.target, rollout.phase.value, rollout.message)
-                    state.rollout = rollout
-                    state.record.rollout = rollout.to_json()
-                    changed.append((state.record.name, state.record.rollout))
+            changed = self.fleet.advance_rollouts(self.clock())
             if changed:
                 await self.store.save_rollouts(changed)
                 await self._recompute()
@@ -464,23 +382,9 @@ class ControlService:
     # --- desired state --------------------------------------------------------------------
 
     async def _recompute(self, names: Iterable[str] | None = None) -> None:
-        """Give every site in `names` (default: all) whose desired state changed a new revision."""
-        placements = [(d.spec, d.rollout, d.record.tenant) for d in self.deployments.values()]
-        tenants = {d.record.tenant for d in self.deployments.values()}
-        changes: list[tuple[str, int, str]] = []
-        for name in (self.sites if names is None else list(names)):
-            site = self.sites[name]
-            eligible = {t: self._eligible(site, t) for t in tenants}
-            placed = dep.applications_for_site(site.all_labels, placements, eligible)
-            digest = hashlib.sha256(canonical_json(
-                [[p.application, p.version, p.tenant, p.deployment] for p in placed]
-            )).hexdigest()
-            self.desired.remember(digest, placed)
-            if digest != site.digest:
-                site.revision += 1
-                site.digest = digest
-                site.ready, site.failed = {}, {}
-                changes.append((name, site.revision, digest))
+        """Give every site in `names` (default: all) whose desired state changed a new revision,
+        and answer its waiting long-poll."""
+        changes = self.fleet.recompute(names)
         if changes:
             await self.store.save_revisions(changes)
             self.metrics.inc("revisions_total", len(changes))
@@ -488,8 +392,7 @@ class ControlService:
                 self.desired.wake(name)
 
     def desired_body(self, site: Site) -> bytes:
-        """The site's desired state: {revision, applications: [{name, version, tenant, spec}]}."""
-        return self.desired.body(site.revision, site.digest, self.apps)
+        return self.fleet.desired_body(site)
 
     async def wait_desired(self, site: Site, revision: int, wait: float) -> bytes | None:
         """The desired state once its revision differs from `revision`; None after `wait`."""
