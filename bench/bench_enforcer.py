@@ -80,7 +80,7 @@ class Options:
     resources: bool = True
     kills: int = 10
     loop_kills: int = 4
-    heal_budget: float = 150.0
+    heal_budget: float = 120.0
     services: int = 20
     runs: int = 3
     levels: tuple[int, ...] = (0, 20, 50)
@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--heal-budget",
         type=float,
         default=None,
-        help="seconds the heal benchmark may take before it stops killing [150]",
+        help="seconds the heal benchmark may take before it stops killing [120]",
     )
     p.add_argument("--services", type=int, default=None, help="services of the app [20]")
     p.add_argument("--runs", type=int, default=None, help="converge runs per side [3]")

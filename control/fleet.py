@@ -133,18 +133,21 @@ class Fleet:
         return changed
 
     def advance_rollouts(self, now: float) -> list[RolloutChange]:
+        """Move every active rollout on; returns those whose phase or sites changed."""
         changed: list[RolloutChange] = []
         for state in self.deployments.values():
             if state.rollout is None or state.rollout.phase.finished:
                 continue
-            rollout = dep.advance(state.spec, state.rollout, self.views(state), now)
-            if rollout != state.rollout:
-                if rollout.phase is not state.rollout.phase:
-                    log.info("deployment %s: rollout of %s is %s %s", state.record.name,
-                             rollout.target, rollout.phase.value, rollout.message)
-                state.rollout = rollout
-                state.record.rollout = rollout.to_json()
-                changed.append((state.record.name, state.record.rollout))
+            previous = state.rollout
+            rollout = dep.advance(state.spec, previous, self.views(state), now)
+            state.rollout = rollout
+            if (rollout.phase, rollout.updated) == (previous.phase, previous.updated):
+                continue  # at most the message changed: nothing to place, nothing to store
+            if rollout.phase is not previous.phase:
+                log.info("deployment %s: rollout of %s is %s %s", state.record.name,
+                         rollout.target, rollout.phase.value, rollout.message)
+            state.record.rollout = rollout.to_json()
+            changed.append((state.record.name, state.record.rollout))
         return changed
 
     # --- desired state --------------------------------------------------------------------

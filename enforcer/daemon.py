@@ -108,10 +108,16 @@ class Daemon:
             from enforcer import enrollment, sync
         except ImportError:
             return
-        if self.config.control.enrollment and enrollment.load_site_identity(self.state_dir) is None:
-            bundle = self.config.control.enrollment
-            if bundle.startswith("@"):
+        bundle = self.config.control.enrollment
+        if bundle.startswith("@"):  # zero-touch: a bundle file that may not be there (yet)
+            try:
                 bundle = Path(bundle[1:]).read_text().strip()
+            except FileNotFoundError:
+                bundle = ""
+            except OSError as exc:
+                log.error("cannot read the enrollment bundle %s: %s", bundle[1:], exc)
+                bundle = ""
+        if bundle and enrollment.load_site_identity(self.state_dir) is None:
             try:
                 await enrollment.enroll(bundle, self.state_dir)
             except Exception as exc:

@@ -28,6 +28,11 @@ for arg in "$@"; do
     esac
 done
 
+# Debian's own tools and interpreters only: never a virtual environment's or pyenv's python.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP VIRTUAL_ENV PYENV_VERSION 2>/dev/null || true
+
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 outdir=${outdir:-$root/dist/deb}
@@ -101,7 +106,7 @@ changes="$work/edgeward_${version}_source.changes"
 
 if [ "$lint" = 1 ]; then
     echo "build-debs.sh: lintian $changes" >&2
-    lintian --info --display-info --fail-on error "$changes"
+    lintian --display-info --fail-on error "$changes"
 fi
 
 for f in "$work"/*.deb "$work"/*.dsc "$work"/*.tar.* "$work"/*.buildinfo "$work"/*.changes; do
