@@ -19,7 +19,7 @@ real subprocess (`python -m enforcer --config CFG run`); all of it is stopped an
 exit, errors, Ctrl-C and SIGTERM.
 
     .venv/bin/python bench/bench_enforcer.py                 # all, about 4-6 minutes
-    .venv/bin/python bench/bench_enforcer.py --quick         # all, small, about 1.5 minutes
+    .venv/bin/python bench/bench_enforcer.py --quick         # all, small, about 2 minutes
     .venv/bin/python bench/bench_enforcer.py --heal --kills 5
     .venv/bin/python bench/bench_enforcer.py --resources --levels 0,20 --idle-seconds 10
 """
@@ -49,6 +49,7 @@ from bench.common import (
     Bench,
     Enforcer,
     EngineEvent,
+    UeventCounter,
     labelled,
     machine_line,
     median,
@@ -91,8 +92,8 @@ class Options:
 
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(
-        description="Edgeward's enforcer against Docker's restart policy and docker-compose.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Edgeward's enforcer against Docker's restart policy and docker-compose; "
+        "with no --heal/--converge/--resources, all three."
     )
     p.add_argument("--heal", action="store_true", help="run the heal benchmark")
     p.add_argument("--converge", action="store_true", help="run the converge benchmark")
@@ -117,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=None,
         help="idle window per level; the default equals the enforcer's resync interval [30]",
     )
-    p.add_argument("--log-level", default="INFO", help="the enforcer's EDGEWARD_LOG_LEVEL")
+    p.add_argument("--log-level", default="INFO", help="the enforcer's EDGEWARD_LOG_LEVEL [INFO]")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
     a = p.parse_args(argv)
     o = Options(log_level=a.log_level, keep=a.keep)
@@ -186,13 +187,22 @@ class HealRun:
             raise RuntimeError(f"no container labelled {t.key}={t.value}")
         return dict(self.bench.docker.api.inspect_container(found[0]["Id"]))
 
+    def running(self, t: Target) -> bool:
+        state = self.container(t)["State"]
+        return isinstance(state, dict) and bool(state.get("Running"))
+
     def crash(self, t: Target, via_api: bool = False, timeout: float = 45.0) -> Heal:
         events = self.bench.events
         assert events is not None
         state = self.container(t)["State"]
         assert isinstance(state, dict)
-        if not state.get("Running"):
-            raise RuntimeError(f"{t.value} is not running before the kill")
+        if not state.get("Running"):  # a previous kill that did not heal in time
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: self.running(t), 40, t.value)
+            state = self.container(t)["State"]
+            assert isinstance(state, dict)
+            if not state.get("Running"):
+                return Heal(time.time_ns())  # not killed: counts as not healed
         kill_ns = time.time_ns()
         if via_api:
             self.bench.docker.api.kill(str(self.container(t)["Id"]))
@@ -270,7 +280,11 @@ def heal_bench(bench: Bench, o: Options) -> None:
         ]
         for side, hs, xs in (("Docker --restart always", d, dt), ("Edgeward", e, et))
     ]
-    say(f"\n  first crash after a stable run, {done} of {o.kills} kills per side (alternating):")
+    stopped = "" if done == o.kills else " (stopped: --heal-budget spent)"
+    say(
+        f"\n  first crash after a stable run, {done} of {o.kills} kills per side "
+        f"(alternating){stopped}:"
+    )
     say(table(["", "kills", "not healed", "median", "p90", "max", "die->start med"], rows))
     m_d, m_e = median(valid(dt)), median(valid(et))
     unhealed = sum(1 for h in e if h.start_ns is None)
@@ -307,7 +321,7 @@ def heal_bench(bench: Bench, o: Options) -> None:
             eh = loop.results["edgeward"][k] if k < len(loop.results["edgeward"]) else None
             dv = dh.total if dh else math.nan
             ev = eh.total if eh else math.nan
-            rows.append([f"kill {k + 1}", secs(dv), secs(ev), ratio(ev, dv)])
+            rows.append([f"kill {k + 1}", loop_cell(dh), loop_cell(eh), ratio(ev, dv)])
         rows.append(
             [
                 "sum",
@@ -317,6 +331,8 @@ def heal_bench(bench: Bench, o: Options) -> None:
             ]
         )
         say(table(["", "Docker", "Edgeward", "ratio"], rows))
+        if any(len(hs) < o.loop_kills for hs in loop.results.values()):
+            say("  (stopped early: --heal-budget spent; '-' is a kill not made)")
 
     api = HealRun(bench, deadline=math.inf)  # one kill each, bounded by its own timeouts
     dh = api.crash(docker_targets[-1], via_api=True, timeout=5)
@@ -331,6 +347,12 @@ def heal_bench(bench: Bench, o: Options) -> None:
     say(f"  (heal benchmark took {time.monotonic() - start:.0f} s)")
     bench.stop_enforcer(enf)
     bench.clean_engine()
+
+
+def loop_cell(h: Heal | None) -> str:
+    if h is None:
+        return "-"
+    return "not healed" if h.start_ns is None else secs(h.total)
 
 
 def describe_heal(h: Heal, waited: float) -> str:
@@ -466,12 +488,13 @@ def converge_bench(bench: Bench, o: Options) -> None:
             fn()
     c, e = results["compose"], results["edgeward"]
     rows = []
-    for what, get in (
-        (f"all {o.services} running", lambda r: r.running),
-        ("command returned", lambda r: r.command),
-        ("teardown (down / rm)", lambda r: r.teardown),
+    for what, attr in (
+        (f"all {o.services} running", "running"),
+        ("command returned", "command"),
+        ("teardown (down / rm)", "teardown"),
     ):
-        mc, me = median([get(r) for r in c]), median([get(r) for r in e])
+        mc = median([float(getattr(r, attr)) for r in c])
+        me = median([float(getattr(r, attr)) for r in e])
         rows.append([what, secs(mc), secs(me), ratio(me, mc)])
     say(f"  median of {o.runs} runs per side (alternating), from the command:")
     say(table(["", "docker-compose up -d", "edge-enforcer apply", "Edgeward/compose"], rows))
@@ -504,6 +527,7 @@ class Usage:
     uss_mb: float
     threads: int
     cpu_pct: float
+    uevents: int | None
 
 
 def cpu_seconds(p: psutil.Process) -> float:
@@ -512,12 +536,13 @@ def cpu_seconds(p: psutil.Process) -> float:
 
 
 def measure_idle(p: psutil.Process, seconds: float, containers: int) -> Usage:
-    c0, w0 = cpu_seconds(p), time.monotonic()
-    rss_max = 0
-    while time.monotonic() - w0 < seconds:
-        rss_max = max(rss_max, p.memory_info().rss)
-        time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - w0))))
-    c1, w1 = cpu_seconds(p), time.monotonic()
+    with UeventCounter() as uevents:
+        c0, w0 = cpu_seconds(p), time.monotonic()
+        rss_max = 0
+        while time.monotonic() - w0 < seconds:
+            rss_max = max(rss_max, p.memory_info().rss)
+            time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - w0))))
+        c1, w1 = cpu_seconds(p), time.monotonic()
     full = p.memory_full_info()
     return Usage(
         containers=containers,
@@ -526,6 +551,7 @@ def measure_idle(p: psutil.Process, seconds: float, containers: int) -> Usage:
         uss_mb=full.uss / 2**20,
         threads=p.num_threads(),
         cpu_pct=100 * (c1 - c0) / (w1 - w0),
+        uevents=uevents.count,
     )
 
 
@@ -560,6 +586,7 @@ def resources_bench(bench: Bench, o: Options) -> None:
             f"{u.cpu_pct:.2f}",
             f"< {CPU_GOAL_PCT:g}  {'ok' if u.cpu_pct < CPU_GOAL_PCT else 'MISSED'}",
             str(u.threads),
+            "-" if u.uevents is None else str(u.uevents),
         ]
         for u in usage
     ]
@@ -574,9 +601,14 @@ def resources_bench(bench: Bench, o: Options) -> None:
                 "idle CPU %core",
                 "goal %",
                 "threads",
+                "host uevents",
             ],
             rows,
         )
+    )
+    say(
+        "  host uevents: kernel device events on this host during the window (veths of any "
+        "container started or stopped here); the enforcer handles every one of them"
     )
     bench.stop_enforcer(enf)
     bench.clean_engine()

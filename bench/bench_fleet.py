@@ -248,14 +248,17 @@ class CountingProxy:
 
 
 class Control:
+    profile: Path | None = None  # --profile-control: run control under cProfile
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
         self.state = root / "control"
         config = root / "control.toml"
         config.write_text(f'listen = "127.0.0.1:{self.port}"\n')
+        prefix = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "control.cli", "--config", str(config), "--state-dir",
+            [sys.executable, *prefix, "-m", "control.cli", "--config", str(config), "--state-dir",
              str(self.state), "serve", "--max-concurrent", "512"],
             stdout=(root / "control.log").open("wb"), stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.proc.pid)
@@ -455,6 +458,7 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
         result["p99"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         result["max"] = latencies[-1]
         result["peak_rss"] = control.rss_mb()
+        result["shed"] = int(_metric(await control.call("GET", "/v1/metrics"), "http_shed_total"))
         for w in pool:
             await w.ask({"cmd": "stop"})
     finally:
@@ -481,6 +485,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
         ("change propagation p50", "-", fmt("p50", "{:.2f} s")),
         ("change propagation p99", "<= 3 s", fmt("p99", "{:.2f} s")),
         ("change propagation max", "-", fmt("max", "{:.2f} s")),
+        ("503 + Retry-After answers", "-", fmt("shed", "{:,}")),
         ("idle poll cycle, TLS bytes", "-", fmt("cycle_tls", "{:.0f} B")),
         ("idle poll cycle + TCP/IP hdrs", "-", fmt("cycle_wire", "{:.0f} B")),
         ("idle site per hour", "-", fmt("hour_wire", "{:.0f} B")),
@@ -517,10 +522,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--changes", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument("--profile-control", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_nofile()
+    Control.profile = args.profile_control
     if args.worker is not None:
         asyncio.run(worker_main(args.worker, "127.0.0.1", args.port))
         return

@@ -1,8 +1,8 @@
 """Control's HTTP API (aiohttp): operators with bearer tokens, sites with mutual TLS.
 
 Errors are ``{"error": {"code": ..., "message": ...}}``; bodies are limited by
-``client_max_size``; past `max_concurrent` requests in progress control answers 503 with
-``Retry-After`` (a waiting long-poll does not hold a slot).
+``client_max_size``; past `max_concurrent` status batches and enrollments in progress control
+answers those with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ DEFAULT_WAIT = 300.0
 MAX_WAIT = 900.0
 WAIT_JITTER = 0.1  # a long-poll ends after wait * (1 - U(0, WAIT_JITTER)) when nothing changes
 DEFAULT_TTL = 24 * 3600.0
-SLOT = "edgeward.slot"
-SITE_PATHS = ("/v1/sync/", "/v1/enrollment")
+# Shed what costs work (status batches, enrollments); a long-poll is parked at once, and turning
+# it away would only delay the site's next change.
+SHED_PATHS = ("/v1/sync/status", "/v1/enrollment")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -115,22 +116,16 @@ class ControlAPI:
     @web.middleware
     async def _shed_load(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         # Only site traffic is shed: operators keep their way in when a fleet storms in.
-        if not request.path.startswith(SITE_PATHS):
+        if not request.path.startswith(SHED_PATHS):
             return await handler(request)
         if self.in_flight >= self.max_concurrent:
             self.service.metrics.inc("http_shed_total")
             retry = str(random.randint(1, 5))
             return _shed(retry)
         self.in_flight += 1
-        request[SLOT] = True
         try:
             return await handler(request)
         finally:
-            self.release(request)
-
-    def release(self, request: web.Request) -> None:
-        if request.get(SLOT):
-            request[SLOT] = False
             self.in_flight -= 1
 
     @staticmethod
@@ -394,7 +389,6 @@ class ControlAPI:
         wait = min(float(_int_query(request, "wait", int(DEFAULT_WAIT), 0, int(MAX_WAIT))),
                    MAX_WAIT)
         wait *= 1.0 - random.uniform(0.0, WAIT_JITTER)
-        self.release(request)  # a waiting long-poll costs no request slot
         body = await self.service.wait_desired(site, revision, wait)
         if body is None:
             self.service.metrics.inc("desired_not_modified_total")

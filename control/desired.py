@@ -1,8 +1,8 @@
 """Per-site desired-state documents and the long-polls waiting for them to change.
 
 Sites with the same set of (application, version) share one serialised application list (keyed
-by its digest); a waiting long-poll is an `asyncio.Event` per site, set when its revision moves,
-so an idle site costs a parked coroutine and nothing else.
+by its digest); a waiting long-poll is a future per site, resolved when its revision moves or
+by a timer, so an idle site costs a parked coroutine and nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from control.model import AppVersion
 class DesiredStates:
     def __init__(self) -> None:
         self.polling: set[str] = set()  # sites with a long-poll waiting now
-        self._waiters: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._placed: dict[str, list[Placed]] = {}
         self._bodies: dict[str, bytes] = {}
 
@@ -42,24 +42,37 @@ class DesiredStates:
         return b'{"revision":%d,"applications":%s}' % (revision, listing)
 
     async def wait(self, site: str, timeout: float) -> bool:
-        """Wait until `wake(site)` or `timeout`; True when woken."""
-        event = self._waiters.get(site)
-        if event is None:
-            event = self._waiters[site] = asyncio.Event()
+        """Wait until `wake(site)` or `timeout`; True when woken.
+
+        A bare future and a timer per waiting site: no task, no event.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._waiters.setdefault(site, []).append(future)
+        timer = loop.call_later(timeout, _resolve, future, False)
         self.polling.add(site)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await future
         finally:
-            self.polling.discard(site)
+            timer.cancel()
+            waiting = self._waiters.get(site)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiters[site]
+            if site not in self._waiters:
+                self.polling.discard(site)
 
     def wake(self, site: str) -> None:
-        event = self._waiters.pop(site, None)
-        if event is not None:
-            event.set()
+        for future in self._waiters.pop(site, ()):
+            _resolve(future, True)
+        self.polling.discard(site)
 
     def wake_all(self) -> None:
         for site in list(self._waiters):
             self.wake(site)
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)

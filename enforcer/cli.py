@@ -463,3 +463,7 @@ def _size(value: Any) -> str:
             amount = value / factor
             return f"{amount:.0f}{unit}" if amount >= 10 else f"{amount:.1f}{unit}"
     return f"{value}B"
+
+
+if __name__ == "__main__":
+    main()

@@ -127,8 +127,9 @@ class DevicesConfig:
 class RestartConfig:
     """``[restart]``: back-off between restarts of a crashed container."""
 
-    initial_delay: float = 1.0
-    """``initial-delay``: seconds before the first restart."""
+    initial_delay: float = 0.2
+    """``initial-delay``: the delay before the second restart of a crash streak (the first is
+    immediate); it doubles with each further crash, like Docker's own 100 ms doubling."""
 
     max_delay: float = 300.0
     """``max-delay``: the delay doubles up to this many seconds."""

@@ -488,6 +488,10 @@ def scan(rules: Sequence[DeviceRule]) -> Inventory:
     return scan_state(rules).inventory
 
 
+# the subsystems of the built-in labels and GPUs: cameras, DRM render nodes, PCI GPUs
+RELEVANT_BUILTIN_SUBSYSTEMS = ("video4linux", "drm", "pci", "nvidia*")
+
+
 class DeviceWatcher:
     """Keeps this host's inventory current and calls `on_change` when it changes.
 
@@ -594,10 +598,20 @@ class DeviceWatcher:
                 return
             if device is None:
                 return
+            if not self._relevant(device.subsystem or ""):
+                continue  # e.g. the veth pair of every container start: no labels come of it
             try:
                 self.handle_event(device.action or "change", properties_of(device))
             except Exception:  # one bad event must not stop the watcher
                 log.exception("applying the udev event for %s failed", device.device_path)
+
+    def _relevant(self, subsystem: str) -> bool:
+        """Whether an event of `subsystem` can change a label or a GPU."""
+        patterns = [dict(rule.match).get("SUBSYSTEM") for rule in self.rules]
+        if any(p is None for p in patterns):
+            return True  # a rule that matches any subsystem
+        wanted = (*RELEVANT_BUILTIN_SUBSYSTEMS, *(p for p in patterns if p is not None))
+        return any(fnmatch.fnmatchcase(subsystem, p) for p in wanted)
 
     def handle_event(self, action: str, properties: Mapping[str, str]) -> None:
         """Apply one udev event; call `on_change` when the inventory changed."""

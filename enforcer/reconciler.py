@@ -206,12 +206,17 @@ class Reconciler:
         """What an instance needs before its containers: network, volumes, directories."""
         if d.network not in self._networks:
             async with self._network_lock:
+                if d.network in self._networks:  # another instance of the app made it
+                    return await self._prepare_rest(d)
                 await self.runtime.ensure_network(
                     d.network,
                     bridge_name(self.ctx.host, d.tenant, d.app),
                     {"edgeward.app": d.app, "edgeward.tenant": d.tenant},
                 )
                 self._networks.add(d.network)
+        await self._prepare_rest(d)
+
+    async def _prepare_rest(self, d: DesiredInstance) -> None:
         labels = {"edgeward.app": d.app, "edgeward.tenant": d.tenant, "edgeward.instance": d.id}
         for vol in d.ephemeral_volumes:
             await self.runtime.ensure_volume(vol, {**labels, "edgeward.ephemeral": "true"})
@@ -239,8 +244,9 @@ class Reconciler:
                     iid = attrs.get("edgeward.instance")
                     action = str(ev.get("Action") or ev.get("status") or "")
                     # a death wakes its worker; any sign of an unknown instance starts one
-                    if iid and (action in ("die", "destroy", "oom") or iid not in self.workers):
-                        self._worker(iid).wake()
+                    died = action in ("die", "destroy", "oom")
+                    if iid and (died or iid not in self.workers):
+                        self._worker(iid).wake(inspect=died)
             except RuntimeUnavailable as exc:
                 self.runtime_down(str(exc))
             except asyncio.CancelledError:

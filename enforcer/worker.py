@@ -66,6 +66,7 @@ class InstanceWorker:
         self.done = False
         self._wake = asyncio.Event()
         self._prefetched: list[ObservedContainer] | None = None
+        self._inspect = False  # the next pass inspects every container (after a death)
         self._rng = random.Random(instance_id)
         self.task: asyncio.Task[None] | None = None
 
@@ -73,8 +74,11 @@ class InstanceWorker:
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop(), name=f"instance:{self.id}")
 
-    def wake(self, observed: list[ObservedContainer] | None = None) -> None:
+    def wake(self, observed: list[ObservedContainer] | None = None, inspect: bool = False) -> None:
+        """Run a pass soon. `inspect`: a container died — Docker's listing may still say
+        running for a few milliseconds after the die event, an inspect does not."""
         self._prefetched = observed
+        self._inspect = self._inspect or inspect
         self._wake.set()
 
     async def _loop(self) -> None:
@@ -114,9 +118,10 @@ class InstanceWorker:
         desired = self.desired
         listed = self._prefetched
         self._prefetched = None
+        force, self._inspect = self._inspect, False
         if listed is None:
             listed = await rt.list_managed(instance=self.id)
-        observed = [await self._observe(c, desired) for c in listed]
+        observed = [await self._observe(c, desired, force) for c in listed]
         images: dict[str, str | None] = {}
         if desired is not None:
             for c in desired.containers:
@@ -140,11 +145,14 @@ class InstanceWorker:
         self._update_state(actions, now)
         return False
 
-    async def _observe(self, c: ObservedContainer, desired: DesiredInstance | None) -> Observed:
+    async def _observe(
+        self, c: ObservedContainer, desired: DesiredInstance | None, force: bool = False
+    ) -> Observed:
         need_details = c.state != "running" or (desired is not None and len(desired.containers) > 1)
         owner = desired is not None and c.container == desired.owner.name
         cached = self.details.get(c.container)
-        fresh = need_details or cached is None or cached.id != c.id or (owner and not cached.ip)
+        stale = cached is None or cached.id != c.id or (owner and not cached.ip)
+        fresh = force or need_details or stale
         if fresh:
             self.details[c.container] = await self.rec.runtime.details(
                 c.id, desired.network if desired is not None and owner else ""
@@ -309,7 +317,7 @@ class InstanceWorker:
             ip=lambda: self._owner_ip(desired),
             run_exec=lambda cmd, timeout: self.rec.runtime.exec(cid, cmd, timeout),
             on_failure=lambda why: self._probe_failed(name, why),
-            on_change=self.rec.status_changed,
+            on_change=self._probe_changed,
         )
         self.probes[name] = (cid, runner)
         runner.start()
@@ -317,6 +325,10 @@ class InstanceWorker:
     def _owner_ip(self, desired: DesiredInstance) -> str:
         det = self.details.get(desired.owner.name)
         return det.ip if det is not None else ""
+
+    def _probe_changed(self) -> None:
+        self.wake()  # a pass recomputes the state (starting -> running)
+        self.rec.status_changed()
 
     def _probe_failed(self, name: str, why: str) -> None:
         self.liveness_failed.add(name)

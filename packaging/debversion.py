@@ -2,8 +2,8 @@
 """Print the Debian version for pyproject.toml's PEP 440 version (used by build-debs.sh).
 
 Pre-releases sort before their release in Debian only with "~": 1.2.0rc1 -> 1.2.0~rc1,
-1.2.0.dev3 -> 1.2.0~~dev3 (before 1.2.0~a1); post-releases and local versions sort after it: 1.2.0.post1 ->
-1.2.0+post1, 1.2.0+g1234 -> 1.2.0+g1234.
+1.2.0.dev3 -> 1.2.0~~dev3 (before 1.2.0~a1); post-releases and local versions sort after
+it: 1.2.0.post1 -> 1.2.0+post1, 1.2.0+g1234 -> 1.2.0+g1234.
 
     python3 packaging/debversion.py [pyproject.toml]
 """

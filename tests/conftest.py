@@ -100,6 +100,7 @@ def enforcer(engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> 
         for app in [a for a in _app_names(proc)]:
             proc.cli("rm", app, "--purge")
     proc.stop()
+    proc.remove_firewall()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,7 +48,7 @@ class EnforcerProc:
             f'[host]\nid = "host-{self.root.name}"\nlabels = {{ {labels} }}\n'
             '[site]\nname = "test-site"\n'
             '[restart]\ninitial-delay = "200ms"\nmax-delay = "3s"\nreset-after = "5s"\n'
-            '[reconcile]\nresync-interval = "2s"\n' + self.extra_config
+            '[reconcile]\nresync-interval = "30s"\n' + self.extra_config
         )
 
     def start(self, timeout: float = 30) -> None:
@@ -82,6 +82,15 @@ class EnforcerProc:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+    def remove_firewall(self) -> None:
+        """Unhook and delete this enforcer's iptables chains (they outlive the daemon)."""
+        import asyncio
+
+        from enforcer.firewall import Firewall
+
+        owner = f"host-{self.root.name}:{self.root / 'state'}"
+        asyncio.run(Firewall(owner).remove())
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""

@@ -24,8 +24,11 @@ SUMMARY = {
 FILES = {
     "edge-enforcer": [
         ("/etc/edgeward/enforcer.toml", "The configuration (TOML); every key has a default."),
-        ("/etc/edgeward/enrollment", "An enrollment bundle, used on first start when the "
-         "configuration says enrollment = \"@/etc/edgeward/enrollment\"."),
+        (
+            "/etc/edgeward/enrollment",
+            "An enrollment bundle, used on first start when the "
+            'configuration says enrollment = "@/etc/edgeward/enrollment".',
+        ),
         ("/var/lib/edgeward/enforcer/", "State: the store, the site identity, the API token."),
         ("/run/edgeward/enforcer.sock", "The local API (mode 0660, group edgeward)."),
     ],
@@ -41,8 +44,11 @@ ENVIRONMENT = {
     ],
     "edge-control": [
         ("EDGEWARD_CONFIG", "The configuration file, as --config."),
-        ("EDGEWARD_URL, EDGEWARD_TOKEN, EDGEWARD_CA", "Control's URL, a bearer token and "
-         "control's CA certificate for the operator commands, as --url, --token and --ca."),
+        (
+            "EDGEWARD_URL, EDGEWARD_TOKEN, EDGEWARD_CA",
+            "Control's URL, a bearer token and "
+            "control's CA certificate for the operator commands, as --url, --token and --ca.",
+        ),
     ],
 }
 SEE_ALSO = {

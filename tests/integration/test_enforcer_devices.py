@@ -35,6 +35,7 @@ def device_enforcer(engine: DockerEngine) -> Iterator[EnforcerProc]:
     for name in ("cam", "disk", "zoned"):
         proc.cli("rm", name)
     proc.stop()
+    proc.remove_firewall()
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -52,7 +53,7 @@ def test_devices_are_discovered_passed_in_and_missing_ones_leave_the_instance_pe
         app("zoned", sleeper("s", test_image, placement={"match-host-labels": "zone = line-2"}))
     )
     enf.wait_running("disk.s.0")
-    code, out = docker_client.containers.get("ew.disk.s.0.main").exec_run(
+    _, out = docker_client.containers.get("ew.disk.s.0.main").exec_run(
         ["stat", "-c", "%F %t:%T", "/dev/loop0"]
     )
     rdev = os.stat("/dev/loop0").st_rdev

@@ -178,7 +178,7 @@ def test_restarting_the_enforcer_restarts_nothing_and_duplicates_nothing(
         assert snapshot() == before  # stopping the enforcer is not stopping the work
         enforcer.start()
         enforcer.wait_running("keep.a.0", "keep.a.1", "keep.b.0")
-        time.sleep(2.5)  # a resync interval
+        time.sleep(1.5)  # the adopting passes of every worker have run
         assert snapshot() == before
 
 

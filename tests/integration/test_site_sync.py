@@ -114,6 +114,7 @@ def test_deploy_by_labels_relabel_moves_it_and_sites_ride_out_a_control_outage(
         for enf in (a, b):
             enf.cli("rm", "shop")
             enf.stop()
+            enf.remove_firewall()
             shutil.rmtree(enf.root, ignore_errors=True)
         for c in client_b.containers.list(all=True, filters={"label": "edgeward.managed=true"}):
             c.remove(force=True)

@@ -100,7 +100,7 @@ def test_a_missing_file_at_the_default_path_gives_every_default() -> None:
     assert config.site.name  # the hostname
     assert config.control.enrollment == ""
     assert config.devices.rules == ()
-    assert (config.restart.initial_delay, config.restart.max_delay) == (1.0, 300.0)
+    assert (config.restart.initial_delay, config.restart.max_delay) == (0.2, 300.0)
     assert config.restart.reset_after == 600.0
     assert config.reconcile.resync_interval == 30.0
     assert config.reconcile.docker_parallelism == 4
