@@ -259,7 +259,7 @@ class Control:
         prefix = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
         self.proc = subprocess.Popen(
             [sys.executable, *prefix, "-m", "control.cli", "--config", str(config), "--state-dir",
-             str(self.state), "serve", "--max-concurrent", "512"],
+             str(self.state), "serve"],
             stdout=(root / "control.log").open("wb"), stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.proc.pid)
         self.url = f"https://127.0.0.1:{self.port}"

@@ -46,7 +46,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class ControlAPI:
-    def __init__(self, service: ControlService, max_concurrent: int = 256) -> None:
+    def __init__(self, service: ControlService, max_concurrent: int = 2048) -> None:
         self.service = service
         self.max_concurrent = max_concurrent
         self.in_flight = 0

@@ -147,8 +147,9 @@ def cli(ctx: click.Context, /, config_path: Path | None, state_dir: Path | None,
 
 
 @cli.command()
-@click.option("--max-concurrent", type=click.IntRange(1), default=256, show_default=True,
-              help="requests in progress before control answers 503 with Retry-After")
+@click.option("--max-concurrent", type=click.IntRange(1), default=2048, show_default=True,
+              help="status batches and enrollments in progress before control answers "
+              "503 with Retry-After")
 @click.pass_context
 def serve(ctx: click.Context, /, max_concurrent: int) -> None:
     """Run the control service."""

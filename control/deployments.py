@@ -36,7 +36,7 @@ __all__ = [
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 LATEST = "latest"
-FAILED_STATES = frozenset({"failed"})
+FAILED_STATES = frozenset({"failed", "image-pull-failed"})  # enforcer instance states
 
 
 class DeploymentError(ValueError):
@@ -379,7 +379,7 @@ def observe_status(
     `previous` are the ready-since times known so far, `versions` the version each application
     should run at the site. An application is ready when it has instances and all are ready
     (and report the expected version where they report one); it keeps its earlier ready-since
-    time while it stays ready. Failed: an instance in a failed state.
+    time while it stays ready. Failed: an instance in a FAILED_STATES state.
     """
     by_app: dict[str, list[Mapping[str, Any]]] = {}
     for instance in instances:

@@ -76,7 +76,7 @@ def open_store(config: ControlConfig) -> Store:
     return SQLiteStore(config.state_dir / DATABASE_FILE)
 
 
-async def serve(config: ControlConfig, max_concurrent: int = 256,
+async def serve(config: ControlConfig, max_concurrent: int = 2048,
                 ready: asyncio.Event | None = None) -> None:
     """Run control until SIGTERM or SIGINT."""
     state_dir = config.state_dir

@@ -386,10 +386,12 @@ class ControlService:
         and answer its waiting long-poll."""
         changes = self.fleet.recompute(names)
         if changes:
-            await self.store.save_revisions(changes)
-            self.metrics.inc("revisions_total", len(changes))
+            # Answer the waiting sites first: should saving fail, the next start recomputes
+            # the same digests and gives them the same revision numbers again.
             for name, _, _ in changes:
                 self.desired.wake(name)
+            self.metrics.inc("revisions_total", len(changes))
+            await self.store.save_revisions(changes)
 
     def desired_body(self, site: Site) -> bytes:
         return self.fleet.desired_body(site)

@@ -145,7 +145,7 @@ class ReconcileConfig:
     resync_interval: float = 30.0
     """``resync-interval``: seconds between full comparisons with Docker, events aside."""
 
-    docker_parallelism: int = 4
+    docker_parallelism: int = 8
     """``docker-parallelism``: Docker calls in flight at once."""
 
 

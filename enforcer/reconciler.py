@@ -57,6 +57,7 @@ class Reconciler:
         self.runtime_ok = True
         self.runtime_error = ""
         self._images: dict[str, str] = {}
+        self._image_locks: dict[str, asyncio.Lock] = {}
         self._pulls: dict[str, asyncio.Future[str]] = {}
         self._update_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._network_lock = asyncio.Lock()
@@ -174,11 +175,16 @@ class Reconciler:
         self._firewall_dirty.set()
 
     async def image_id(self, ref: str) -> str | None:
-        if ref not in self._images:
-            found = await self.runtime.image_id(ref)
-            if found is None:
-                return None
-            self._images[ref] = found
+        """The local image id of `ref` (None: not pulled); one lookup for many instances."""
+        if ref in self._images:
+            return self._images[ref]
+        lock = self._image_locks.setdefault(ref, asyncio.Lock())
+        async with lock:
+            if ref not in self._images:
+                found = await self.runtime.image_id(ref)
+                if found is None:
+                    return None
+                self._images[ref] = found
         return self._images[ref]
 
     async def pull(self, ref: str) -> str:

@@ -59,6 +59,7 @@ class InstanceWorker:
         self.restart: dict[str, restarts.RestartState] = {}
         self.seen_exit: dict[str, str] = {}  # container -> FinishedAt already counted
         self.liveness_failed: set[str] = set()
+        self.start_failures: dict[str, int] = {}
         self.probes: dict[str, tuple[str, ProbeRunner]] = {}  # container -> (docker id, runner)
         self.details: dict[str, ContainerDetails] = {}
         self.pull_state = restarts.RestartState()
@@ -67,6 +68,8 @@ class InstanceWorker:
         self._wake = asyncio.Event()
         self._prefetched: list[ObservedContainer] | None = None
         self._inspect = False  # the next pass inspects every container (after a death)
+        self._listed: list[ObservedContainer] = []  # the last listing, for a death's fast path
+        self._later: list[tuple[str, str, dict[str, object]]] = []  # events after the actions
         self._rng = random.Random(instance_id)
         self.task: asyncio.Task[None] | None = None
 
@@ -119,9 +122,14 @@ class InstanceWorker:
         listed = self._prefetched
         self._prefetched = None
         force, self._inspect = self._inspect, False
-        if listed is None:
-            listed = await rt.list_managed(instance=self.id)
-        observed = [await self._observe(c, desired, force) for c in listed]
+        observed: list[Observed] | None = None
+        if listed is None and force and self._listed:
+            observed = await self._observe_known(desired)  # a death: no listing needed
+        if observed is None:
+            if listed is None:
+                listed = await rt.list_managed(instance=self.id)
+            self._listed = list(listed)
+            observed = [await self._observe(c, desired, force) for c in listed]
         images: dict[str, str | None] = {}
         if desired is not None:
             for c in desired.containers:
@@ -136,9 +144,12 @@ class InstanceWorker:
                 self.id,
                 [(a.op.value, a.container, a.reason) for a in actions],
             )
-        for action in actions:
-            if not await self._do(action, desired, images):
-                return False
+        try:
+            for action in actions:
+                if not await self._do(action, desired, images):
+                    return False
+        finally:
+            await self._flush_events()
         if desired is None:
             await self._cleanup()
             return True
@@ -173,12 +184,13 @@ class InstanceWorker:
                 rng=self._rng,
             )
             self._stop_probe(c.container)
-            await self.rec.event(
-                "container.exited",
-                f"{self.id}/{c.container} exited with code {det.exit_code}"
-                + (" (out of memory)" if det.oom_killed else ""),
-                self,
-                exit_code=det.exit_code,
+            self._later.append(  # recorded after the restart: healing first
+                (
+                    "container.exited",
+                    f"{self.id}/{c.container} exited with code {det.exit_code}"
+                    + (" (out of memory)" if det.oom_killed else ""),
+                    {"exit_code": det.exit_code},
+                )
             )
         st = self.restart.get(c.container)
         return Observed(
@@ -190,6 +202,21 @@ class InstanceWorker:
             started_at=det.started_at,
             restarting_due=st.next_retry if st is not None else None,
         )
+
+    async def _observe_known(self, desired: DesiredInstance | None) -> list[Observed] | None:
+        """Inspect the containers of the last listing directly; None when one is gone."""
+        out = []
+        for c in self._listed:
+            try:
+                out.append(await self._observe(c, desired, force=True))
+            except RuntimeRequestError:
+                return None  # removed meanwhile: take a fresh listing
+        return out
+
+    async def _flush_events(self) -> None:
+        later, self._later = self._later, []
+        for kind, message, fields in later:
+            await self.rec.event(kind, message, self, **fields)
 
     async def _do(
         self, action: Action, desired: DesiredInstance | None, images: dict[str, str | None]
@@ -221,7 +248,11 @@ class InstanceWorker:
                 await rt.stop(action.container_id, cfg.stop_timeout)
                 self.seen_exit.pop(action.container, None)
             self.liveness_failed.discard(action.container)
-            await rt.start(action.container_id)
+            try:
+                await rt.start(action.container_id)
+            except RuntimeRequestError as exc:
+                return await self._unstartable(action, desired, exc)
+            self.start_failures.pop(action.container, None)
             self._count_restart(action.container)
             self._start_probe(desired, action.container, action.container_id)
             await self.rec.after_start(self, desired, action.container)
@@ -232,6 +263,25 @@ class InstanceWorker:
             due = self.restart[action.container].next_retry or time.time()
             self.next_wake = due if self.next_wake is None else min(self.next_wake, due)
         return True
+
+    async def _unstartable(
+        self, action: Action, desired: DesiredInstance, exc: RuntimeRequestError
+    ) -> bool:
+        """A container Docker will not start again is replaced by a new one.
+
+        Seen with Docker 20.10 after an engine restart: "task ... already exists", for ever.
+        Any other refusal gets one more try first."""
+        failures = self.start_failures.get(action.container, 0) + 1
+        self.start_failures[action.container] = failures
+        if "already exists" not in str(exc) and failures < 2:
+            raise exc
+        self.start_failures.pop(action.container, None)
+        await self._remove(action.container, action.container_id, desired)
+        await self.rec.event(
+            "container.replaced", f"{self.id}/{action.container} would not start ({exc})", self
+        )
+        self.wake()  # the next pass creates it anew
+        return False
 
     async def _pull(self, ref: str, images: dict[str, str | None]) -> bool:
         now = time.time()
@@ -267,6 +317,7 @@ class InstanceWorker:
         if not cfg.owner:
             owner = self.details.get(desired.owner.name)
             owner_id = owner.id if owner is not None else None
+        self._listed = []  # the set of containers changes: the next pass lists again
         cid = await self.rec.runtime.create(cfg, images[cfg.image] or "", owner_id)
         await self.rec.runtime.start(cid)
         self.details.pop(name, None)
@@ -278,6 +329,7 @@ class InstanceWorker:
 
     async def _remove(self, name: str, cid: str, desired: DesiredInstance | None) -> None:
         self._stop_probe(name)
+        self._listed = []
         timeout = None  # not desired any more: the stop timeout it was created with
         if desired is not None:
             timeout = next((c.stop_timeout for c in desired.containers if c.name == name), None)

@@ -103,7 +103,7 @@ def test_a_missing_file_at_the_default_path_gives_every_default() -> None:
     assert (config.restart.initial_delay, config.restart.max_delay) == (0.2, 300.0)
     assert config.restart.reset_after == 600.0
     assert config.reconcile.resync_interval == 30.0
-    assert config.reconcile.docker_parallelism == 4
+    assert config.reconcile.docker_parallelism == 8
     assert config.runtime.stop_grace == 10.0
 
 
