@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import signal
@@ -96,6 +97,7 @@ class Daemon:
                 self.records[rec.name] = rec
             except SpecError as exc:
                 log.error("stored application %s no longer validates: %s", rec.name, exc)
+        self._set_site_name(_enrolled_site(self.state_dir) or self.site_name)
         events = await self.store.events_since(0, limit=1)
         self._last_seq = events[0].seq if events else 0
         await self.reconciler.start()
@@ -126,7 +128,9 @@ class Daemon:
         identity = enrollment.load_site_identity(self.state_dir)
         if identity is None:
             return
-        self.site_name = getattr(identity, "site", self.site_name) or self.site_name
+        if identity.site != self.site_name:  # just enrolled: SYS_SITE is the site's name now
+            self._set_site_name(identity.site)
+            await self._reschedule()
         self.sync = sync.SyncClient(
             identity, on_desired=self._control_desired, state_dir=self.state_dir
         )
@@ -134,6 +138,10 @@ class Daemon:
         task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
         self._sync_task = task
         self._status_task = asyncio.create_task(self._status_loop(), name="status-push")
+
+    def _set_site_name(self, name: str) -> None:
+        self.site_name = name
+        self.reconciler.ctx = Context(site=name, host=self.host_id)
 
     async def stop(self) -> None:
         for name in ("_sync_task", "_status_task"):
@@ -396,6 +404,14 @@ class Daemon:
 
     def metrics(self) -> str:
         return render_metrics(self.instances(), self.reconciler.runtime_ok, self.started)
+
+
+def _enrolled_site(state_dir: Path) -> str:
+    """The site name of an enrolled enforcer, read without loading the TLS stack."""
+    try:
+        return str(json.loads((state_dir / "site" / "site.json").read_text())["site"])
+    except (OSError, ValueError, KeyError):
+        return ""
 
 
 def run_daemon(config: EnforcerConfig) -> None:

@@ -23,7 +23,11 @@ fi
 if [ ! -x .venv/bin/edge-enforcer ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: creating the virtual environment in .venv"
   python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[dev]'
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } \
+      >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    echo "setup: installing the Python dependencies failed (log above)" >&2
+    exit 1
+  fi
   touch .venv/.installed
 fi
