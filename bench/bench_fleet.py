@@ -100,8 +100,9 @@ class LightSite:
         while True:
             try:
                 async with handshakes:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                        self.host, self.port, ssl=self.context), 60)
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(self.host, self.port, ssl=self.context), 60
+                    )
                 delay = 1.0
                 while True:
                     path = f"/v1/sync/desired?revision={self.revision}&wait={POLL_WAIT}"
@@ -112,8 +113,14 @@ class LightSite:
                         await self._push(reader, writer)
                     elif status != 304:
                         await asyncio.sleep(2)
-            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError,
-                    ValueError, asyncio.LimitOverrunError):
+            except (
+                OSError,
+                ssl.SSLError,
+                asyncio.IncompleteReadError,
+                TimeoutError,
+                ValueError,
+                asyncio.LimitOverrunError,
+            ):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
 
@@ -126,9 +133,20 @@ class LightSite:
 
     async def _push(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.seq += 1
-        status = {"revision": self.revision, "instances": [
-            {"id": "fleet.main.0", "app": "fleet", "service": "main", "host": "h",
-             "state": "running", "ready": True, "restarts": 0}]}
+        status = {
+            "revision": self.revision,
+            "instances": [
+                {
+                    "id": "fleet.main.0",
+                    "app": "fleet",
+                    "service": "main",
+                    "host": "h",
+                    "state": "running",
+                    "ready": True,
+                    "restarts": 0,
+                }
+            ],
+        }
         body = json.dumps({"seq": self.seq, "status": status, "events": []}).encode()
         writer.write(self._request("POST", "/v1/sync/status", body))
         code, answer = await self._response(reader)
@@ -159,8 +177,9 @@ async def worker_main(root: Path, host: str, port: int) -> None:
             limit = asyncio.Semaphore(command["concurrency"])
             errors: list[str] = []
 
-            async def one(bundle: str, limit: asyncio.Semaphore = limit,
-                          errors: list[str] = errors) -> None:
+            async def one(
+                bundle: str, limit: asyncio.Semaphore = limit, errors: list[str] = errors
+            ) -> None:
                 async with limit:
                     name = json.loads(_b64(bundle))["site"]
                     try:
@@ -170,8 +189,9 @@ async def worker_main(root: Path, host: str, port: int) -> None:
 
             started = time.monotonic()
             await asyncio.gather(*(one(b) for b in command["bundles"]))
-            reply({"seconds": time.monotonic() - started, "errors": errors[:5],
-                   "failed": len(errors)})
+            reply(
+                {"seconds": time.monotonic() - started, "errors": errors[:5], "failed": len(errors)}
+            )
         elif command["cmd"] == "sync":
             for name in command["sites"]:
                 identity = load_site_identity(root / name)
@@ -258,9 +278,20 @@ class Control:
         config.write_text(f'listen = "127.0.0.1:{self.port}"\n')
         prefix = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, *prefix, "-m", "control.cli", "--config", str(config), "--state-dir",
-             str(self.state), "serve"],
-            stdout=(root / "control.log").open("wb"), stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                *prefix,
+                "-m",
+                "control.cli",
+                "--config",
+                str(config),
+                "--state-dir",
+                str(self.state),
+                "serve",
+            ],
+            stdout=(root / "control.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         self.ps = psutil.Process(self.proc.pid)
         self.url = f"https://127.0.0.1:{self.port}"
 
@@ -278,15 +309,20 @@ class Control:
     def session(self) -> aiohttp.ClientSession:
         context = ssl.create_default_context(cafile=str(self.state / "ca.pem"))
         token = (self.state / "admin-token").read_text().strip()
-        return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"},
-                                     connector=aiohttp.TCPConnector(ssl=context, limit=64))
+        return aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {token}"},
+            connector=aiohttp.TCPConnector(ssl=context, limit=64),
+        )
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         async with self.session() as s, s.request(method, self.url + path, json=body) as r:
             if r.status >= 400:
                 raise RuntimeError(await r.text())
-            return await r.json(content_type=None) if r.content_type.endswith("json") \
+            return (
+                await r.json(content_type=None)
+                if r.content_type.endswith("json")
                 else await r.text()
+            )
 
     def cpu(self) -> float:
         t = self.ps.cpu_times()
@@ -304,8 +340,13 @@ class Control:
 
 
 def app_doc(version: str) -> dict[str, Any]:
-    return {"name": "fleet", "version": version, "services": [
-        {"name": "main", "containers": [{"name": "main", "image": f"busybox:{version}"}]}]}
+    return {
+        "name": "fleet",
+        "version": version,
+        "services": [
+            {"name": "main", "containers": [{"name": "main", "image": f"busybox:{version}"}]}
+        ],
+    }
 
 
 async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
@@ -314,15 +355,18 @@ async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
     identity = await enroll(answer["bundle"], root / "bytes-probe")
     proxy = CountingProxy(control.port)
     await proxy.start()
-    probe = SiteIdentity(identity.site, f"https://127.0.0.1:{proxy.port}",
-                         identity.ca_fingerprint, identity.directory)
+    probe = SiteIdentity(
+        identity.site,
+        f"https://127.0.0.1:{proxy.port}",
+        identity.ca_fingerprint,
+        identity.directory,
+    )
     received = asyncio.Event()
 
     async def on_desired(revision: int, apps: list[dict[str, Any]]) -> None:
         received.set()
 
-    client = SyncClient(probe, on_desired=on_desired, state_dir=root / "bytes-probe",
-                        poll_wait=1.0)
+    client = SyncClient(probe, on_desired=on_desired, state_dir=root / "bytes-probe", poll_wait=1.0)
     task = asyncio.create_task(client.run())
     await received.wait()
     await asyncio.sleep(2.0)  # handshake, first answer and first status push are behind us
@@ -331,7 +375,8 @@ async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
     await asyncio.sleep(12.0)
     metrics_after = await control.call("GET", "/v1/metrics")
     cycles = _metric(metrics_after, "desired_not_modified_total") - _metric(
-        metrics_before, "desired_not_modified_total")
+        metrics_before, "desired_not_modified_total"
+    )
     per_cycle = (proxy.up - up0 + proxy.down - down0) / max(cycles, 1)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -339,9 +384,12 @@ async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
     proxy.close()
     cycles_per_hour = 3600 / (POLL_WAIT * (1 - WAIT_JITTER / 2))
     with_headers = per_cycle + SEGMENTS_PER_CYCLE * TCP_IP_HEADERS
-    return {"cycle_tls": per_cycle, "cycle_wire": with_headers,
-            "hour_wire": with_headers * cycles_per_hour,
-            "month_mb": with_headers * cycles_per_hour * 24 * 30 / 1e6}
+    return {
+        "cycle_tls": per_cycle,
+        "cycle_wire": with_headers,
+        "hour_wire": with_headers * cycles_per_hour,
+        "month_mb": with_headers * cycles_per_hour * 24 * 30 / 1e6,
+    }
 
 
 def _metric(text: str, name: str) -> float:
@@ -358,8 +406,16 @@ class Worker:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--worker", str(self.root), "--port", str(self.port),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26)
+            sys.executable,
+            __file__,
+            "--worker",
+            str(self.root),
+            "--port",
+            str(self.port),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**26,
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -384,17 +440,26 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
     try:
         await control.wait_ready()
         await control.call("PUT", "/v1/applications/fleet/versions/1", app_doc("1"))
-        await control.call("PUT", "/v1/deployments/fleet", {
-            "name": "fleet", "application": "fleet", "version": "latest",
-            "placement": {"all-sites": True}})
+        await control.call(
+            "PUT",
+            "/v1/deployments/fleet",
+            {
+                "name": "fleet",
+                "application": "fleet",
+                "version": "latest",
+                "placement": {"all-sites": True},
+            },
+        )
         names = [f"site-{i:05d}" for i in range(n)]
         started = time.monotonic()
         async with control.session() as s:
             limit = asyncio.Semaphore(32)
 
             async def issue(name: str) -> str:
-                async with limit, s.post(control.url + "/v1/enrollment/tokens",
-                                         json={"site": name}) as r:
+                async with (
+                    limit,
+                    s.post(control.url + "/v1/enrollment/tokens", json={"site": name}) as r,
+                ):
                     return str((await r.json())["bundle"])
 
             bundles = await asyncio.gather(*(issue(name) for name in names))
@@ -407,9 +472,12 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
         slices = [bundles[i::workers] for i in range(workers)]
         cpu0 = control.cpu()
         started = time.monotonic()
-        answers = await asyncio.gather(*(w.ask({"cmd": "enroll", "bundles": b,
-                                                "concurrency": 32})
-                                         for w, b in zip(pool, slices, strict=True)))
+        answers = await asyncio.gather(
+            *(
+                w.ask({"cmd": "enroll", "bundles": b, "concurrency": 32})
+                for w, b in zip(pool, slices, strict=True)
+            )
+        )
         elapsed = time.monotonic() - started
         failed = sum(a["failed"] for a in answers)
         if failed:
@@ -423,15 +491,19 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
 
         started = time.monotonic()
         name_slices = [names[i::workers] for i in range(workers)]
-        await asyncio.gather(*(w.ask({"cmd": "sync", "sites": ns})
-                               for w, ns in zip(pool, name_slices, strict=True)))
+        await asyncio.gather(
+            *(w.ask({"cmd": "sync", "sites": ns}) for w, ns in zip(pool, name_slices, strict=True))
+        )
         result["connect_seconds"] = time.monotonic() - started
         metrics = await control.call("GET", "/v1/metrics")
         await asyncio.sleep(3)
         metrics = await control.call("GET", "/v1/metrics")
         result["polling"] = int(_metric(metrics, "sites_polling"))
-        print(f"[{n}] all sites connected in {result['connect_seconds']:.1f}s, "
-              f"{result['polling']} long-polls waiting", flush=True)
+        print(
+            f"[{n}] all sites connected in {result['connect_seconds']:.1f}s, "
+            f"{result['polling']} long-polls waiting",
+            flush=True,
+        )
 
         cpu0, t0 = control.cpu(), time.monotonic()
         await asyncio.sleep(20)
@@ -443,14 +515,20 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
         for k in range(changes):
             version = str(k + 2)
             t0 = time.time()
-            expect = [asyncio.create_task(w.ask({"cmd": "expect", "version": version, "t0": t0}))
-                      for w in pool]
-            await control.call("PUT", f"/v1/applications/fleet/versions/{version}",
-                               app_doc(version))
+            expect = [
+                asyncio.create_task(w.ask({"cmd": "expect", "version": version, "t0": t0}))
+                for w in pool
+            ]
+            await control.call(
+                "PUT", f"/v1/applications/fleet/versions/{version}", app_doc(version)
+            )
             for a in await asyncio.gather(*expect):
                 latencies.extend(a["latencies"])
-            print(f"[{n}] change {k + 1}: every site had version {version} after "
-                  f"{max(latencies[-n:]):.2f}s", flush=True)
+            print(
+                f"[{n}] change {k + 1}: every site had version {version} after "
+                f"{max(latencies[-n:]):.2f}s",
+                flush=True,
+            )
             await asyncio.sleep(3)
         result["propagation_cpu_s"] = (control.cpu() - cpu0) / changes
         latencies.sort()
@@ -477,9 +555,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
     rows: list[tuple[str, str, list[str]]] = [
         ("sites waiting on one control", "10,000", [f"{r.get('polling', 0):,}" for r in results]),
         ("enrollment rate (sites/s)", ">= 33.3/s", fmt("enroll_rate", "{:.1f}/s")),
-        ("10,000 enrollments take", "< 300 s",
-         [f"{10000 / r['enroll_rate']:.0f} s" if r.get("enroll_rate") else "-"
-          for r in results]),
+        (
+            "10,000 enrollments take",
+            "< 300 s",
+            [f"{10000 / r['enroll_rate']:.0f} s" if r.get("enroll_rate") else "-" for r in results],
+        ),
         ("bundle issue rate (operator)", "-", fmt("issue_rate", "{:.0f}/s")),
         ("all sites connected after", "-", fmt("connect_seconds", "{:.1f} s")),
         ("change propagation p50", "-", fmt("p50", "{:.2f} s")),
@@ -489,8 +569,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
         ("idle poll cycle, TLS bytes", "-", fmt("cycle_tls", "{:.0f} B")),
         ("idle poll cycle + TCP/IP hdrs", "-", fmt("cycle_wire", "{:.0f} B")),
         ("idle site per hour", "-", fmt("hour_wire", "{:.0f} B")),
-        ("idle site per month", f"< 5 MB (balena ~{BALENA_MB_MONTH:.0f} MB)",
-         fmt("month_mb", "{:.2f} MB")),
+        (
+            "idle site per month",
+            f"< 5 MB (balena ~{BALENA_MB_MONTH:.0f} MB)",
+            fmt("month_mb", "{:.2f} MB"),
+        ),
         ("control RSS, after enrollment", "-", fmt("enrolled_rss", "{:.0f} MiB")),
         ("control RSS, all sites waiting", "-", fmt("idle_rss", "{:.0f} MiB")),
         ("control RSS, after changes", "-", fmt("peak_rss", "{:.0f} MiB")),
@@ -504,9 +587,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print()
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"\nlong-poll wait {POLL_WAIT} s (control ends quiet polls up to {WAIT_JITTER:.0%} "
-          f"early); per-cycle TCP/IP overhead estimated as {SEGMENTS_PER_CYCLE} segments x "
-          f"{TCP_IP_HEADERS} B; {os.cpu_count()} CPUs shared by control and the fleet workers")
+    print(
+        f"\nlong-poll wait {POLL_WAIT} s (control ends quiet polls up to {WAIT_JITTER:.0%} "
+        f"early); per-cycle TCP/IP overhead estimated as {SEGMENTS_PER_CYCLE} segments x "
+        f"{TCP_IP_HEADERS} B; {os.cpu_count()} CPUs shared by control and the fleet workers"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -41,8 +41,11 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
 
 
 class ControlAPI:
@@ -52,8 +55,7 @@ class ControlAPI:
         self.in_flight = 0
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY,
-                              middlewares=[self._errors, self._shed_load])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._shed_load])
         app.on_response_prepare.append(self._server_header)
         r = app.router
         r.add_get("/v1/health", self.health)
@@ -98,8 +100,9 @@ class ControlAPI:
         except web.HTTPException as e:
             if e.status < 400:
                 raise
-            code = {404: "not-found", 405: "method-not-allowed",
-                    413: "too-large"}.get(e.status, "http-error")
+            code = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+                e.status, "http-error"
+            )
             message = e.text or e.reason
             if e.status == 413:
                 message = f"the request body is larger than {MAX_BODY} bytes"
@@ -165,8 +168,9 @@ class ControlAPI:
         lines = []
         gauges = {
             "edgeward_control_sites": len(s.sites),
-            "edgeward_control_sites_enrolled": sum(1 for x in s.sites.values()
-                                                   if x.state == "enrolled"),
+            "edgeward_control_sites_enrolled": sum(
+                1 for x in s.sites.values() if x.state == "enrolled"
+            ),
             "edgeward_control_sites_polling": len(s.desired.polling),
             "edgeward_control_deployments": len(s.deployments),
             "edgeward_control_application_versions": len(s.apps),
@@ -177,12 +181,14 @@ class ControlAPI:
         for name, value in sorted(s.metrics.counters.items()):
             metric = f"edgeward_control_{name}"
             lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
-        return web.Response(text="\n".join(lines) + "\n",
-                            content_type="text/plain", charset="utf-8")
+        return web.Response(
+            text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8"
+        )
 
     async def ca(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.service.authority.ca_pem,
-                            content_type="application/x-pem-file")
+        return web.Response(
+            body=self.service.authority.ca_pem, content_type="application/x-pem-file"
+        )
 
     async def enroll(self, request: web.Request) -> web.Response:
         body = await self._object(request)
@@ -191,8 +197,14 @@ class ControlAPI:
             raise Invalid("enrollment needs site, secret and csr")
         assert isinstance(site, str) and isinstance(secret, str) and isinstance(csr, str)
         cert = await self.service.enroll(site, secret, csr)
-        return _json({"site": site, "certificate": cert.decode(),
-                      "ca": self.service.authority.ca_pem.decode()}, 201)
+        return _json(
+            {
+                "site": site,
+                "certificate": cert.decode(),
+                "ca": self.service.authority.ca_pem.decode(),
+            },
+            201,
+        )
 
     # --- operators ------------------------------------------------------------------------
 
@@ -200,29 +212,38 @@ class ControlAPI:
         who = await self._principal(request)
         body = await self._object(request)
         labels = body.get("labels")
-        if labels is not None and not (isinstance(labels, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        if labels is not None and not (
+            isinstance(labels, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+        ):
             raise Invalid("labels must map strings to strings")
         ttl = body.get("ttl", DEFAULT_TTL)
         if isinstance(ttl, bool) or not isinstance(ttl, int | float):
             raise Invalid("ttl must be a number of seconds")
-        bundle, expires = await self.service.site_token(who, str(body.get("site", "")),
-                                                        labels, float(ttl))
+        bundle, expires = await self.service.site_token(
+            who, str(body.get("site", "")), labels, float(ttl)
+        )
         return _json({"site": body["site"], "bundle": bundle, "expires": expires}, 201)
 
     async def list_tenants(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
-        return _json({"tenants": [{"name": t.name, "parent": t.parent, "created": t.created}
-                                  for t in self.service.list_tenants(who)]})
+        return _json(
+            {
+                "tenants": [
+                    {"name": t.name, "parent": t.parent, "created": t.created}
+                    for t in self.service.list_tenants(who)
+                ]
+            }
+        )
 
     async def create_tenant(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
         body = await self._object(request)
         parent = body.get("parent")
-        tenant = await self.service.create_tenant(who, str(body.get("name", "")),
-                                                  str(parent) if parent else None)
-        return _json({"name": tenant.name, "parent": tenant.parent, "created": tenant.created},
-                     201)
+        tenant = await self.service.create_tenant(
+            who, str(body.get("name", "")), str(parent) if parent else None
+        )
+        return _json({"name": tenant.name, "parent": tenant.parent, "created": tenant.created}, 201)
 
     async def create_token(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
@@ -233,12 +254,18 @@ class ControlAPI:
 
     def site_view(self, site: Site) -> dict[str, Any]:
         return {
-            "name": site.name, "labels": site.all_labels, "tenants": site.tenants,
-            "state": site.state, "revision": site.revision,
-            "applied_revision": site.applied_revision, "in_sync": site.in_sync,
+            "name": site.name,
+            "labels": site.all_labels,
+            "tenants": site.tenants,
+            "state": site.state,
+            "revision": site.revision,
+            "applied_revision": site.applied_revision,
+            "in_sync": site.in_sync,
             "connected": site.name in self.service.desired.polling,
             "last_contact": site.last_contact,
-            "enrolled": site.enrolled, "created": site.created, "status_time": site.status_time,
+            "enrolled": site.enrolled,
+            "created": site.created,
+            "status_time": site.status_time,
         }
 
     async def list_sites(self, request: web.Request) -> web.Response:
@@ -257,8 +284,11 @@ class ControlAPI:
         who = await self._principal(request)
         body = await self._object(request)
         labels = body.get("labels", {})
-        if set(body) - {"labels"} or not isinstance(labels, dict) or not all(
-                isinstance(v, str | None) for v in labels.values()):
+        if (
+            set(body) - {"labels"}
+            or not isinstance(labels, dict)
+            or not all(isinstance(v, str | None) for v in labels.values())
+        ):
             raise Invalid('send {"labels": {"key": "value" or null}}')
         site = await self.service.label_site(who, request.match_info["name"], labels)
         return _json(self.site_view(site))
@@ -266,8 +296,9 @@ class ControlAPI:
     async def assign_site(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
         body = await self._object(request)
-        site = await self.service.assign_site(who, request.match_info["name"],
-                                              str(body.get("tenant", "")))
+        site = await self.service.assign_site(
+            who, request.match_info["name"], str(body.get("tenant", ""))
+        )
         return _json(self.site_view(site))
 
     async def revoke_site(self, request: web.Request) -> web.Response:
@@ -297,32 +328,59 @@ class ControlAPI:
         versions = [a for a in self.service.list_apps(who) if a.name == name]
         if not versions:
             raise NotFound(f"application {name} does not exist")
-        return _json({"name": name, "tenant": versions[0].tenant,
-                      "latest": versions[-1].version,
-                      "versions": [{"version": a.version, "created": a.created,
-                                    "digest": a.digest} for a in versions],
-                      "spec": versions[-1].document})
+        return _json(
+            {
+                "name": name,
+                "tenant": versions[0].tenant,
+                "latest": versions[-1].version,
+                "versions": [
+                    {"version": a.version, "created": a.created, "digest": a.digest}
+                    for a in versions
+                ],
+                "spec": versions[-1].document,
+            }
+        )
 
     async def get_app_version(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
-        app = self.service.app_version(who, request.match_info["name"],
-                                       request.match_info["version"])
-        return _json({"name": app.name, "version": app.version, "tenant": app.tenant,
-                      "created": app.created, "digest": app.digest, "spec": app.document})
+        app = self.service.app_version(
+            who, request.match_info["name"], request.match_info["version"]
+        )
+        return _json(
+            {
+                "name": app.name,
+                "version": app.version,
+                "tenant": app.tenant,
+                "created": app.created,
+                "digest": app.digest,
+                "spec": app.document,
+            }
+        )
 
     async def put_app_version(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
         body = await self._body(request)
-        created, app = await self.service.push_app(who, request.match_info["name"],
-                                                   request.match_info["version"], body)
-        return _json({"name": app.name, "version": app.version, "tenant": app.tenant,
-                      "digest": app.digest, "created": created}, 201 if created else 200)
+        created, app = await self.service.push_app(
+            who, request.match_info["name"], request.match_info["version"], body
+        )
+        return _json(
+            {
+                "name": app.name,
+                "version": app.version,
+                "tenant": app.tenant,
+                "digest": app.digest,
+                "created": created,
+            },
+            201 if created else 200,
+        )
 
     def deployment_view(self, state: Any) -> dict[str, Any]:
         rollout: dep.Rollout | None = state.rollout
         return {
-            "name": state.record.name, "tenant": state.record.tenant,
-            "spec": state.record.document, "created": state.record.created,
+            "name": state.record.name,
+            "tenant": state.record.tenant,
+            "spec": state.record.document,
+            "created": state.record.created,
             "updated": state.record.updated,
             "target": rollout.target if rollout else None,
             "phase": rollout.phase.value if rollout else "waiting",
@@ -331,20 +389,23 @@ class ControlAPI:
 
     async def list_deployments(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
-        return _json({"deployments": [self.deployment_view(d)
-                                      for d in self.service.list_deployments(who)]})
+        return _json(
+            {"deployments": [self.deployment_view(d) for d in self.service.list_deployments(who)]}
+        )
 
     async def get_deployment(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
-        return _json(self.deployment_view(self.service.deployment(who,
-                                                                  request.match_info["name"])))
+        return _json(self.deployment_view(self.service.deployment(who, request.match_info["name"])))
 
     async def put_deployment(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
         body = await self._object(request)
         if body.get("name") != request.match_info["name"]:
-            raise Invalid(f"the spec names deployment {body.get('name')!r}, the URL "
-                          f"{request.match_info['name']!r}", [("name", "differs from the URL")])
+            raise Invalid(
+                f"the spec names deployment {body.get('name')!r}, the URL "
+                f"{request.match_info['name']!r}",
+                [("name", "differs from the URL")],
+            )
         outcome, _ = await self.service.put_deployment(who, body)
         view = self.deployment_view(self.service.deployments[request.match_info["name"]])
         view["outcome"] = outcome
@@ -362,16 +423,24 @@ class ControlAPI:
         sites = []
         for site in sorted(self.service.deployment_sites(state), key=lambda s: s.name):
             version = state.rollout.version_for(site.name) if state.rollout else None
-            instances = [i for i in (site.status or {}).get("instances", [])
-                         if isinstance(i, dict) and i.get("app") == app]
-            sites.append({
-                "site": site.name, "version": version, "in_sync": site.in_sync,
-                "instances": len(instances),
-                "running": sum(1 for i in instances if i.get("state") == "running"),
-                "ready": sum(1 for i in instances if i.get("ready")),
-                "connected": site.name in self.service.desired.polling,
-                "last_contact": site.last_contact, "failed": site.failed.get(app, ""),
-            })
+            instances = [
+                i
+                for i in (site.status or {}).get("instances", [])
+                if isinstance(i, dict) and i.get("app") == app
+            ]
+            sites.append(
+                {
+                    "site": site.name,
+                    "version": version,
+                    "in_sync": site.in_sync,
+                    "instances": len(instances),
+                    "running": sum(1 for i in instances if i.get("state") == "running"),
+                    "ready": sum(1 for i in instances if i.get("ready")),
+                    "connected": site.name in self.service.desired.polling,
+                    "last_contact": site.last_contact,
+                    "failed": site.failed.get(app, ""),
+                }
+            )
         view = self.deployment_view(state)
         view["sites"] = sites
         return _json(view)
@@ -386,8 +455,9 @@ class ControlAPI:
     async def sync_desired(self, request: web.Request) -> web.StreamResponse:
         site = self._site(request)
         revision = _int_query(request, "revision", 0, 0, 2**62)
-        wait = min(float(_int_query(request, "wait", int(DEFAULT_WAIT), 0, int(MAX_WAIT))),
-                   MAX_WAIT)
+        wait = min(
+            float(_int_query(request, "wait", int(DEFAULT_WAIT), 0, int(MAX_WAIT))), MAX_WAIT
+        )
         wait *= 1.0 - random.uniform(0.0, WAIT_JITTER)
         body = await self.service.wait_desired(site, revision, wait)
         if body is None:
@@ -399,8 +469,9 @@ class ControlAPI:
     async def sync_status(self, request: web.Request) -> web.Response:
         site = self._site(request)
         body = await self._object(request)
-        result = await self.service.push_status(site, body.get("seq"), body.get("status"),
-                                                body.get("events", []))
+        result = await self.service.push_status(
+            site, body.get("seq"), body.get("status"), body.get("events", [])
+        )
         if result.applied:
             return _json({"seq": result.last_seq, "applied": True})
         return _json({"seq": result.last_seq, "duplicate": True})

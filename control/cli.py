@@ -8,148 +8,65 @@ Errors are one line on stderr and exit status 1.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import yaml
 
-from control.client import ApiError, Connection, ControlClient, quote
-from control.config import ConfigError, ControlConfig, load_config
+from control.cli_support import (
+    Context,
+    ago,
+    call,
+    connection_options,
+    echo_json,
+    output_option,
+    read_document,
+    table,
+)
+from control.client import quote
+from control.config import ControlConfig
 from enforcer.labels import LabelSyntaxError, parse_labels
 from enforcer.units import parse_duration
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Context:
-    def __init__(self, config_path: Path | None, state_dir: Path | None) -> None:
-        self.config_path = config_path
-        self.state_dir_override = state_dir
-        self._config: ControlConfig | None = None
-
-    @property
-    def config(self) -> ControlConfig:
-        if self._config is None:
-            try:
-                config = load_config(self.config_path)
-            except ConfigError as e:
-                raise click.ClickException(str(e)) from e
-            if self.state_dir_override is not None:
-                config = ControlConfig(state_dir=self.state_dir_override, listen=config.listen,
-                                       public_url=config.public_url, database=config.database)
-            self._config = config
-        return self._config
-
-
-def connection_options(f: F) -> F:
-    f = click.option("--ca", envvar="EDGEWARD_CA", type=click.Path(dir_okay=False, path_type=Path),
-                     help="control's CA certificate (default: the local control's ca.pem)")(f)
-    f = click.option("--token", envvar="EDGEWARD_TOKEN",
-                     help="bearer token (default: the local control's admin-token)")(f)
-    f = click.option("--url", envvar="EDGEWARD_URL",
-                     help="control's URL (default: the local control's)")(f)
-    return f
-
-
-def output_option(f: F) -> F:
-    return click.option("-o", "--output", type=click.Choice(["table", "json"]),
-                        default="table", show_default=True)(f)
-
-
-def _client(ctx: click.Context, url: str | None, token: str | None,
-            ca: Path | None) -> ControlClient:
-    obj: Context = ctx.find_object(Context)  # type: ignore[assignment]
-    local = obj.config
-    state_dir = local.state_dir
-    if not url:
-        url = local.url
-    if token is None:
-        try:
-            token = (state_dir / "admin-token").read_text().strip()
-        except OSError:
-            raise click.ClickException(
-                "no token: give --token or EDGEWARD_TOKEN (or run this on the control host "
-                f"as a user who can read {state_dir / 'admin-token'})") from None
-    if ca is None and (state_dir / "ca.pem").exists():
-        ca = state_dir / "ca.pem"
-    try:
-        return ControlClient(Connection(url, token, ca))
-    except ApiError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def _call(ctx: click.Context, options: dict[str, Any],
-          fn: Callable[[ControlClient], Any]) -> Any:
-    client = _client(ctx, options.get("url"), options.get("token"), options.get("ca"))
-    try:
-        return fn(client)
-    except ApiError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
-    text_rows = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
-    for row in [list(headers), *text_rows]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _ago(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    seconds = max(0, int(time.time() - timestamp))
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    if seconds < 172800:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
-
-
-def _read_document(path: Path) -> Any:
-    try:
-        text = path.read_text() if str(path) != "-" else sys.stdin.read()
-    except OSError as e:
-        raise click.ClickException(f"{path}: {e.strerror}") from e
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise click.ClickException(f"{path}{where}: not valid YAML or JSON") from e
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="EDGEWARD_CONFIG",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="control.toml (default /etc/edgeward/control.toml)")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="state directory (overrides state-dir in the config)")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="EDGEWARD_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="control.toml (default /etc/edgeward/control.toml)",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="state directory (overrides state-dir in the config)",
+)
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 @click.pass_context
-def cli(ctx: click.Context, /, config_path: Path | None, state_dir: Path | None,
-        verbose: bool) -> None:
+def cli(
+    ctx: click.Context, /, config_path: Path | None, state_dir: Path | None, verbose: bool
+) -> None:
     """Edgeward control: the central service and its operator commands."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     ctx.obj = Context(config_path, state_dir)
 
 
 @cli.command()
-@click.option("--max-concurrent", type=click.IntRange(1), default=2048, show_default=True,
-              help="status batches and enrollments in progress before control answers "
-              "503 with Retry-After")
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="status batches and enrollments in progress before control answers 503 with Retry-After",
+)
 @click.pass_context
 def serve(ctx: click.Context, /, max_concurrent: int) -> None:
     """Run the control service."""
@@ -179,12 +96,13 @@ def tenant() -> None:
 @connection_options
 @output_option
 @click.pass_context
-def tenant_create(ctx: click.Context, /, name: str, parent: str | None, output: str,
-                  **conn: Any) -> None:
+def tenant_create(
+    ctx: click.Context, /, name: str, parent: str | None, output: str, **conn: Any
+) -> None:
     """Create tenant NAME."""
-    result = _call(ctx, conn, lambda c: c.post("/v1/tenants", {"name": name, "parent": parent}))
+    result = call(ctx, conn, lambda c: c.post("/v1/tenants", {"name": name, "parent": parent}))
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
         click.echo(f"tenant {result['name']} created under {result['parent']}")
 
@@ -195,11 +113,11 @@ def tenant_create(ctx: click.Context, /, name: str, parent: str | None, output: 
 @click.pass_context
 def tenant_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
     """List tenants."""
-    result = _call(ctx, conn, lambda c: c.get("/v1/tenants"))["tenants"]
+    result = call(ctx, conn, lambda c: c.get("/v1/tenants"))["tenants"]
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
-        _table([(t["name"], t["parent"] or "-") for t in result], ["NAME", "PARENT"])
+        table([(t["name"], t["parent"] or "-") for t in result], ["NAME", "PARENT"])
 
 
 @cli.group()
@@ -214,9 +132,9 @@ def token() -> None:
 @click.pass_context
 def token_create(ctx: click.Context, /, tenant_name: str, output: str, **conn: Any) -> None:
     """Create a token for a tenant; it is printed once."""
-    result = _call(ctx, conn, lambda c: c.post("/v1/tokens", {"tenant": tenant_name}))
+    result = call(ctx, conn, lambda c: c.post("/v1/tokens", {"tenant": tenant_name}))
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
         click.echo(result["token"])
 
@@ -236,8 +154,9 @@ def site() -> None:
 @connection_options
 @output_option
 @click.pass_context
-def site_token(ctx: click.Context, /, name: str, labels: str | None, ttl: str, output: str,
-               **conn: Any) -> None:
+def site_token(
+    ctx: click.Context, /, name: str, labels: str | None, ttl: str, output: str, **conn: Any
+) -> None:
     """Print a one-time enrollment bundle for site NAME."""
     try:
         parsed = parse_labels(labels) if labels is not None else None
@@ -247,9 +166,9 @@ def site_token(ctx: click.Context, /, name: str, labels: str | None, ttl: str, o
     except ValueError as e:
         raise click.ClickException(f"--ttl: {e}") from e
     body = {"site": name, "labels": parsed, "ttl": seconds}
-    result = _call(ctx, conn, lambda c: c.post("/v1/enrollment/tokens", body))
+    result = call(ctx, conn, lambda c: c.post("/v1/enrollment/tokens", body))
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
         click.echo(result["bundle"])
 
@@ -260,18 +179,26 @@ def site_token(ctx: click.Context, /, name: str, labels: str | None, ttl: str, o
 @click.pass_context
 def site_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
     """List sites."""
-    result = _call(ctx, conn, lambda c: c.get("/v1/sites"))["sites"]
+    result = call(ctx, conn, lambda c: c.get("/v1/sites"))["sites"]
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
         return
     rows = []
     for s in result:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())
-                          if not k.startswith("system/"))
-        rows.append((s["name"], s["state"], labels or "-", ",".join(s["tenants"]) or "-",
-                     "yes" if s["in_sync"] else "no",
-                     "connected" if s["connected"] else _ago(s["last_contact"])))
-    _table(rows, ["NAME", "STATE", "LABELS", "TENANTS", "IN-SYNC", "CONTACT"])
+        labels = ",".join(
+            f"{k}={v}" for k, v in sorted(s["labels"].items()) if not k.startswith("system/")
+        )
+        rows.append(
+            (
+                s["name"],
+                s["state"],
+                labels or "-",
+                ",".join(s["tenants"]) or "-",
+                "yes" if s["in_sync"] else "no",
+                "connected" if s["connected"] else ago(s["last_contact"]),
+            )
+        )
+    table(rows, ["NAME", "STATE", "LABELS", "TENANTS", "IN-SYNC", "CONTACT"])
 
 
 @site.command("label")
@@ -280,8 +207,9 @@ def site_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
 @connection_options
 @output_option
 @click.pass_context
-def site_label(ctx: click.Context, /, site_name: str, changes: tuple[str, ...], output: str,
-               **conn: Any) -> None:
+def site_label(
+    ctx: click.Context, /, site_name: str, changes: tuple[str, ...], output: str, **conn: Any
+) -> None:
     """Set labels (k=v) or remove them (k-) on SITE."""
     patch: dict[str, str | None] = {}
     for change in changes:
@@ -292,10 +220,9 @@ def site_label(ctx: click.Context, /, site_name: str, changes: tuple[str, ...], 
             patch.update(parse_labels(change))
         except LabelSyntaxError as e:
             raise click.ClickException(f"{change!r}: {e.message}") from e
-    result = _call(ctx, conn, lambda c: c.patch(f"/v1/sites/{quote(site_name)}",
-                                                {"labels": patch}))
+    result = call(ctx, conn, lambda c: c.patch(f"/v1/sites/{quote(site_name)}", {"labels": patch}))
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
         labels = ",".join(f"{k}={v}" for k, v in sorted(result["labels"].items()))
         click.echo(f"site {site_name}: {labels}")
@@ -308,8 +235,9 @@ def site_label(ctx: click.Context, /, site_name: str, changes: tuple[str, ...], 
 @click.pass_context
 def site_assign(ctx: click.Context, /, site_name: str, tenant_name: str, **conn: Any) -> None:
     """Assign SITE to TENANT."""
-    _call(ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/assign",
-                                      {"tenant": tenant_name}))
+    call(
+        ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/assign", {"tenant": tenant_name})
+    )
     click.echo(f"site {site_name} assigned to tenant {tenant_name}")
 
 
@@ -319,7 +247,7 @@ def site_assign(ctx: click.Context, /, site_name: str, tenant_name: str, **conn:
 @click.pass_context
 def site_revoke(ctx: click.Context, /, site_name: str, **conn: Any) -> None:
     """Revoke SITE's certificate: it can no longer sync until it enrolls again."""
-    _call(ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/revoke", {}))
+    call(ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/revoke", {}))
     click.echo(f"site {site_name} revoked")
 
 
@@ -338,15 +266,19 @@ def app() -> None:
 @click.pass_context
 def app_push(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> None:
     """Push an application version (a version is immutable)."""
-    doc = _read_document(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) \
-            or not isinstance(doc.get("version"), str | int | float):
+    doc = read_document(path)
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("name"), str)
+        or not isinstance(doc.get("version"), str | int | float)
+    ):
         raise click.ClickException(f"{path}: the spec needs a name and a version")
     name, version = doc["name"], str(doc["version"])
-    result = _call(ctx, conn, lambda c: c.put(
-        f"/v1/applications/{quote(name)}/versions/{quote(version)}", doc))
+    result = call(
+        ctx, conn, lambda c: c.put(f"/v1/applications/{quote(name)}/versions/{quote(version)}", doc)
+    )
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
         state = "pushed" if result["created"] else "unchanged (already pushed)"
         click.echo(f"application {name} version {version} {state}")
@@ -358,12 +290,14 @@ def app_push(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> Non
 @click.pass_context
 def app_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
     """List applications."""
-    result = _call(ctx, conn, lambda c: c.get("/v1/applications"))["applications"]
+    result = call(ctx, conn, lambda c: c.get("/v1/applications"))["applications"]
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
-        _table([(a["name"], a["tenant"], a["latest"], ", ".join(a["versions"]))
-                for a in result], ["NAME", "TENANT", "LATEST", "VERSIONS"])
+        table(
+            [(a["name"], a["tenant"], a["latest"], ", ".join(a["versions"])) for a in result],
+            ["NAME", "TENANT", "LATEST", "VERSIONS"],
+        )
 
 
 @app.command("show")
@@ -372,13 +306,17 @@ def app_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
 @connection_options
 @output_option
 @click.pass_context
-def app_show(ctx: click.Context, /, name: str, version: str | None, output: str,
-             **conn: Any) -> None:
+def app_show(
+    ctx: click.Context, /, name: str, version: str | None, output: str, **conn: Any
+) -> None:
     """Show an application's spec."""
-    result = _call(ctx, conn, lambda c: c.get(
-        f"/v1/applications/{quote(name)}/versions/{quote(version or 'latest')}"))
+    result = call(
+        ctx,
+        conn,
+        lambda c: c.get(f"/v1/applications/{quote(name)}/versions/{quote(version or 'latest')}"),
+    )
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
         click.echo(f"# {result['name']} {result['version']} (tenant {result['tenant']})")
         click.echo(yaml.safe_dump(result["spec"], sort_keys=False).rstrip())
@@ -391,15 +329,17 @@ def app_show(ctx: click.Context, /, name: str, version: str | None, output: str,
 @click.pass_context
 def deploy(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> None:
     """Create or change a deployment."""
-    doc = _read_document(path)
+    doc = read_document(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
         raise click.ClickException(f"{path}: the deployment needs a name")
-    result = _call(ctx, conn, lambda c: c.put(f"/v1/deployments/{quote(doc['name'])}", doc))
+    result = call(ctx, conn, lambda c: c.put(f"/v1/deployments/{quote(doc['name'])}", doc))
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
     else:
-        click.echo(f"deployment {result['name']} {result['outcome']}: {result['phase']} "
-                   f"{result['target'] or ''} {result['message']}".rstrip())
+        click.echo(
+            f"deployment {result['name']} {result['outcome']}: {result['phase']} "
+            f"{result['target'] or ''} {result['message']}".rstrip()
+        )
 
 
 @cli.group()
@@ -413,17 +353,25 @@ def deployment() -> None:
 @click.pass_context
 def deployment_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
     """List deployments."""
-    result = _call(ctx, conn, lambda c: c.get("/v1/deployments"))["deployments"]
+    result = call(ctx, conn, lambda c: c.get("/v1/deployments"))["deployments"]
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
         return
     rows = []
     for d in result:
         placement = d["spec"]["placement"]
         where = "all-sites" if placement.get("all-sites") else placement["match-site-labels"]
-        rows.append((d["name"], d["spec"]["application"], d["spec"]["version"],
-                     d["target"] or "-", d["phase"], where))
-    _table(rows, ["NAME", "APPLICATION", "VERSION", "TARGET", "PHASE", "SITES"])
+        rows.append(
+            (
+                d["name"],
+                d["spec"]["application"],
+                d["spec"]["version"],
+                d["target"] or "-",
+                d["phase"],
+                where,
+            )
+        )
+    table(rows, ["NAME", "APPLICATION", "VERSION", "TARGET", "PHASE", "SITES"])
 
 
 @deployment.command("status")
@@ -433,17 +381,29 @@ def deployment_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
 @click.pass_context
 def deployment_status(ctx: click.Context, /, name: str, output: str, **conn: Any) -> None:
     """Per site: version, in sync or not, instances running and ready, last contact."""
-    result = _call(ctx, conn, lambda c: c.get(f"/v1/deployments/{quote(name)}/status"))
+    result = call(ctx, conn, lambda c: c.get(f"/v1/deployments/{quote(name)}/status"))
     if output == "json":
-        _echo_json(result)
+        echo_json(result)
         return
-    click.echo(f"deployment {result['name']}: {result['spec']['application']} "
-               f"{result['target'] or '-'} {result['phase']} {result['message']}".rstrip())
-    _table([(s["site"], s["version"] or "-", "yes" if s["in_sync"] else "no",
-             f"{s['running']}/{s['instances']}", f"{s['ready']}/{s['instances']}",
-             "connected" if s["connected"] else _ago(s["last_contact"]), s["failed"] or "")
-            for s in result["sites"]],
-           ["SITE", "VERSION", "IN-SYNC", "RUNNING", "READY", "CONTACT", "FAILED"])
+    click.echo(
+        f"deployment {result['name']}: {result['spec']['application']} "
+        f"{result['target'] or '-'} {result['phase']} {result['message']}".rstrip()
+    )
+    table(
+        [
+            (
+                s["site"],
+                s["version"] or "-",
+                "yes" if s["in_sync"] else "no",
+                f"{s['running']}/{s['instances']}",
+                f"{s['ready']}/{s['instances']}",
+                "connected" if s["connected"] else ago(s["last_contact"]),
+                s["failed"] or "",
+            )
+            for s in result["sites"]
+        ],
+        ["SITE", "VERSION", "IN-SYNC", "RUNNING", "READY", "CONTACT", "FAILED"],
+    )
 
 
 @deployment.command("rm")
@@ -452,14 +412,17 @@ def deployment_status(ctx: click.Context, /, name: str, output: str, **conn: Any
 @click.pass_context
 def deployment_rm(ctx: click.Context, /, name: str, **conn: Any) -> None:
     """Delete a deployment: its sites remove the application."""
-    _call(ctx, conn, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
+    call(ctx, conn, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
     click.echo(f"deployment {name} deleted")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="edge-control",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="edge-control",
+            standalone_mode=False,
+        )
     except click.ClickException as e:
         click.echo(f"edge-control: {e.format_message()}", err=True)
         return 1

@@ -46,8 +46,9 @@ class ControlClient:
         except (OSError, ssl.SSLError) as e:
             raise ApiError(f"cannot read the CA certificate {connection.ca}: {e}") from e
 
-    def request(self, method: str, path: str, body: Any = None,
-                query: dict[str, str] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    ) -> Any:
         url = self.connection.url.rstrip("/") + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -66,8 +67,10 @@ class ControlClient:
         except urllib.error.URLError as e:
             reason = e.reason
             if isinstance(reason, ssl.SSLCertVerificationError):
-                raise ApiError(f"cannot verify control at {self.connection.url}: "
-                               f"{reason.verify_message} (is --ca control's ca.pem?)") from None
+                raise ApiError(
+                    f"cannot verify control at {self.connection.url}: "
+                    f"{reason.verify_message} (is --ca control's ca.pem?)"
+                ) from None
             raise ApiError(f"cannot reach control at {self.connection.url}: {reason}") from None
         except (TimeoutError, ConnectionError) as e:
             raise ApiError(f"cannot reach control at {self.connection.url}: {e}") from None
@@ -101,8 +104,10 @@ def _api_error(e: urllib.error.HTTPError) -> ApiError:
         message = str(error["message"])
         details = error.get("errors")
         if isinstance(details, list) and details:
-            shown = "; ".join(f"{d.get('path')}: {d.get('message')}" if d.get("path")
-                              else str(d.get("message")) for d in details[:10])
+            shown = "; ".join(
+                f"{d.get('path')}: {d.get('message')}" if d.get("path") else str(d.get("message"))
+                for d in details[:10]
+            )
             if shown not in message:
                 message = f"{message} ({shown})"
         return ApiError(message.replace("\n", "; "), e.code, str(error.get("code", "")))

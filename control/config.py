@@ -99,8 +99,10 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
         raise ConfigError(f"{path}: {e}") from e
     for key in doc:
         if key not in _KEYS:
-            raise ConfigError(f"{_where(path, text, key)}: unknown key {key!r} "
-                              f"(known: {', '.join(sorted(_KEYS))})")
+            raise ConfigError(
+                f"{_where(path, text, key)}: unknown key {key!r} "
+                f"(known: {', '.join(sorted(_KEYS))})"
+            )
     values: dict[str, str] = {}
     for key in _KEYS & doc.keys():
         if not isinstance(doc[key], str):
@@ -119,11 +121,15 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
     if config.public_url:
         parts = urlsplit(config.public_url)
         if parts.scheme != "https" or not parts.hostname:
-            raise ConfigError(f"{_where(path, text, 'public-url')}: public-url must be an "
-                              f"https:// URL, not {config.public_url!r}")
+            raise ConfigError(
+                f"{_where(path, text, 'public-url')}: public-url must be an "
+                f"https:// URL, not {config.public_url!r}"
+            )
     if config.database and not config.database.startswith("postgresql://"):
-        raise ConfigError(f"{_where(path, text, 'database')}: database must be empty (SQLite) "
-                          "or a postgresql:// URL")
+        raise ConfigError(
+            f"{_where(path, text, 'database')}: database must be empty (SQLite) "
+            "or a postgresql:// URL"
+        )
     return config
 
 

@@ -78,8 +78,13 @@ class DeploymentSpec:
 
 _TOP = {"name", "application", "version", "placement", "strategy"}
 _PLACEMENT = {"match-site-labels", "all-sites"}
-_STRATEGY = {"canary-sites", "canary-healthy-time", "sites-in-parallel", "healthy-time",
-             "on-failure"}
+_STRATEGY = {
+    "canary-sites",
+    "canary-healthy-time",
+    "sites-in-parallel",
+    "healthy-time",
+    "on-failure",
+}
 
 
 def parse_deployment(doc: Any) -> DeploymentSpec:
@@ -126,8 +131,9 @@ def parse_deployment(doc: Any) -> DeploymentSpec:
             else:
                 all_sites = placement["all-sites"]
         if "match-site-labels" in placement:
-            match = _expression(placement["match-site-labels"], "placement.match-site-labels",
-                                errors)
+            match = _expression(
+                placement["match-site-labels"], "placement.match-site-labels", errors
+            )
             if all_sites:
                 errors.append(("placement", 'give either "match-site-labels" or "all-sites"'))
         elif not all_sites and not any(p.startswith("placement") for p, _ in errors):
@@ -144,8 +150,9 @@ def parse_deployment(doc: Any) -> DeploymentSpec:
         if key not in _STRATEGY:
             errors.append((f"strategy.{key}", "unknown field"))
     if "canary-sites" in raw:
-        strategy = replace(strategy, canary_sites=_expression(
-            raw["canary-sites"], "strategy.canary-sites", errors))
+        strategy = replace(
+            strategy, canary_sites=_expression(raw["canary-sites"], "strategy.canary-sites", errors)
+        )
     healthy = _duration(raw, "healthy-time", strategy.healthy_time, errors)
     canary_healthy = _duration(raw, "canary-healthy-time", healthy, errors)
     parallel = raw.get("sites-in-parallel", 0)
@@ -157,15 +164,24 @@ def parse_deployment(doc: Any) -> DeploymentSpec:
         try:
             on_failure = OnFailure(raw["on-failure"])
         except ValueError:
-            errors.append(("strategy.on-failure",
-                           f'{raw["on-failure"]!r} is not one of "rollback", "pause"'))
+            errors.append(
+                ("strategy.on-failure", f'{raw["on-failure"]!r} is not one of "rollback", "pause"')
+            )
     if errors:
         raise DeploymentError(errors)
     return DeploymentSpec(
-        name=name, application=application, version=version, match_site_labels=match,
+        name=name,
+        application=application,
+        version=version,
+        match_site_labels=match,
         all_sites=all_sites,
-        strategy=replace(strategy, healthy_time=healthy, canary_healthy_time=canary_healthy,
-                         sites_in_parallel=parallel, on_failure=on_failure),
+        strategy=replace(
+            strategy,
+            healthy_time=healthy,
+            canary_healthy_time=canary_healthy,
+            sites_in_parallel=parallel,
+            on_failure=on_failure,
+        ),
     )
 
 
@@ -181,8 +197,9 @@ def _expression(value: Any, path: str, errors: list[tuple[str, str]]) -> str:
     return value
 
 
-def _duration(raw: Mapping[str, Any], key: str, default: float,
-              errors: list[tuple[str, str]]) -> float:
+def _duration(
+    raw: Mapping[str, Any], key: str, default: float, errors: list[tuple[str, str]]
+) -> float:
     if key not in raw:
         return default
     try:
@@ -206,8 +223,13 @@ def deployment_to_document(spec: DeploymentSpec) -> dict[str, Any]:
     }
     if s.canary_sites:
         strategy["canary-sites"] = s.canary_sites
-    return {"name": spec.name, "application": spec.application, "version": spec.version,
-            "placement": placement, "strategy": strategy}
+    return {
+        "name": spec.name,
+        "application": spec.application,
+        "version": spec.version,
+        "placement": placement,
+        "strategy": strategy,
+    }
 
 
 # --- placement ----------------------------------------------------------------------------
@@ -274,21 +296,32 @@ class Rollout:
 
     def version_for(self, site: str) -> str | None:
         """The version `site` should run now, or None for none."""
-        if self.phase is Phase.DONE or (site in self.updated and
-                                        self.phase is not Phase.ROLLED_BACK):
+        if self.phase is Phase.DONE or (
+            site in self.updated and self.phase is not Phase.ROLLED_BACK
+        ):
             return self.target
         return self.baseline.get(site)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "phase": self.phase.value, "baseline": dict(self.baseline),
-                "updated": sorted(self.updated), "since": self.since, "message": self.message}
+        return {
+            "target": self.target,
+            "phase": self.phase.value,
+            "baseline": dict(self.baseline),
+            "updated": sorted(self.updated),
+            "since": self.since,
+            "message": self.message,
+        }
 
     @staticmethod
     def from_json(doc: Mapping[str, Any]) -> Rollout:
-        return Rollout(target=doc["target"], phase=Phase(doc["phase"]),
-                       baseline=dict(doc.get("baseline", {})),
-                       updated=frozenset(doc.get("updated", [])), since=doc.get("since", 0.0),
-                       message=doc.get("message", ""))
+        return Rollout(
+            target=doc["target"],
+            phase=Phase(doc["phase"]),
+            baseline=dict(doc.get("baseline", {})),
+            updated=frozenset(doc.get("updated", [])),
+            since=doc.get("since", 0.0),
+            message=doc.get("message", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -302,8 +335,9 @@ class SiteView:
     failed: str = ""  # why the application failed on this site, "" if it did not
 
 
-def start_rollout(previous: Rollout | None, target: str, sites: Sequence[str],
-                  now: float) -> Rollout:
+def start_rollout(
+    previous: Rollout | None, target: str, sites: Sequence[str], now: float
+) -> Rollout:
     """A new rollout of `target` whose baseline is what each of `sites` runs under `previous`."""
     baseline: dict[str, str] = {}
     if previous is not None:
@@ -319,8 +353,9 @@ def _batch_size(spec: DeploymentSpec, remaining: int) -> int:
     return remaining if n <= 0 else min(n, remaining)
 
 
-def advance(spec: DeploymentSpec, rollout: Rollout, sites: Sequence[SiteView],
-            now: float) -> Rollout:
+def advance(
+    spec: DeploymentSpec, rollout: Rollout, sites: Sequence[SiteView], now: float
+) -> Rollout:
     """The rollout after looking at `sites` (all sites the deployment may place on) at `now`."""
     if rollout.phase.finished:
         return rollout
@@ -331,8 +366,9 @@ def advance(spec: DeploymentSpec, rollout: Rollout, sites: Sequence[SiteView],
         if reason:
             message = f"site {name} failed: {reason}"
             if spec.strategy.on_failure is OnFailure.ROLLBACK:
-                return replace(rollout, phase=Phase.ROLLED_BACK, since=now,
-                               message=message + "; rolled back")
+                return replace(
+                    rollout, phase=Phase.ROLLED_BACK, since=now, message=message + "; rolled back"
+                )
             return replace(rollout, phase=Phase.PAUSED, since=now, message=message + "; paused")
     if rollout.phase is Phase.ROLLING and spec.strategy.sites_in_parallel <= 0:
         # all at once: a site that starts matching mid-rollout joins at once
@@ -340,12 +376,16 @@ def advance(spec: DeploymentSpec, rollout: Rollout, sites: Sequence[SiteView],
         if joining:
             rollout = replace(rollout, updated=rollout.updated | joining)
             current = sorted(n for n in rollout.updated if n in matching)
-    healthy_time = (spec.strategy.canary_healthy_time if rollout.phase is Phase.CANARY
-                    else spec.strategy.healthy_time)
+    healthy_time = (
+        spec.strategy.canary_healthy_time
+        if rollout.phase is Phase.CANARY
+        else spec.strategy.healthy_time
+    )
     waiting = [n for n in current if not _healthy(matching[n], healthy_time, now)]
     if waiting:
-        shown = ", ".join(waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5
-                                          else "")
+        shown = ", ".join(waiting[:5]) + (
+            f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+        )
         message = f"waiting for {shown} to be ready for {format_duration(healthy_time)}"
         return rollout if message == rollout.message else replace(rollout, message=message)
     remaining = sorted(n for n in matching if n not in rollout.updated)
@@ -353,15 +393,25 @@ def advance(spec: DeploymentSpec, rollout: Rollout, sites: Sequence[SiteView],
         canary_expr = label_expr.parse(spec.strategy.canary_sites)
         canaries = [n for n in remaining if canary_expr.matches(matching[n].labels)]
         if canaries:
-            return replace(rollout, phase=Phase.CANARY, updated=rollout.updated | set(canaries),
-                           since=now, message=f"canary on {len(canaries)} site(s)")
+            return replace(
+                rollout,
+                phase=Phase.CANARY,
+                updated=rollout.updated | set(canaries),
+                since=now,
+                message=f"canary on {len(canaries)} site(s)",
+            )
     if not remaining:
         return replace(rollout, phase=Phase.DONE, since=now, message="")
     batch = remaining[: _batch_size(spec, len(remaining))]
     updated = rollout.updated | set(batch)
     left = len(remaining) - len(batch)
-    return replace(rollout, phase=Phase.ROLLING, updated=updated, since=now,
-                   message=f"updating {len(batch)} site(s), {left} after them")
+    return replace(
+        rollout,
+        phase=Phase.ROLLING,
+        updated=updated,
+        since=now,
+        message=f"updating {len(batch)} site(s), {left} after them",
+    )
 
 
 def _healthy(site: SiteView, healthy_time: float, now: float) -> bool:

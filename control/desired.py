@@ -28,16 +28,24 @@ class DesiredStates:
     def placed(self, digest: str) -> list[Placed]:
         return self._placed.get(digest, [])
 
-    def body(self, revision: int, digest: str,
-             apps: Mapping[tuple[str, str], AppVersion]) -> bytes:
+    def body(self, revision: int, digest: str, apps: Mapping[tuple[str, str], AppVersion]) -> bytes:
         """``{"revision": N, "applications": [{name, version, tenant, deployment, spec}]}``."""
         listing = self._bodies.get(digest)
         if listing is None:
-            listing = json.dumps([
-                {"name": p.application, "version": p.version, "tenant": p.tenant,
-                 "deployment": p.deployment, "spec": apps[(p.application, p.version)].document}
-                for p in self.placed(digest) if (p.application, p.version) in apps
-            ], separators=(",", ":")).encode()
+            listing = json.dumps(
+                [
+                    {
+                        "name": p.application,
+                        "version": p.version,
+                        "tenant": p.tenant,
+                        "deployment": p.deployment,
+                        "spec": apps[(p.application, p.version)].document,
+                    }
+                    for p in self.placed(digest)
+                    if (p.application, p.version) in apps
+                ],
+                separators=(",", ":"),
+            ).encode()
             self._bodies[digest] = listing
         return b'{"revision":%d,"applications":%s}' % (revision, listing)
 

@@ -72,8 +72,9 @@ class Fleet:
     # --- applications ---------------------------------------------------------------------
 
     def latest_version(self, app: str) -> str | None:
-        versions = sorted((a for (n, _), a in self.apps.items() if n == app),
-                          key=lambda a: a.created)
+        versions = sorted(
+            (a for (n, _), a in self.apps.items() if n == app), key=lambda a: a.created
+        )
         return versions[-1].version if versions else None
 
     def protected_versions(self, app: str) -> set[str]:
@@ -92,8 +93,11 @@ class Fleet:
 
     def deployment_sites(self, state: DeploymentState) -> list[Site]:
         """The sites the deployment may place on that match it."""
-        return [s for s in self.sites.values()
-                if self.eligible(s, state.record.tenant) and state.spec.matches(s.all_labels)]
+        return [
+            s
+            for s in self.sites.values()
+            if self.eligible(s, state.record.tenant) and state.spec.matches(s.all_labels)
+        ]
 
     def views(self, state: DeploymentState) -> list[dep.SiteView]:
         """What the rollout of `state` sees of each site it may place on."""
@@ -105,25 +109,37 @@ class Fleet:
             if site.enrolled is None or not self.eligible(site, state.record.tenant):
                 continue
             in_sync = site.in_sync
-            views.append(dep.SiteView(
-                name=site.name, labels=site.all_labels, in_sync=in_sync,
-                ready_since=site.ready.get(app) if in_sync else None,
-                failed=site.failed.get(app, "") if in_sync else ""))
+            views.append(
+                dep.SiteView(
+                    name=site.name,
+                    labels=site.all_labels,
+                    in_sync=in_sync,
+                    ready_since=site.ready.get(app) if in_sync else None,
+                    failed=site.failed.get(app, "") if in_sync else "",
+                )
+            )
         return views
 
-    def retarget(self, states: Iterable[DeploymentState], now: float,
-                 force: bool = False) -> list[RolloutChange]:
+    def retarget(
+        self, states: Iterable[DeploymentState], now: float, force: bool = False
+    ) -> list[RolloutChange]:
         """Start a rollout where a deployment's resolved version changed (or, with `force`,
         where the last one paused or rolled back)."""
         changed: list[RolloutChange] = []
         for state in states:
-            target = (self.latest_version(state.spec.application)
-                      if state.spec.version == dep.LATEST else state.spec.version)
+            target = (
+                self.latest_version(state.spec.application)
+                if state.spec.version == dep.LATEST
+                else state.spec.version
+            )
             if target is None:
                 continue
             current = state.rollout
-            if current is not None and current.target == target and not (
-                    force and current.phase in (dep.Phase.PAUSED, dep.Phase.ROLLED_BACK)):
+            if (
+                current is not None
+                and current.target == target
+                and not (force and current.phase in (dep.Phase.PAUSED, dep.Phase.ROLLED_BACK))
+            ):
                 continue
             sites = [s.name for s in self.deployment_sites(state)]
             rollout = dep.start_rollout(current, target, sites, now)
@@ -144,8 +160,13 @@ class Fleet:
             if (rollout.phase, rollout.updated) == (previous.phase, previous.updated):
                 continue  # at most the message changed: nothing to place, nothing to store
             if rollout.phase is not previous.phase:
-                log.info("deployment %s: rollout of %s is %s %s", state.record.name,
-                         rollout.target, rollout.phase.value, rollout.message)
+                log.info(
+                    "deployment %s: rollout of %s is %s %s",
+                    state.record.name,
+                    rollout.target,
+                    rollout.phase.value,
+                    rollout.message,
+                )
             state.record.rollout = rollout.to_json()
             changed.append((state.record.name, state.record.rollout))
         return changed
@@ -158,13 +179,13 @@ class Fleet:
         placements = [(d.spec, d.rollout, d.record.tenant) for d in self.deployments.values()]
         tenants = {d.record.tenant for d in self.deployments.values()}
         changes: list[tuple[str, int, str]] = []
-        for name in (self.sites if names is None else list(names)):
+        for name in self.sites if names is None else list(names):
             site = self.sites[name]
             eligible = {t: self.eligible(site, t) for t in tenants}
             placed = dep.applications_for_site(site.all_labels, placements, eligible)
-            digest = hashlib.sha256(canonical_json(
-                [[p.application, p.version, p.tenant, p.deployment] for p in placed]
-            )).hexdigest()
+            digest = hashlib.sha256(
+                canonical_json([[p.application, p.version, p.tenant, p.deployment] for p in placed])
+            ).hexdigest()
             self.desired.remember(digest, placed)
             if digest != site.digest:
                 site.revision += 1

@@ -66,8 +66,10 @@ class OutOfOrder(ControlError):
 def check_name(name: str, what: str) -> None:
     """Raise Invalid unless `name` is a DNS label."""
     if not isinstance(name, str) or len(name) > 63 or not NAME.fullmatch(name):
-        raise Invalid(f"{what} name {name!r} is not a DNS label "
-                      "(lower-case letters, digits and -, at most 63)")
+        raise Invalid(
+            f"{what} name {name!r} is not a DNS label "
+            "(lower-case letters, digits and -, at most 63)"
+        )
 
 
 @dataclass(frozen=True)

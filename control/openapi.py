@@ -8,8 +8,13 @@ from control import __doc__ as _description
 
 _ERROR = {
     "type": "object",
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
 }
 
 # (method, path, summary, auth): auth is "token" (bearer), "site" (mutual TLS), "secret" or ""
@@ -17,12 +22,19 @@ _ROUTES: list[tuple[str, str, str, str]] = [
     ("get", "/v1/health", "Liveness", ""),
     ("get", "/v1/openapi.json", "This document", ""),
     ("get", "/v1/metrics", "Prometheus metrics", ""),
-    ("get", "/v1/enrollment/ca", "Control's CA certificate (PEM); check it against the "
-     "bundle's fingerprint", ""),
-    ("post", "/v1/enrollment", "Enroll a site: {site, secret, csr} -> {certificate, ca}",
-     "secret"),
-    ("post", "/v1/enrollment/tokens", "Issue a one-time enrollment bundle: {site, labels, ttl}",
-     "token"),
+    (
+        "get",
+        "/v1/enrollment/ca",
+        "Control's CA certificate (PEM); check it against the bundle's fingerprint",
+        "",
+    ),
+    ("post", "/v1/enrollment", "Enroll a site: {site, secret, csr} -> {certificate, ca}", "secret"),
+    (
+        "post",
+        "/v1/enrollment/tokens",
+        "Issue a one-time enrollment bundle: {site, labels, ttl}",
+        "token",
+    ),
     ("get", "/v1/tenants", "List tenants", "token"),
     ("post", "/v1/tenants", "Create a tenant: {name, parent}", "token"),
     ("post", "/v1/tokens", "Create a token for a tenant: {tenant}", "token"),
@@ -35,18 +47,36 @@ _ROUTES: list[tuple[str, str, str, str]] = [
     ("get", "/v1/applications", "List applications and their versions", "token"),
     ("get", "/v1/applications/{name}", "An application's versions and latest spec", "token"),
     ("get", "/v1/applications/{name}/versions/{version}", "One version's spec", "token"),
-    ("put", "/v1/applications/{name}/versions/{version}",
-     "Push a version (201 new, 200 same spec, 409 different spec)", "token"),
+    (
+        "put",
+        "/v1/applications/{name}/versions/{version}",
+        "Push a version (201 new, 200 same spec, 409 different spec)",
+        "token",
+    ),
     ("get", "/v1/deployments", "List deployments", "token"),
     ("get", "/v1/deployments/{name}", "A deployment and its rollout", "token"),
     ("put", "/v1/deployments/{name}", "Create or change a deployment", "token"),
     ("delete", "/v1/deployments/{name}", "Delete a deployment", "token"),
-    ("get", "/v1/deployments/{name}/status", "Per site: version, in sync, instances, contact",
-     "token"),
-    ("get", "/v1/sync/desired", "Long-poll the site's desired state: ?revision=N&wait=S; "
-     "200 {revision, applications} on change, 304 after the wait", "site"),
-    ("post", "/v1/sync/status", "Push a status batch {seq, status, events}: applied once; "
-     "replay -> 200 duplicate, gap -> 409 naming the expected seq", "site"),
+    (
+        "get",
+        "/v1/deployments/{name}/status",
+        "Per site: version, in sync, instances, contact",
+        "token",
+    ),
+    (
+        "get",
+        "/v1/sync/desired",
+        "Long-poll the site's desired state: ?revision=N&wait=S; "
+        "200 {revision, applications} on change, 304 after the wait",
+        "site",
+    ),
+    (
+        "post",
+        "/v1/sync/status",
+        "Push a status batch {seq, status, events}: applied once; "
+        "replay -> 200 duplicate, gap -> 409 naming the expected seq",
+        "site",
+    ),
 ]
 
 
@@ -57,8 +87,10 @@ def openapi_document() -> dict[str, Any]:
             "summary": summary,
             "responses": {
                 "200": {"description": "OK"},
-                "default": {"description": "error",
-                            "content": {"application/json": {"schema": _ERROR}}},
+                "default": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": _ERROR}},
+                },
             },
         }
         if auth == "token":
@@ -67,19 +99,26 @@ def openapi_document() -> dict[str, Any]:
             operation["security"] = [{"siteCertificate": []}]
         else:
             operation["security"] = []
-        parameters = [{"name": p.strip("{}"), "in": "path", "required": True,
-                       "schema": {"type": "string"}}
-                      for p in path.split("/") if p.startswith("{")]
+        parameters = [
+            {"name": p.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in path.split("/")
+            if p.startswith("{")
+        ]
         if parameters:
             operation["parameters"] = parameters
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.0.3",
-        "info": {"title": "Edgeward control API", "version": "1",
-                 "description": (_description or "").strip()},
+        "info": {
+            "title": "Edgeward control API",
+            "version": "1",
+            "description": (_description or "").strip(),
+        },
         "paths": paths,
-        "components": {"securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "siteCertificate": {"type": "mutualTLS"},
-        }},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "siteCertificate": {"type": "mutualTLS"},
+            }
+        },
     }

@@ -49,10 +49,12 @@ def _now() -> datetime.datetime:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Edgeward"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Edgeward"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 @dataclass
@@ -109,9 +111,15 @@ class Authority:
             .add_extension(self._authority_key_id(), critical=False)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -186,8 +194,9 @@ def load_or_create_authority(state_dir: Path) -> Authority:
     """The CA of `state_dir`, created on first use."""
     cert_path, key_path = state_dir / "ca.pem", state_dir / "ca-key.pem"
     if cert_path.exists() and key_path.exists():
-        return Authority(load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()),
-                         state_dir)
+        return Authority(
+            load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()), state_dir
+        )
     key = generate_key()
     now = _now()
     subject = _name(f"Edgeward control CA {socket.gethostname()}")
@@ -202,9 +211,15 @@ def load_or_create_authority(state_dir: Path) -> Authority:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

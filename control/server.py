@@ -71,13 +71,16 @@ def shrink_tls_read_buffers() -> None:
 
 def open_store(config: ControlConfig) -> Store:
     if config.database:
-        raise StartupError("database: the PostgreSQL backend is not available in this "
-                           "version; leave database empty to use SQLite")
+        raise StartupError(
+            "database: the PostgreSQL backend is not available in this "
+            "version; leave database empty to use SQLite"
+        )
     return SQLiteStore(config.state_dir / DATABASE_FILE)
 
 
-async def serve(config: ControlConfig, max_concurrent: int = 2048,
-                ready: asyncio.Event | None = None) -> None:
+async def serve(
+    config: ControlConfig, max_concurrent: int = 2048, ready: asyncio.Event | None = None
+) -> None:
     """Run control until SIGTERM or SIGINT."""
     state_dir = config.state_dir
     try:
@@ -98,21 +101,31 @@ async def serve(config: ControlConfig, max_concurrent: int = 2048,
         await service.add_admin_token(token)
         await service.start()
         api = ControlAPI(service, max_concurrent=max_concurrent)
-        runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
-                               keepalive_timeout=75.0)
+        runner = web.AppRunner(
+            api.app(), access_log=None, handle_signals=False, keepalive_timeout=75.0
+        )
         await runner.setup()
         host = config.listen_host or None
-        site = web.TCPSite(runner, host, config.listen_port,
-                           ssl_context=authority.server_ssl_context(), backlog=LISTEN_BACKLOG,
-                           reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            host,
+            config.listen_port,
+            ssl_context=authority.server_ssl_context(),
+            backlog=LISTEN_BACKLOG,
+            reuse_address=True,
+        )
         try:
             await site.start()
         except OSError as e:
             raise StartupError(f"cannot listen on {config.listen}: {e.strerror}") from e
-        log.info("control listening on %s (url %s, CA fingerprint %s, open files %d)%s",
-                 config.listen, config.url, authority.fingerprint, limit,
-                 "; admin token written to " + str(state_dir / ADMIN_TOKEN_FILE)
-                 if created else "")
+        log.info(
+            "control listening on %s (url %s, CA fingerprint %s, open files %d)%s",
+            config.listen,
+            config.url,
+            authority.fingerprint,
+            limit,
+            "; admin token written to " + str(state_dir / ADMIN_TOKEN_FILE) if created else "",
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

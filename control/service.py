@@ -59,8 +59,9 @@ class Metrics:
 
 
 class ControlService:
-    def __init__(self, store: Store, authority: Authority, url: str,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, authority: Authority, url: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.authority = authority
         self.url = url
@@ -149,11 +150,13 @@ class ControlService:
         return site
 
     def list_sites(self, who: Principal) -> list[Site]:
-        return [s for _, s in sorted(self.sites.items())
-                if who.is_admin or who.visible & set(s.tenants)]
+        return [
+            s for _, s in sorted(self.sites.items()) if who.is_admin or who.visible & set(s.tenants)
+        ]
 
-    async def site_token(self, who: Principal, name: str, labels: dict[str, str] | None,
-                         ttl: float) -> tuple[str, float]:
+    async def site_token(
+        self, who: Principal, name: str, labels: dict[str, str] | None, ttl: float
+    ) -> tuple[str, float]:
         who.require_admin("issue enrollment bundles")
         check_name(name, "site")
         check_labels(labels or {})
@@ -166,8 +169,9 @@ class ControlService:
             if existing is None:
                 site = Site(name=name, labels=dict(labels or {}), created=now)
             else:
-                site = copy_site(existing, labels=dict(labels if labels is not None
-                                                        else existing.labels))
+                site = copy_site(
+                    existing, labels=dict(labels if labels is not None else existing.labels)
+                )
             expires = now + ttl
             await self.store.create_enrollment(token_hash(secret), site, expires, now)
             self.sites[name] = site
@@ -177,8 +181,10 @@ class ControlService:
 
     async def enroll(self, site: str, secret: str, csr_pem: str) -> bytes:
         if site not in self.sites:
-            raise Forbidden("the enrollment bundle is not valid: control does not know its "
-                            "secret (issue a new one with `edge-control site token`)")
+            raise Forbidden(
+                "the enrollment bundle is not valid: control does not know its "
+                "secret (issue a new one with `edge-control site token`)"
+            )
         cert_pem, serial = self.authority.sign_site(csr_pem.encode(), site)
         async with self._lock:
             now = self.clock()
@@ -201,8 +207,7 @@ class ControlService:
         self._rollout_wakeup.set()
         return updated
 
-    async def label_site(self, who: Principal, name: str,
-                         changes: dict[str, str | None]) -> Site:
+    async def label_site(self, who: Principal, name: str, changes: dict[str, str | None]) -> Site:
         who.require_admin("label sites")
         site = self.site(who, name)
         labels = dict(site.labels)
@@ -244,25 +249,31 @@ class ControlService:
                     name = value
         site = self.sites.get(name)
         if site is None or site.cert_serial != peercert.get("serialNumber"):
-            raise Forbidden(f"the certificate of site {name!r} is not valid any more "
-                            "(replaced by a newer enrollment, or the site was removed)")
+            raise Forbidden(
+                f"the certificate of site {name!r} is not valid any more "
+                "(replaced by a newer enrollment, or the site was removed)"
+            )
         if site.revoked:
             raise Forbidden(f"site {name!r} is revoked")
         return site
 
     # --- applications ---------------------------------------------------------------------
 
-    async def push_app(self, who: Principal, name: str, version: str,
-                       document: Any) -> tuple[bool, AppVersion]:
+    async def push_app(
+        self, who: Principal, name: str, version: str, document: Any
+    ) -> tuple[bool, AppVersion]:
         tenant = who.tenant
         try:
             app = parse_application(document, tenant=tenant)
         except SpecError as e:
-            raise Invalid(f"the application spec is not valid: {e}",
-                          [(f.path, f.message) for f in e.errors]) from e
+            raise Invalid(
+                f"the application spec is not valid: {e}", [(f.path, f.message) for f in e.errors]
+            ) from e
         if (app.name, app.version) != (name, version):
-            raise Invalid(f"the spec is {app.name} version {app.version}, "
-                          f"but the URL names {name} version {version}")
+            raise Invalid(
+                f"the spec is {app.name} version {app.version}, "
+                f"but the URL names {name} version {version}"
+            )
         canonical = application_to_document(app)
         digest = hashlib.sha256(canonical_json(canonical)).hexdigest()
         record = AppVersion(name, version, tenant, canonical, digest, self.clock())
@@ -275,16 +286,23 @@ class ControlService:
             if not created:
                 return False, self.apps.get((name, version), record)
             await self._load_apps()
-            await self._retarget([d for d in self.deployments.values()
-                                  if d.spec.application == name and d.spec.version == dep.LATEST])
+            await self._retarget(
+                [
+                    d
+                    for d in self.deployments.values()
+                    if d.spec.application == name and d.spec.version == dep.LATEST
+                ]
+            )
         return True, record
 
     def latest_version(self, app: str) -> str | None:
         return self.fleet.latest_version(app)
 
     def list_apps(self, who: Principal) -> list[AppVersion]:
-        return sorted((a for a in self.apps.values() if a.tenant in who.visible),
-                      key=lambda a: (a.name, a.created))
+        return sorted(
+            (a for a in self.apps.values() if a.tenant in who.visible),
+            key=lambda a: (a.name, a.created),
+        )
 
     def app_version(self, who: Principal, name: str, version: str) -> AppVersion:
         if version == dep.LATEST:
@@ -304,12 +322,15 @@ class ControlService:
             raise Invalid(f"the deployment spec is not valid: {e}", e.errors) from e
         owners = {a.tenant for (n, _), a in self.apps.items() if n == spec.application}
         if not owners or not owners & who.visible:
-            raise Invalid(f"application: {spec.application!r} does not exist (push it first)",
-                          [("application", f"unknown application {spec.application!r}")])
+            raise Invalid(
+                f"application: {spec.application!r} does not exist (push it first)",
+                [("application", f"unknown application {spec.application!r}")],
+            )
         if spec.version != dep.LATEST and (spec.application, spec.version) not in self.apps:
-            raise Invalid(f"version: application {spec.application} has no version "
-                          f"{spec.version!r}",
-                          [("version", f"unknown version {spec.version!r}")])
+            raise Invalid(
+                f"version: application {spec.application} has no version {spec.version!r}",
+                [("version", f"unknown version {spec.version!r}")],
+            )
         canonical = dep.deployment_to_document(spec)
         now = self.clock()
         async with self._lock:
@@ -318,11 +339,19 @@ class ControlService:
                 if existing.record.tenant not in who.visible:
                     raise Conflict(f"deployment {spec.name} belongs to another tenant")
                 finished_badly = existing.rollout is not None and existing.rollout.phase in (
-                    dep.Phase.PAUSED, dep.Phase.ROLLED_BACK)
+                    dep.Phase.PAUSED,
+                    dep.Phase.ROLLED_BACK,
+                )
                 if existing.record.document == canonical and not finished_badly:
                     return "unchanged", existing.record
-                record = Deployment(spec.name, existing.record.tenant, canonical,
-                                    existing.record.created, now, existing.record.rollout)
+                record = Deployment(
+                    spec.name,
+                    existing.record.tenant,
+                    canonical,
+                    existing.record.created,
+                    now,
+                    existing.record.rollout,
+                )
                 outcome = "updated"
             else:
                 record = Deployment(spec.name, who.tenant, canonical, now, now)
@@ -434,8 +463,7 @@ class ControlService:
 
     # --- status ---------------------------------------------------------------------------
 
-    async def push_status(self, site: Site, seq: Any, status: Any,
-                          events: Any) -> StatusResult:
+    async def push_status(self, site: Site, seq: Any, status: Any, events: Any) -> StatusResult:
         """Apply a status batch exactly once (see `Store.apply_status`)."""
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise Invalid("seq must be a positive integer")
@@ -454,8 +482,9 @@ class ControlService:
                 raise Invalid("status.instances must be a list of objects")
             if updated.in_sync:
                 versions = {p.application: p.version for p in self.desired.placed(site.digest)}
-                updated.ready, updated.failed = dep.observe_status(site.ready, instances,
-                                                                   versions, now)
+                updated.ready, updated.failed = dep.observe_status(
+                    site.ready, instances, versions, now
+                )
             else:
                 updated.ready, updated.failed = {}, {}
         result = await self.store.apply_status(updated, seq, events, now)
@@ -476,5 +505,3 @@ class ControlService:
     async def site_events(self, who: Principal, name: str, limit: int) -> list[dict[str, Any]]:
         self.site(who, name)
         return await self.store.site_events(name, limit)
-
-

@@ -31,40 +31,12 @@ from control.model import (
     StatusResult,
     Tenant,
 )
+from control.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 EVENTS_KEPT_PER_SITE = 1000
 STATUS_GROUP = 1000  # status batches committed in one transaction at most
-
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE tenants (name TEXT PRIMARY KEY, parent TEXT REFERENCES tenants(name),
-                          created REAL NOT NULL);
-    CREATE TABLE tokens (hash TEXT PRIMARY KEY, tenant TEXT NOT NULL REFERENCES tenants(name),
-                         created REAL NOT NULL, description TEXT NOT NULL DEFAULT '');
-    CREATE TABLE sites (name TEXT PRIMARY KEY, labels TEXT NOT NULL, created REAL NOT NULL,
-                        tenants TEXT NOT NULL DEFAULT '[]', cert_serial TEXT NOT NULL DEFAULT '',
-                        enrolled REAL, revoked INTEGER NOT NULL DEFAULT 0,
-                        revision INTEGER NOT NULL DEFAULT 0, digest TEXT NOT NULL DEFAULT '',
-                        last_seq INTEGER NOT NULL DEFAULT 0, last_contact REAL,
-                        status TEXT, status_time REAL, ready TEXT NOT NULL DEFAULT '{}',
-                        failed TEXT NOT NULL DEFAULT '{}');
-    CREATE TABLE enrollments (secret_hash TEXT PRIMARY KEY,
-                              site TEXT NOT NULL REFERENCES sites(name),
-                              created REAL NOT NULL, expires REAL NOT NULL, used REAL);
-    CREATE TABLE app_versions (name TEXT NOT NULL, version TEXT NOT NULL, tenant TEXT NOT NULL,
-                               document TEXT NOT NULL, digest TEXT NOT NULL,
-                               created REAL NOT NULL, PRIMARY KEY (name, version));
-    CREATE TABLE deployments (name TEXT PRIMARY KEY, tenant TEXT NOT NULL,
-                              document TEXT NOT NULL, created REAL NOT NULL,
-                              updated REAL NOT NULL, rollout TEXT);
-    CREATE TABLE site_events (id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT NOT NULL,
-                              seq INTEGER NOT NULL, received REAL NOT NULL, event TEXT NOT NULL);
-    CREATE INDEX site_events_by_site ON site_events (site, id);
-    """,
-]
 
 
 class Store(abc.ABC):
@@ -80,16 +52,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_tenants(self) -> list[Tenant]: ...
     @abc.abstractmethod
-    async def add_token(self, token_hash: str, tenant: str, description: str,
-                        now: float) -> None: ...
+    async def add_token(
+        self, token_hash: str, tenant: str, description: str, now: float
+    ) -> None: ...
     @abc.abstractmethod
     async def token_tenant(self, token_hash: str) -> str | None: ...
     @abc.abstractmethod
-    async def create_enrollment(self, secret_hash: str, site: Site, expires: float,
-                                now: float) -> None: ...
+    async def create_enrollment(
+        self, secret_hash: str, site: Site, expires: float, now: float
+    ) -> None: ...
     @abc.abstractmethod
-    async def consume_enrollment(self, secret_hash: str, site: str, serial: str,
-                                 now: float) -> None: ...
+    async def consume_enrollment(
+        self, secret_hash: str, site: str, serial: str, now: float
+    ) -> None: ...
     @abc.abstractmethod
     async def load_sites(self) -> list[Site]: ...
     @abc.abstractmethod
@@ -99,13 +74,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def save_contacts(self, contacts: Iterable[tuple[str, float]]) -> None: ...
     @abc.abstractmethod
-    async def apply_status(self, site: Site, seq: int, events: Sequence[Any],
-                           now: float) -> StatusResult: ...
+    async def apply_status(
+        self, site: Site, seq: int, events: Sequence[Any], now: float
+    ) -> StatusResult: ...
     @abc.abstractmethod
     async def site_events(self, site: str, limit: int) -> list[dict[str, Any]]: ...
     @abc.abstractmethod
-    async def put_app_version(self, app: AppVersion, keep: int,
-                              protected: set[str]) -> bool: ...
+    async def put_app_version(self, app: AppVersion, keep: int, protected: set[str]) -> bool: ...
     @abc.abstractmethod
     async def app_versions(self, name: str | None = None) -> list[AppVersion]: ...
     @abc.abstractmethod
@@ -115,8 +90,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_deployment(self, name: str) -> None: ...
     @abc.abstractmethod
-    async def save_rollouts(self, rollouts: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
-        ...
+    async def save_rollouts(
+        self, rollouts: Sequence[tuple[str, dict[str, Any] | None]]
+    ) -> None: ...
 
 
 _PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
@@ -167,8 +143,10 @@ class SQLiteStore(Store):
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                             "(version INTEGER PRIMARY KEY, applied REAL NOT NULL)")
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied REAL NOT NULL)"
+            )
             async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
                 row = await c.fetchone()
             current = int(row[0]) if row else 0
@@ -178,11 +156,13 @@ class SQLiteStore(Store):
                 for statement in script.split(";"):
                     if statement.strip():
                         await db.execute(statement)
-                await db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                                 (version, time.time()))
+                await db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time())
+                )
                 log.info("applied schema migration %d", version)
-            await db.execute("INSERT OR IGNORE INTO tenants VALUES (?, NULL, ?)",
-                             (SYSTEM_TENANT, time.time()))
+            await db.execute(
+                "INSERT OR IGNORE INTO tenants VALUES (?, NULL, ?)", (SYSTEM_TENANT, time.time())
+            )
 
     # --- tenants and tokens ---------------------------------------------------------------
 
@@ -201,14 +181,15 @@ class SQLiteStore(Store):
         rows = await self._rows("SELECT name, parent, created FROM tenants ORDER BY name")
         return [Tenant(r[0], r[1], r[2]) for r in rows]
 
-    async def add_token(self, token_hash: str, tenant: str, description: str,
-                        now: float) -> None:
+    async def add_token(self, token_hash: str, tenant: str, description: str, now: float) -> None:
         async with self._tx() as db:
             async with db.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)) as c:
                 if await c.fetchone() is None:
                     raise NotFound(f"tenant {tenant!r} does not exist")
-            await db.execute("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
-                             (token_hash, tenant, now, description))
+            await db.execute(
+                "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
+                (token_hash, tenant, now, description),
+            )
 
     async def token_tenant(self, token_hash: str) -> str | None:
         rows = await self._rows("SELECT tenant FROM tokens WHERE hash = ?", (token_hash,))
@@ -216,46 +197,74 @@ class SQLiteStore(Store):
 
     # --- enrollment -----------------------------------------------------------------------
 
-    async def create_enrollment(self, secret_hash: str, site: Site, expires: float,
-                                now: float) -> None:
+    async def create_enrollment(
+        self, secret_hash: str, site: Site, expires: float, now: float
+    ) -> None:
         async with self._tx() as db:
             await self._write_site(db, site)
-            await db.execute("INSERT INTO enrollments VALUES (?, ?, ?, ?, NULL)",
-                             (secret_hash, site.name, now, expires))
+            await db.execute(
+                "INSERT INTO enrollments VALUES (?, ?, ?, ?, NULL)",
+                (secret_hash, site.name, now, expires),
+            )
 
-    async def consume_enrollment(self, secret_hash: str, site: str, serial: str,
-                                 now: float) -> None:
+    async def consume_enrollment(
+        self, secret_hash: str, site: str, serial: str, now: float
+    ) -> None:
         async with self._tx() as db:
-            async with db.execute("SELECT site, expires, used FROM enrollments "
-                                  "WHERE secret_hash = ?", (secret_hash,)) as c:
+            async with db.execute(
+                "SELECT site, expires, used FROM enrollments WHERE secret_hash = ?", (secret_hash,)
+            ) as c:
                 row = await c.fetchone()
             if row is None or row[0] != site:
-                raise Forbidden("the enrollment bundle is not valid: control does not know "
-                                "its secret (issue a new one with `edge-control site token`)")
+                raise Forbidden(
+                    "the enrollment bundle is not valid: control does not know "
+                    "its secret (issue a new one with `edge-control site token`)"
+                )
             if row[2] is not None:
-                raise Forbidden(f"the enrollment bundle was already used at {_iso(row[2])}; "
-                                "a bundle works once (issue a new one)")
+                raise Forbidden(
+                    f"the enrollment bundle was already used at {_iso(row[2])}; "
+                    "a bundle works once (issue a new one)"
+                )
             if row[1] < now:
-                raise Forbidden(f"the enrollment bundle expired at {_iso(row[1])} "
-                                "(issue a new one)")
-            await db.execute("UPDATE enrollments SET used = ? WHERE secret_hash = ?",
-                             (now, secret_hash))
-            await db.execute("UPDATE sites SET cert_serial = ?, enrolled = ?, revoked = 0, "
-                             "last_seq = 0 WHERE name = ?", (serial, now, site))
+                raise Forbidden(
+                    f"the enrollment bundle expired at {_iso(row[1])} (issue a new one)"
+                )
+            await db.execute(
+                "UPDATE enrollments SET used = ? WHERE secret_hash = ?", (now, secret_hash)
+            )
+            await db.execute(
+                "UPDATE sites SET cert_serial = ?, enrolled = ?, revoked = 0, "
+                "last_seq = 0 WHERE name = ?",
+                (serial, now, site),
+            )
 
     # --- sites ----------------------------------------------------------------------------
 
-    _SITE_COLUMNS = ("name, labels, created, tenants, cert_serial, enrolled, revoked, revision, "
-                     "digest, last_seq, last_contact, status, status_time, ready, failed")
+    _SITE_COLUMNS = (
+        "name, labels, created, tenants, cert_serial, enrolled, revoked, revision, "
+        "digest, last_seq, last_contact, status, status_time, ready, failed"
+    )
 
     async def load_sites(self) -> list[Site]:
         rows = await self._rows(f"SELECT {self._SITE_COLUMNS} FROM sites ORDER BY name")
         return [
-            Site(name=r[0], labels=json.loads(r[1]), created=r[2], tenants=json.loads(r[3]),
-                 cert_serial=r[4], enrolled=r[5], revoked=bool(r[6]), revision=r[7],
-                 digest=r[8], last_seq=r[9], last_contact=r[10],
-                 status=json.loads(r[11]) if r[11] else None, status_time=r[12],
-                 ready=json.loads(r[13]), failed=json.loads(r[14]))
+            Site(
+                name=r[0],
+                labels=json.loads(r[1]),
+                created=r[2],
+                tenants=json.loads(r[3]),
+                cert_serial=r[4],
+                enrolled=r[5],
+                revoked=bool(r[6]),
+                revision=r[7],
+                digest=r[8],
+                last_seq=r[9],
+                last_contact=r[10],
+                status=json.loads(r[11]) if r[11] else None,
+                status_time=r[12],
+                ready=json.loads(r[13]),
+                failed=json.loads(r[14]),
+            )
             for r in rows
         ]
 
@@ -263,10 +272,23 @@ class SQLiteStore(Store):
         await db.execute(
             f"INSERT OR REPLACE INTO sites ({self._SITE_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.name, _dumps(s.labels), s.created, _dumps(s.tenants), s.cert_serial, s.enrolled,
-             int(s.revoked), s.revision, s.digest, s.last_seq, s.last_contact,
-             _dumps(s.status) if s.status is not None else None, s.status_time,
-             _dumps(s.ready), _dumps(s.failed)),
+            (
+                s.name,
+                _dumps(s.labels),
+                s.created,
+                _dumps(s.tenants),
+                s.cert_serial,
+                s.enrolled,
+                int(s.revoked),
+                s.revision,
+                s.digest,
+                s.last_seq,
+                s.last_contact,
+                _dumps(s.status) if s.status is not None else None,
+                s.status_time,
+                _dumps(s.ready),
+                _dumps(s.failed),
+            ),
         )
 
     async def save_site(self, site: Site) -> None:
@@ -275,16 +297,20 @@ class SQLiteStore(Store):
 
     async def save_revisions(self, changes: Sequence[tuple[str, int, str]]) -> None:
         async with self._tx() as db:
-            await db.executemany("UPDATE sites SET revision = ?, digest = ?, ready = '{}' "
-                                 "WHERE name = ?", [(r, d, n) for n, r, d in changes])
+            await db.executemany(
+                "UPDATE sites SET revision = ?, digest = ?, ready = '{}' WHERE name = ?",
+                [(r, d, n) for n, r, d in changes],
+            )
 
     async def save_contacts(self, contacts: Iterable[tuple[str, float]]) -> None:
         async with self._tx() as db:
-            await db.executemany("UPDATE sites SET last_contact = ? WHERE name = ?",
-                                 [(t, n) for n, t in contacts])
+            await db.executemany(
+                "UPDATE sites SET last_contact = ? WHERE name = ?", [(t, n) for n, t in contacts]
+            )
 
-    async def apply_status(self, site: Site, seq: int, events: Sequence[Any],
-                           now: float) -> StatusResult:
+    async def apply_status(
+        self, site: Site, seq: int, events: Sequence[Any], now: float
+    ) -> StatusResult:
         """Apply batch `seq` exactly once; `site` already holds the new status to record.
 
         Batches arriving together are committed together (group commit): a fleet answering
@@ -293,14 +319,17 @@ class SQLiteStore(Store):
         future: asyncio.Future[StatusResult] = asyncio.get_running_loop().create_future()
         self._pending_status.append((site, seq, events, now, future))
         if self._status_writer is None or self._status_writer.done():
-            self._status_writer = asyncio.create_task(self._write_statuses(),
-                                                      name="store-status-writer")
+            self._status_writer = asyncio.create_task(
+                self._write_statuses(), name="store-status-writer"
+            )
         return await future
 
     async def _write_statuses(self) -> None:
         while self._pending_status:
-            batch, self._pending_status = (self._pending_status[:STATUS_GROUP],
-                                           self._pending_status[STATUS_GROUP:])
+            batch, self._pending_status = (
+                self._pending_status[:STATUS_GROUP],
+                self._pending_status[STATUS_GROUP:],
+            )
             try:
                 await self._apply_statuses(batch)
             except Exception as e:  # the whole transaction failed: so does every batch in it
@@ -313,10 +342,11 @@ class SQLiteStore(Store):
         async with self._tx() as db:
             last: dict[str, int] = {}
             for i in range(0, len(names), 500):
-                chunk = names[i:i + 500]
+                chunk = names[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                async with db.execute(f"SELECT name, last_seq FROM sites WHERE name IN ({marks})",
-                                      chunk) as c:
+                async with db.execute(
+                    f"SELECT name, last_seq FROM sites WHERE name IN ({marks})", chunk
+                ) as c:
                     last.update({str(r[0]): int(r[1]) for r in await c.fetchall()})
             updates: dict[str, tuple[Any, ...]] = {}
             inserts: list[tuple[str, int, float, str]] = []
@@ -330,28 +360,44 @@ class SQLiteStore(Store):
                     outcomes.append((future, StatusResult(applied=False, last_seq=previous)))
                     continue
                 if seq != previous + 1:
-                    outcomes.append((future, OutOfOrder(
-                        f"status batch {seq} is out of order: expected seq {previous + 1}",
-                        expected=previous + 1)))
+                    outcomes.append(
+                        (
+                            future,
+                            OutOfOrder(
+                                f"status batch {seq} is out of order: expected seq {previous + 1}",
+                                expected=previous + 1,
+                            ),
+                        )
+                    )
                     continue
                 last[site.name] = seq
                 updates[site.name] = (
-                    seq, _dumps(site.status) if site.status is not None else None, now,
-                    _dumps(site.ready), _dumps(site.failed), now, site.name)
+                    seq,
+                    _dumps(site.status) if site.status is not None else None,
+                    now,
+                    _dumps(site.ready),
+                    _dumps(site.failed),
+                    now,
+                    site.name,
+                )
                 inserts.extend((site.name, seq, now, _dumps(e)) for e in events)
                 outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
             await db.executemany(
                 "UPDATE sites SET last_seq = ?, status = ?, status_time = ?, ready = ?, "
-                "failed = ?, last_contact = ? WHERE name = ?", list(updates.values()))
+                "failed = ?, last_contact = ? WHERE name = ?",
+                list(updates.values()),
+            )
             if inserts:
                 await db.executemany(
                     "INSERT INTO site_events (site, seq, received, event) VALUES (?, ?, ?, ?)",
-                    inserts)
+                    inserts,
+                )
                 trimmed = sorted({row[0] for row in inserts})
                 await db.executemany(
                     "DELETE FROM site_events WHERE site = ? AND id <= (SELECT id FROM "
                     "site_events WHERE site = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    [(n, n, EVENTS_KEPT_PER_SITE) for n in trimmed])
+                    [(n, n, EVENTS_KEPT_PER_SITE) for n in trimmed],
+                )
         for future, outcome in outcomes:
             if future.done():
                 continue
@@ -362,8 +408,9 @@ class SQLiteStore(Store):
 
     async def site_events(self, site: str, limit: int) -> list[dict[str, Any]]:
         rows = await self._rows(
-            "SELECT seq, received, event FROM site_events WHERE site = ? "
-            "ORDER BY id DESC LIMIT ?", (site, limit))
+            "SELECT seq, received, event FROM site_events WHERE site = ? ORDER BY id DESC LIMIT ?",
+            (site, limit),
+        )
         return [{"seq": r[0], "received": r[1], "event": json.loads(r[2])} for r in rows[::-1]]
 
     # --- applications ---------------------------------------------------------------------
@@ -372,28 +419,38 @@ class SQLiteStore(Store):
         """Store a version; False when the same spec is there already. Keeps `keep` versions
         per application (never removing those in `protected`)."""
         async with self._tx() as db:
-            async with db.execute("SELECT digest, tenant FROM app_versions WHERE name = ? AND "
-                                  "version = ?", (app.name, app.version)) as c:
+            async with db.execute(
+                "SELECT digest, tenant FROM app_versions WHERE name = ? AND version = ?",
+                (app.name, app.version),
+            ) as c:
                 row = await c.fetchone()
             if row is not None:
                 if row[0] != app.digest:
-                    raise Conflict(f"application {app.name} version {app.version} exists with "
-                                   "a different spec; versions are immutable, push a new one")
+                    raise Conflict(
+                        f"application {app.name} version {app.version} exists with "
+                        "a different spec; versions are immutable, push a new one"
+                    )
                 return False
-            async with db.execute("SELECT tenant FROM app_versions WHERE name = ? LIMIT 1",
-                                  (app.name,)) as c:
+            async with db.execute(
+                "SELECT tenant FROM app_versions WHERE name = ? LIMIT 1", (app.name,)
+            ) as c:
                 owner = await c.fetchone()
             if owner is not None and owner[0] != app.tenant:
                 raise Conflict(f"application {app.name} belongs to tenant {owner[0]}")
-            await db.execute("INSERT INTO app_versions VALUES (?, ?, ?, ?, ?, ?)",
-                             (app.name, app.version, app.tenant, _dumps(app.document),
-                              app.digest, app.created))
-            async with db.execute("SELECT version FROM app_versions WHERE name = ? "
-                                  "ORDER BY created DESC, rowid DESC", (app.name,)) as c:
+            await db.execute(
+                "INSERT INTO app_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (app.name, app.version, app.tenant, _dumps(app.document), app.digest, app.created),
+            )
+            async with db.execute(
+                "SELECT version FROM app_versions WHERE name = ? ORDER BY created DESC, rowid DESC",
+                (app.name,),
+            ) as c:
                 versions = [str(r[0]) for r in await c.fetchall()]
             old = [v for v in versions[keep:] if v not in protected]
-            await db.executemany("DELETE FROM app_versions WHERE name = ? AND version = ?",
-                                 [(app.name, v) for v in old])
+            await db.executemany(
+                "DELETE FROM app_versions WHERE name = ? AND version = ?",
+                [(app.name, v) for v in old],
+            )
         return True
 
     async def app_versions(self, name: str | None = None) -> list[AppVersion]:
@@ -409,15 +466,27 @@ class SQLiteStore(Store):
 
     async def put_deployment(self, d: Deployment) -> None:
         async with self._tx() as db:
-            await db.execute("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?)",
-                             (d.name, d.tenant, _dumps(d.document), d.created, d.updated,
-                              _dumps(d.rollout) if d.rollout is not None else None))
+            await db.execute(
+                "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    d.name,
+                    d.tenant,
+                    _dumps(d.document),
+                    d.created,
+                    d.updated,
+                    _dumps(d.rollout) if d.rollout is not None else None,
+                ),
+            )
 
     async def list_deployments(self) -> list[Deployment]:
-        rows = await self._rows("SELECT name, tenant, document, created, updated, rollout "
-                                "FROM deployments ORDER BY name")
-        return [Deployment(r[0], r[1], json.loads(r[2]), r[3], r[4],
-                           json.loads(r[5]) if r[5] else None) for r in rows]
+        rows = await self._rows(
+            "SELECT name, tenant, document, created, updated, rollout "
+            "FROM deployments ORDER BY name"
+        )
+        return [
+            Deployment(r[0], r[1], json.loads(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None)
+            for r in rows
+        ]
 
     async def delete_deployment(self, name: str) -> None:
         async with self._tx() as db:
@@ -425,9 +494,10 @@ class SQLiteStore(Store):
 
     async def save_rollouts(self, rollouts: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
         async with self._tx() as db:
-            await db.executemany("UPDATE deployments SET rollout = ? WHERE name = ?",
-                                 [(_dumps(r) if r is not None else None, n)
-                                  for n, r in rollouts])
+            await db.executemany(
+                "UPDATE deployments SET rollout = ? WHERE name = ?",
+                [(_dumps(r) if r is not None else None, n) for n, r in rollouts],
+            )
 
 
 def _iso(timestamp: float) -> str:

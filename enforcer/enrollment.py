@@ -56,8 +56,12 @@ class Bundle:
 
 
 def encode_bundle(bundle: Bundle) -> str:
-    doc = {"url": bundle.url, "ca_fingerprint": bundle.ca_fingerprint, "secret": bundle.secret,
-           "site": bundle.site}
+    doc = {
+        "url": bundle.url,
+        "ca_fingerprint": bundle.ca_fingerprint,
+        "secret": bundle.secret,
+        "site": bundle.site,
+    }
     raw = json.dumps(doc, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
@@ -71,12 +75,17 @@ def parse_bundle(text: str) -> Bundle:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         doc = json.loads(raw)
     except (binascii.Error, ValueError) as e:
-        raise EnrollmentError("the enrollment bundle is garbled: it is not the one line that "
-                              "`edge-control site token` printed") from e
+        raise EnrollmentError(
+            "the enrollment bundle is garbled: it is not the one line that "
+            "`edge-control site token` printed"
+        ) from e
     if not isinstance(doc, dict):
         raise EnrollmentError("the enrollment bundle is garbled: not a JSON object")
-    missing = [k for k in ("url", "ca_fingerprint", "secret", "site")
-               if not isinstance(doc.get(k), str) or not doc[k]]
+    missing = [
+        k
+        for k in ("url", "ca_fingerprint", "secret", "site")
+        if not isinstance(doc.get(k), str) or not doc[k]
+    ]
     if missing:
         raise EnrollmentError(f"the enrollment bundle lacks {', '.join(missing)}")
     parts = urlsplit(doc["url"])
@@ -130,9 +139,13 @@ def load_site_identity(state_dir: Path) -> SiteIdentity | None:
         return None
     except (OSError, ValueError) as e:
         raise EnrollmentError(f"{directory / 'site.json'} is unreadable: {e}") from e
-    identity = SiteIdentity(site=doc["site"], url=doc["url"],
-                            ca_fingerprint=doc["ca_fingerprint"], directory=directory,
-                            enrolled=float(doc.get("enrolled", 0.0)))
+    identity = SiteIdentity(
+        site=doc["site"],
+        url=doc["url"],
+        ca_fingerprint=doc["ca_fingerprint"],
+        directory=directory,
+        enrolled=float(doc.get("enrolled", 0.0)),
+    )
     for path in (identity.key_path, identity.cert_path, identity.ca_path):
         if not path.exists():
             raise EnrollmentError(f"{path} is missing: enroll the site again")
@@ -142,8 +155,9 @@ def load_site_identity(state_dir: Path) -> SiteIdentity | None:
 def _http(url: str, context: ssl.SSLContext, body: bytes | None = None) -> bytes:
     """One HTTPS request (blocking; run in a thread); raises EnrollmentError on refusal."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
-    request = urllib.request.Request(url, data=body, headers=headers,
-                                     method="POST" if body is not None else "GET")
+    request = urllib.request.Request(
+        url, data=body, headers=headers, method="POST" if body is not None else "GET"
+    )
     try:
         with urllib.request.urlopen(request, timeout=ENROLL_TIMEOUT, context=context) as r:
             data: bytes = r.read()
@@ -175,12 +189,17 @@ async def enroll(bundle: str, state_dir: Path) -> SiteIdentity:
         raise EnrollmentError(
             f"control's CA fingerprint {fingerprint} does not match the bundle's "
             f"{parsed.ca_fingerprint}: refusing to enroll (wrong control, or someone in "
-            "between)")
+            "between)"
+        )
     key = pki.generate_key()
     csr = pki.make_csr(key, parsed.site)
     request = {"site": parsed.site, "secret": parsed.secret, "csr": csr.decode("ascii")}
-    raw = await asyncio.to_thread(_http, f"{parsed.url}/v1/enrollment",
-                                  pki.client_ssl_context(ca_pem), json.dumps(request).encode())
+    raw = await asyncio.to_thread(
+        _http,
+        f"{parsed.url}/v1/enrollment",
+        pki.client_ssl_context(ca_pem),
+        json.dumps(request).encode(),
+    )
     try:
         answer = json.loads(raw)
     except ValueError:
@@ -198,8 +217,12 @@ async def enroll(bundle: str, state_dir: Path) -> SiteIdentity:
     # A new identity starts a new status sequence at control: drop the old sync state.
     for name in ("sync.db", "sync.db-wal", "sync.db-shm"):
         (directory / name).unlink(missing_ok=True)
-    doc = {"site": parsed.site, "url": parsed.url, "ca_fingerprint": parsed.ca_fingerprint,
-           "enrolled": now}
+    doc = {
+        "site": parsed.site,
+        "url": parsed.url,
+        "ca_fingerprint": parsed.ca_fingerprint,
+        "enrolled": now,
+    }
     pki.write_file(directory / "site.json", json.dumps(doc, indent=2).encode() + b"\n")
     log.info("enrolled as site %s with control %s", parsed.site, parsed.url)
     return SiteIdentity(parsed.site, parsed.url, parsed.ca_fingerprint, directory, now)

@@ -42,8 +42,9 @@ OnDesired = Callable[[int, list[dict[str, Any]]], Awaitable[None]]
 class Backoff:
     """Exponential backoff with full jitter: attempt n sleeps U(0, min(cap, base * 2**n))."""
 
-    def __init__(self, base: float = 1.0, cap: float = 300.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None
+    ) -> None:
         self.base, self.cap = base, cap
         self.attempt = 0
         self._rng = rng or random.Random()
@@ -91,8 +92,10 @@ class EventQueue:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS events "
-                         "(id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS events "
+            "(id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
 
     def close(self) -> None:
@@ -124,8 +127,11 @@ class EventQueue:
             excess = len(self) - MAX_QUEUED_EVENTS
             if excess > 0:  # drop the oldest events that are not in the batch in flight
                 floor = self._get("inflight_max_id", 0)
-                self._db.execute("DELETE FROM events WHERE id IN (SELECT id FROM events "
-                                 "WHERE id > ? ORDER BY id LIMIT ?)", (floor, excess))
+                self._db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                    "WHERE id > ? ORDER BY id LIMIT ?)",
+                    (floor, excess),
+                )
                 log.warning("control unreachable for long: dropped %d queued events", excess)
 
     def pending(self) -> bool:
@@ -138,15 +144,17 @@ class EventQueue:
             max_id = self._get("inflight_max_id", 0)
         else:
             seq = self._get("next_seq", 1)
-            row = self._db.execute("SELECT MAX(id) FROM (SELECT id FROM events ORDER BY id "
-                                   "LIMIT ?)", (limit,)).fetchone()
+            row = self._db.execute(
+                "SELECT MAX(id) FROM (SELECT id FROM events ORDER BY id LIMIT ?)", (limit,)
+            ).fetchone()
             max_id = int(row[0] or 0)
             with self._db:
                 self._db.execute("BEGIN")
                 self._set("inflight_seq", seq)
                 self._set("inflight_max_id", max_id)
-        rows = self._db.execute("SELECT body FROM events WHERE id <= ? ORDER BY id",
-                                (max_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT body FROM events WHERE id <= ? ORDER BY id", (max_id,)
+        ).fetchall()
         return Batch(seq, [json.loads(r[0]) for r in rows], max_id)
 
     def acknowledge(self, batch: Batch) -> None:
@@ -170,9 +178,16 @@ class EventQueue:
 class SyncClient:
     """One site's link to control (see the module documentation)."""
 
-    def __init__(self, identity: SiteIdentity, *, on_desired: OnDesired, state_dir: Path,
-                 poll_wait: float = POLL_WAIT, backoff_base: float = 1.0,
-                 backoff_cap: float = 300.0) -> None:
+    def __init__(
+        self,
+        identity: SiteIdentity,
+        *,
+        on_desired: OnDesired,
+        state_dir: Path,
+        poll_wait: float = POLL_WAIT,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+    ) -> None:
         self.identity = identity
         self.on_desired = on_desired
         self.poll_wait = poll_wait
@@ -211,14 +226,24 @@ class SyncClient:
     @property
     def link(self) -> dict[str, Any]:
         """The control link for `edge-enforcer status`."""
-        return {"control": self.identity.url, "site": self.identity.site, "state": self._state,
-                "since": self._since, "last_contact": self._last_contact, "error": self._error,
-                "revision": self.revision, "queued_events": len(self.queue),
-                "description": self.describe()}
+        return {
+            "control": self.identity.url,
+            "site": self.identity.site,
+            "state": self._state,
+            "since": self._since,
+            "last_contact": self._last_contact,
+            "error": self._error,
+            "revision": self.revision,
+            "queued_events": len(self.queue),
+            "description": self.describe(),
+        }
 
     def describe(self) -> str:
-        contact = ("never" if self._last_contact is None
-                   else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._last_contact)))
+        contact = (
+            "never"
+            if self._last_contact is None
+            else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._last_contact))
+        )
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._since))
         if self._state == "connected":
             return f"connected to {self.identity.url} (last contact {contact})"
@@ -230,12 +255,16 @@ class SyncClient:
 
     async def run(self) -> None:
         """Sync until cancelled."""
-        connector = aiohttp.TCPConnector(ssl=self.identity.ssl_context(), limit=4,
-                                         keepalive_timeout=60.0)
-        session = aiohttp.ClientSession(connector=connector,
-                                        skip_auto_headers=("User-Agent", "Accept-Encoding"))
-        tasks = [asyncio.create_task(self._poll_forever(session), name="sync-poll"),
-                 asyncio.create_task(self._push_forever(session), name="sync-push")]
+        connector = aiohttp.TCPConnector(
+            ssl=self.identity.ssl_context(), limit=4, keepalive_timeout=60.0
+        )
+        session = aiohttp.ClientSession(
+            connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding")
+        )
+        tasks = [
+            asyncio.create_task(self._poll_forever(session), name="sync-poll"),
+            asyncio.create_task(self._push_forever(session), name="sync-push"),
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -266,10 +295,12 @@ class SyncClient:
         self._state, self._error = state, error
 
     async def _delay(self, backoff: Backoff, response: aiohttp.ClientResponse | None) -> None:
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) \
-            if response is not None else None
-        delay = backoff.after_retry_after(retry_after) if retry_after is not None \
-            else backoff.next()
+        retry_after = (
+            parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
+        )
+        delay = (
+            backoff.after_retry_after(retry_after) if retry_after is not None else backoff.next()
+        )
         await asyncio.sleep(delay)
 
     async def _poll_forever(self, session: aiohttp.ClientSession) -> None:
@@ -334,10 +365,12 @@ class SyncClient:
                 status = {"instances": [], "revision": self.queue.revision}
             body = {"seq": batch.seq, "status": status, "events": batch.events}
             try:
-                async with session.post(url, json=body,
-                                        timeout=aiohttp.ClientTimeout(total=60.0)) as response:
-                    answer = await response.json(content_type=None) \
-                        if response.status < 500 else None
+                async with session.post(
+                    url, json=body, timeout=aiohttp.ClientTimeout(total=60.0)
+                ) as response:
+                    answer = (
+                        await response.json(content_type=None) if response.status < 500 else None
+                    )
                     if response.status == 200 and isinstance(answer, dict):
                         self._connected()
                         self._push_backoff.reset()
@@ -346,8 +379,11 @@ class SyncClient:
                     if response.status == 409 and isinstance(answer, dict):
                         expected = answer.get("error", {}).get("expected")
                         if isinstance(expected, int):
-                            log.warning("control expects status seq %d, not %d: renumbering",
-                                        expected, batch.seq)
+                            log.warning(
+                                "control expects status seq %d, not %d: renumbering",
+                                expected,
+                                batch.seq,
+                            )
                             self.queue.renumber(expected)
                             continue
                     await self._refused(response)
@@ -360,8 +396,9 @@ class SyncClient:
         last = answer.get("seq")
         if answer.get("duplicate") and isinstance(last, int) and last > batch.seq:
             # Control is ahead of our numbering (our state was reset): send this batch again.
-            log.warning("control's last status seq is %d, ahead of ours (%d): renumbering",
-                        last, batch.seq)
+            log.warning(
+                "control's last status seq is %d, ahead of ours (%d): renumbering", last, batch.seq
+            )
             self.queue.renumber(last + 1)
             return
         self.queue.acknowledge(batch)

@@ -37,8 +37,9 @@ def free_port() -> int:
 
 
 class ControlProcess:
-    def __init__(self, root: Path, port: int | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, root: Path, port: int | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.root = root
         self.state_dir = root / "control"
         self.port = port or free_port()
@@ -53,13 +54,25 @@ class ControlProcess:
         return f"https://127.0.0.1:{self.port}"
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "control.cli", "--config", str(self.config),
-                "--state-dir", str(self.state_dir), *args]
+        return [
+            sys.executable,
+            "-m",
+            "control.cli",
+            "--config",
+            str(self.config),
+            "--state-dir",
+            str(self.state_dir),
+            *args,
+        ]
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.command("serve", *self.extra_args), stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                self.command("serve", *self.extra_args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -74,8 +87,7 @@ class ControlProcess:
                 raise RuntimeError(f"control exited: {self.log.read_text()}")
             try:
                 context = ssl.create_default_context(cafile=str(self.state_dir / "ca.pem"))
-                with urllib.request.urlopen(f"{self.url}/v1/health", context=context,
-                                            timeout=2):
+                with urllib.request.urlopen(f"{self.url}/v1/health", context=context, timeout=2):
                     return
             except (OSError, urllib.error.URLError, ssl.SSLError):
                 time.sleep(0.1)
@@ -97,33 +109,47 @@ class ControlProcess:
         return (self.state_dir / "admin-token").read_text().strip()
 
     def client(self, token: str | None = None) -> ControlClient:
-        return ControlClient(Connection(self.url, self.admin_token if token is None else token,
-                                        self.state_dir / "ca.pem"))
+        return ControlClient(
+            Connection(
+                self.url, self.admin_token if token is None else token, self.state_dir / "ca.pem"
+            )
+        )
 
-    def cli(self, *args: str, env: dict[str, str] | None = None,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEWARD_")}
         full_env.update(env or {})
-        return subprocess.run(self.command(*args), capture_output=True, text=True,
-                              env=full_env, input=stdin, timeout=60)
+        return subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            env=full_env,
+            input=stdin,
+            timeout=60,
+        )
 
-    def bundle(self, site: str, labels: dict[str, str] | None = None,
-               ttl: float = 3600.0) -> str:
-        answer = self.client().post("/v1/enrollment/tokens",
-                                    {"site": site, "labels": labels, "ttl": ttl})
+    def bundle(self, site: str, labels: dict[str, str] | None = None, ttl: float = 3600.0) -> str:
+        answer = self.client().post(
+            "/v1/enrollment/tokens", {"site": site, "labels": labels, "ttl": ttl}
+        )
         return str(answer["bundle"])
 
     def push_app(self, name: str, version: str, image: str = "busybox") -> Any:
-        return self.client().put(f"/v1/applications/{name}/versions/{version}",
-                                 app_document(name, version, image))
+        return self.client().put(
+            f"/v1/applications/{name}/versions/{version}", app_document(name, version, image)
+        )
 
     def deploy(self, doc: dict[str, Any]) -> Any:
         return self.client().put(f"/v1/deployments/{doc['name']}", doc)
 
 
 def app_document(name: str, version: str, image: str = "busybox") -> dict[str, Any]:
-    return {"name": name, "version": version,
-            "services": [{"name": "main", "containers": [{"name": "main", "image": image}]}]}
+    return {
+        "name": name,
+        "version": version,
+        "services": [{"name": "main", "containers": [{"name": "main", "image": image}]}],
+    }
 
 
 def api_error(fn: Callable[[], Any]) -> ApiError:
@@ -149,8 +175,13 @@ class Site:
         self.report_ready = True
 
     @classmethod
-    async def enroll(cls, control: ControlProcess, name: str,
-                     labels: dict[str, str] | None = None, **options: Any) -> Site:
+    async def enroll(
+        cls,
+        control: ControlProcess,
+        name: str,
+        labels: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Site:
         state_dir = control.root / "sites" / name
         identity = await enroll(control.bundle(name, labels), state_dir)
         return cls(identity, state_dir, **options)
@@ -159,11 +190,21 @@ class Site:
         self.revision = revision
         self.applications = applications
         if self.client is not None and self.report_ready:
-            self.client.set_status([
-                {"id": f"{a['name']}.main.0", "app": a["name"], "version": a["version"],
-                 "service": "main", "host": "h1", "state": "running", "ready": True,
-                 "restarts": 0}
-                for a in applications])
+            self.client.set_status(
+                [
+                    {
+                        "id": f"{a['name']}.main.0",
+                        "app": a["name"],
+                        "version": a["version"],
+                        "service": "main",
+                        "host": "h1",
+                        "state": "running",
+                        "ready": True,
+                        "restarts": 0,
+                    }
+                    for a in applications
+                ]
+            )
         self.changed.set()
 
     @property
@@ -172,8 +213,9 @@ class Site:
 
     def start(self) -> SyncClient:
         options = {"poll_wait": 30.0, "backoff_base": 0.2, "backoff_cap": 1.0, **self.options}
-        self.client = SyncClient(self.identity, on_desired=self._on_desired,
-                                 state_dir=self.state_dir, **options)
+        self.client = SyncClient(
+            self.identity, on_desired=self._on_desired, state_dir=self.state_dir, **options
+        )
         self.task = asyncio.create_task(self.client.run())
         return self.client
 
@@ -198,8 +240,11 @@ class Site:
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 0.2))
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
-                     timeout: float = 15.0, interval: float = 0.1) -> None:
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 15.0,
+    interval: float = 0.1,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()

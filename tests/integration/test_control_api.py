@@ -47,16 +47,20 @@ def control(tmp_path: Path) -> Iterator[ControlProcess]:
 
 
 async def raw_get(site: Site, path: str) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as session, session.get(
-        site.identity.url + path, ssl=site.identity.ssl_context()
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(site.identity.url + path, ssl=site.identity.ssl_context()) as response,
+    ):
         return response.status, await response.read()
 
 
 async def raw_post(site: Site, path: str, body: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.post(
-        site.identity.url + path, json=body, ssl=site.identity.ssl_context()
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            site.identity.url + path, json=body, ssl=site.identity.ssl_context()
+        ) as response,
+    ):
         return response.status, await response.json(content_type=None)
 
 
@@ -73,8 +77,7 @@ def test_first_start_writes_ca_and_a_private_admin_token(control: ControlProcess
     assert "edgeward_control_sites 0" in metrics
 
 
-def test_operator_calls_without_or_with_a_wrong_token_are_refused(
-        control: ControlProcess) -> None:
+def test_operator_calls_without_or_with_a_wrong_token_are_refused(control: ControlProcess) -> None:
     for token in ("", "ewt_wrong"):
         error = api_error(partial(control.client(token).get, "/v1/sites"))
         assert error.status == 401 and error.code == "unauthorized"
@@ -85,11 +88,16 @@ def test_operator_calls_without_or_with_a_wrong_token_are_refused(
 
 
 def test_cli_reaches_control_through_environment_variables(
-        control: ControlProcess, tmp_path: Path) -> None:
-    env = {"EDGEWARD_URL": control.url, "EDGEWARD_TOKEN": control.admin_token,
-           "EDGEWARD_CA": str(control.state_dir / "ca.pem")}
-    result = control.cli("--state-dir", str(tmp_path / "elsewhere"), "tenant", "ls",
-                         "-o", "json", env=env)
+    control: ControlProcess, tmp_path: Path
+) -> None:
+    env = {
+        "EDGEWARD_URL": control.url,
+        "EDGEWARD_TOKEN": control.admin_token,
+        "EDGEWARD_CA": str(control.state_dir / "ca.pem"),
+    }
+    result = control.cli(
+        "--state-dir", str(tmp_path / "elsewhere"), "tenant", "ls", "-o", "json", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert [t["name"] for t in json.loads(result.stdout)] == ["system"]
 
@@ -101,16 +109,18 @@ def test_tenant_token_sees_only_its_own_tenant(control: ControlProcess) -> None:
     token = control.cli("token", "create", "--tenant", "acme").stdout.strip()
     tenants = control.client(token).get("/v1/tenants")["tenants"]
     assert sorted(t["name"] for t in tenants) == ["acme", "acme-eu"]
-    error = api_error(lambda: control.client(token).post("/v1/enrollment/tokens",
-                                                         {"site": "x"}))
+    error = api_error(lambda: control.client(token).post("/v1/enrollment/tokens", {"site": "x"}))
     assert error.status == 403
 
 
 def test_pushing_a_version_again_is_idempotent_and_a_different_spec_conflicts(
-        control: ControlProcess, tmp_path: Path) -> None:
+    control: ControlProcess, tmp_path: Path
+) -> None:
     spec = tmp_path / "app.yaml"
-    spec.write_text("name: vision\nversion: '1.0'\nservices:\n  - name: d\n    containers:\n"
-                    "      - {name: main, image: busybox}\n")
+    spec.write_text(
+        "name: vision\nversion: '1.0'\nservices:\n  - name: d\n    containers:\n"
+        "      - {name: main, image: busybox}\n"
+    )
     first = control.cli("app", "push", "-f", str(spec), "-o", "json")
     assert first.returncode == 0 and json.loads(first.stdout)["created"] is True
     again = control.cli("app", "push", "-f", str(spec), "-o", "json")
@@ -120,8 +130,11 @@ def test_pushing_a_version_again_is_idempotent_and_a_different_spec_conflicts(
     assert conflict.returncode == 1
     assert "exists with a different spec" in conflict.stderr
     assert len(conflict.stderr.strip().splitlines()) == 1
-    error = api_error(lambda: control.client().put("/v1/applications/vision/versions/1.0",
-                                                   app_document("vision", "1.0", "other")))
+    error = api_error(
+        lambda: control.client().put(
+            "/v1/applications/vision/versions/1.0", app_document("vision", "1.0", "other")
+        )
+    )
     assert error.status == 409
     shown = control.cli("app", "show", "vision", "-o", "json")
     assert json.loads(shown.stdout)["spec"]["services"][0]["containers"][0]["image"] == "busybox"
@@ -135,18 +148,28 @@ def test_bad_input_gets_clear_4xx_errors_and_nothing_is_stored(control: ControlP
     assert error.status == 422 and "services[0].replicaz" in str(error)
     assert client.get("/v1/applications")["applications"] == []
     control.push_app("vision", "1.0")
-    syntax = {"name": "d", "application": "vision",
-              "placement": {"match-site-labels": "customer = = acme"}}
+    syntax = {
+        "name": "d",
+        "application": "vision",
+        "placement": {"match-site-labels": "customer = = acme"},
+    }
     error = api_error(lambda: control.deploy(syntax))
     assert error.status == 422 and "column 12" in str(error)
-    unknown_field = {"name": "d", "application": "vision", "placement": {"all-sites": True},
-                     "strategy": {"canary": "x"}}
-    assert "strategy.canary: unknown field" in str(api_error(lambda: control.deploy(
-        unknown_field)))
+    unknown_field = {
+        "name": "d",
+        "application": "vision",
+        "placement": {"all-sites": True},
+        "strategy": {"canary": "x"},
+    }
+    assert "strategy.canary: unknown field" in str(api_error(lambda: control.deploy(unknown_field)))
     unknown_app = {"name": "d", "application": "nope", "placement": {"all-sites": True}}
     assert "'nope' does not exist" in str(api_error(lambda: control.deploy(unknown_app)))
-    unknown_version = {"name": "d", "application": "vision", "version": "9",
-                       "placement": {"all-sites": True}}
+    unknown_version = {
+        "name": "d",
+        "application": "vision",
+        "version": "9",
+        "placement": {"all-sites": True},
+    }
     assert "no version '9'" in str(api_error(lambda: control.deploy(unknown_version)))
     assert client.get("/v1/deployments")["deployments"] == []
     huge = app_document("vision", "2.0")
@@ -170,7 +193,8 @@ def test_a_bundle_enrolls_once(control: ControlProcess, tmp_path: Path) -> None:
         run(enroll(bundle, tmp_path / "again"))
     sites = control.client().get("/v1/sites")["sites"]
     assert [(s["name"], s["state"], s["labels"]["customer"]) for s in sites] == [
-        ("store-1", "enrolled", "acme")]
+        ("store-1", "enrolled", "acme")
+    ]
 
 
 def test_an_expired_bundle_is_refused(control: ControlProcess, tmp_path: Path) -> None:
@@ -182,7 +206,8 @@ def test_an_expired_bundle_is_refused(control: ControlProcess, tmp_path: Path) -
 
 
 def test_a_bundle_with_the_wrong_ca_fingerprint_is_refused(
-        control: ControlProcess, tmp_path: Path) -> None:
+    control: ControlProcess, tmp_path: Path
+) -> None:
     good = parse_bundle(control.bundle("store-1"))
     forged = encode_bundle(type(good)(good.url, "0" * 64, good.secret, good.site))
     with pytest.raises(EnrollmentError, match="does not match the bundle"):
@@ -194,15 +219,22 @@ def test_a_bundle_with_the_wrong_ca_fingerprint_is_refused(
 
 
 def test_deploying_by_labels_and_relabelling_adds_and_removes_applications(
-        control: ControlProcess) -> None:
+    control: ControlProcess,
+) -> None:
     async def scenario() -> None:
         acme = await Site.enroll(control, "store-1", {"customer": "acme"})
         other = await Site.enroll(control, "store-2", {"customer": "other"})
         acme.start()
         other.start()
         control.push_app("vision", "1.0")
-        control.deploy({"name": "vision-acme", "application": "vision", "version": "latest",
-                        "placement": {"match-site-labels": "customer = acme"}})
+        control.deploy(
+            {
+                "name": "vision-acme",
+                "application": "vision",
+                "version": "latest",
+                "placement": {"match-site-labels": "customer = acme"},
+            }
+        )
         await acme.wait_for(lambda: acme.app_names == ["vision@1.0"])
         spec = acme.applications[0]["spec"]
         assert spec["name"] == "vision" and acme.applications[0]["tenant"] == "system"
@@ -213,26 +245,34 @@ def test_deploying_by_labels_and_relabelling_adds_and_removes_applications(
         await acme.wait_for(lambda: acme.app_names == [])
         control.push_app("vision", "2.0")
         await other.wait_for(lambda: other.app_names == ["vision@2.0"])
-        status = await asyncio.to_thread(control.cli, "deployment", "status", "vision-acme",
-                                         "-o", "json")
+        status = await asyncio.to_thread(
+            control.cli, "deployment", "status", "vision-acme", "-o", "json"
+        )
         sites = json.loads(status.stdout)["sites"]
         assert [s["site"] for s in sites] == ["store-2"]
-        await eventually(lambda: control.client().get(
-            "/v1/deployments/vision-acme/status")["sites"][0]["in_sync"])
+        await eventually(
+            lambda: control.client().get("/v1/deployments/vision-acme/status")["sites"][0][
+                "in_sync"
+            ]
+        )
         await acme.stop()
         await other.stop()
 
     run(scenario())
 
 
-def test_the_site_comes_from_the_certificate_not_from_the_request(
-        control: ControlProcess) -> None:
+def test_the_site_comes_from_the_certificate_not_from_the_request(control: ControlProcess) -> None:
     async def scenario() -> None:
         mine = await Site.enroll(control, "store-1", {"customer": "acme"})
         await Site.enroll(control, "store-2", {"customer": "other"})
         control.push_app("vision", "1.0")
-        control.deploy({"name": "v", "application": "vision",
-                        "placement": {"match-site-labels": "customer = other"}})
+        control.deploy(
+            {
+                "name": "v",
+                "application": "vision",
+                "placement": {"match-site-labels": "customer = other"},
+            }
+        )
         status, body = await raw_get(mine, "/v1/sync/desired?revision=0&wait=0&site=store-2")
         assert status == 200 and json.loads(body)["applications"] == []
         async with aiohttp.ClientSession() as session:  # no client certificate at all
@@ -262,7 +302,8 @@ def test_a_revoked_site_is_refused(control: ControlProcess) -> None:
 
 
 def test_long_poll_answers_at_once_on_change_and_304_after_the_wait(
-        control: ControlProcess) -> None:
+    control: ControlProcess,
+) -> None:
     async def scenario() -> None:
         site = await Site.enroll(control, "store-1")
         status, body = await raw_get(site, "/v1/sync/desired?revision=0&wait=5")
@@ -271,12 +312,14 @@ def test_long_poll_answers_at_once_on_change_and_304_after_the_wait(
         status, _ = await raw_get(site, f"/v1/sync/desired?revision={revision}&wait=1")
         assert status == 304 and 0.8 <= time.monotonic() - started < 3
         waiting = asyncio.create_task(
-            raw_get(site, f"/v1/sync/desired?revision={revision}&wait=60"))
+            raw_get(site, f"/v1/sync/desired?revision={revision}&wait=60")
+        )
         await asyncio.sleep(0.5)
         control.push_app("vision", "1.0")
         changed = time.monotonic()
-        await asyncio.to_thread(control.deploy, {"name": "v", "application": "vision",
-                                                 "placement": {"all-sites": True}})
+        await asyncio.to_thread(
+            control.deploy, {"name": "v", "application": "vision", "placement": {"all-sites": True}}
+        )
         status, body = await waiting
         assert status == 200 and time.monotonic() - changed < 2
         answer = json.loads(body)
@@ -289,12 +332,16 @@ def test_long_poll_answers_at_once_on_change_and_304_after_the_wait(
 def test_status_batches_apply_once_and_gaps_are_refused(control: ControlProcess) -> None:
     async def scenario() -> None:
         site = await Site.enroll(control, "store-1")
-        batch = {"seq": 1, "status": {"revision": 0, "instances": []},
-                 "events": [{"type": "started", "n": 1}]}
+        batch = {
+            "seq": 1,
+            "status": {"revision": 0, "instances": []},
+            "events": [{"type": "started", "n": 1}],
+        }
+        assert await raw_post(site, "/v1/sync/status", batch) == (200, {"seq": 1, "applied": True})
         assert await raw_post(site, "/v1/sync/status", batch) == (
-            200, {"seq": 1, "applied": True})
-        assert await raw_post(site, "/v1/sync/status", batch) == (
-            200, {"seq": 1, "duplicate": True})
+            200,
+            {"seq": 1, "duplicate": True},
+        )
         status, body = await raw_post(site, "/v1/sync/status", {**batch, "seq": 3})
         assert status == 409 and body["error"]["code"] == "out-of-order"
         assert "expected seq 2" in body["error"]["message"] and body["error"]["expected"] == 2
@@ -304,13 +351,17 @@ def test_status_batches_apply_once_and_gaps_are_refused(control: ControlProcess)
     run(scenario())
 
 
-def test_control_restart_on_the_same_state_dir_keeps_everything(
-        control: ControlProcess) -> None:
+def test_control_restart_on_the_same_state_dir_keeps_everything(control: ControlProcess) -> None:
     async def scenario() -> None:
         site = await Site.enroll(control, "store-1", {"customer": "acme"})
         control.push_app("vision", "1.0")
-        control.deploy({"name": "v", "application": "vision",
-                        "placement": {"match-site-labels": "customer = acme"}})
+        control.deploy(
+            {
+                "name": "v",
+                "application": "vision",
+                "placement": {"match-site-labels": "customer = acme"},
+            }
+        )
         token = control.admin_token
         fingerprint = parse_bundle(control.bundle("store-2")).ca_fingerprint
         _, body = await raw_get(site, "/v1/sync/desired?revision=0&wait=0")
@@ -323,23 +374,27 @@ def test_control_restart_on_the_same_state_dir_keeps_everything(
         assert status == 304  # same revision, same certificate still valid
         _, body = await raw_get(site, "/v1/sync/desired?revision=0&wait=0")
         assert json.loads(body) == before
-        assert [d["name"] for d in control.client().get("/v1/deployments")["deployments"]] == [
-            "v"]
+        assert [d["name"] for d in control.client().get("/v1/deployments")["deployments"]] == ["v"]
 
     run(scenario())
 
 
 @pytest.mark.slow
 def test_sites_reconnect_after_a_control_outage_and_deliver_every_event_once(
-        control: ControlProcess) -> None:
+    control: ControlProcess,
+) -> None:
     async def scenario() -> None:
-        sites = [await Site.enroll(control, f"store-{i}", {"customer": "acme"})
-                 for i in range(3)]
+        sites = [await Site.enroll(control, f"store-{i}", {"customer": "acme"}) for i in range(3)]
         for site in sites:
             site.start()
         control.push_app("vision", "1.0")
-        control.deploy({"name": "v", "application": "vision",
-                        "placement": {"match-site-labels": "customer = acme"}})
+        control.deploy(
+            {
+                "name": "v",
+                "application": "vision",
+                "placement": {"match-site-labels": "customer = acme"},
+            }
+        )
         for site in sites:
             await site.wait_for(partial(has_apps, site, ["vision@1.0"]))
         sent: dict[str, list[int]] = {s.identity.site: [] for s in sites}
@@ -355,8 +410,11 @@ def test_sites_reconnect_after_a_control_outage_and_deliver_every_event_once(
         await asyncio.to_thread(control.stop, True)  # SIGKILL
         for n in range(5, 15):
             emit(n)
-        await eventually(lambda: all(s.client is not None and
-                                     s.client.link["state"] == "unreachable" for s in sites))
+        await eventually(
+            lambda: all(
+                s.client is not None and s.client.link["state"] == "unreachable" for s in sites
+            )
+        )
         # one site's enforcer restarts while control is away: its queue survives
         await sites[0].stop()
         sites[0].start()
@@ -368,13 +426,13 @@ def test_sites_reconnect_after_a_control_outage_and_deliver_every_event_once(
             await site.wait_for(partial(has_apps, site, ["vision@2.0"]), timeout=20)
 
         def delivered(name: str) -> list[int]:
-            events = control.client().get(f"/v1/sites/{name}/events",
-                                          limit="1000")["events"]
+            events = control.client().get(f"/v1/sites/{name}/events", limit="1000")["events"]
             return [e["event"]["n"] for e in events]
 
         for name, numbers in sent.items():
-            await eventually(partial(lambda n, ns: sorted(delivered(n)) == ns, name, numbers),
-                             timeout=20)
+            await eventually(
+                partial(lambda n, ns: sorted(delivered(n)) == ns, name, numbers), timeout=20
+            )
             assert delivered(name) == numbers  # in order, each once
         for site in sites:
             assert site.client is not None and site.client.link["state"] == "connected"

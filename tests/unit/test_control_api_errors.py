@@ -26,8 +26,7 @@ class FakeService:
         raise Unauthorized("the token is not valid")
 
 
-def with_api(max_concurrent: int,
-             body: Callable[[ClientSession, str], Awaitable[None]]) -> None:
+def with_api(max_concurrent: int, body: Callable[[ClientSession, str], Awaitable[None]]) -> None:
     async def main() -> None:
         api = ControlAPI(FakeService(), max_concurrent=max_concurrent)  # type: ignore[arg-type]
         server = TestServer(api.app())
@@ -49,8 +48,9 @@ def test_status_batches_past_the_limit_get_503_with_retry_after() -> None:
             assert (await r.json())["error"]["code"] == "overloaded"
         async with session.get(url + "/v1/sites") as r:  # operators are never shed
             assert r.status == 401
-            assert (await r.json()) == {"error": {"code": "unauthorized",
-                                                  "message": "the token is not valid"}}
+            assert (await r.json()) == {
+                "error": {"code": "unauthorized", "message": "the token is not valid"}
+            }
 
     with_api(0, body)
 
@@ -59,7 +59,9 @@ def test_unknown_endpoints_and_oversized_bodies_get_json_errors() -> None:
     async def body(session: ClientSession, url: str) -> None:
         async with session.get(url + "/v1/nothing") as r:
             assert r.status == 404 and (await r.json())["error"]["code"] == "not-found"
-        async with session.post(url + "/v1/enrollment", data=io.BytesIO(b"x" * (MAX_BODY + 1))) as r:
+        async with session.post(
+            url + "/v1/enrollment", data=io.BytesIO(b"x" * (MAX_BODY + 1))
+        ) as r:
             assert r.status == 413 and (await r.json())["error"]["code"] == "too-large"
         async with session.post(url + "/v1/enrollment", data=b"{not json") as r:
             assert r.status == 422 and "not valid JSON" in (await r.json())["error"]["message"]

@@ -12,12 +12,14 @@ from control.model import AppVersion, Deployment, Site, Tenant
 
 def fleet_with(*sites: Site) -> Fleet:
     fleet = Fleet()
-    fleet.tenants.update({
-        "system": Tenant("system", None, 0.0),
-        "acme": Tenant("acme", "system", 0.0),
-        "acme-eu": Tenant("acme-eu", "acme", 0.0),
-        "other": Tenant("other", "system", 0.0),
-    })
+    fleet.tenants.update(
+        {
+            "system": Tenant("system", None, 0.0),
+            "acme": Tenant("acme", "system", 0.0),
+            "acme-eu": Tenant("acme-eu", "acme", 0.0),
+            "other": Tenant("other", "system", 0.0),
+        }
+    )
     fleet.sites.update({s.name: s for s in sites})
     fleet.apps[("vision", "1")] = AppVersion("vision", "1", "acme", {"name": "vision"}, "d", 1.0)
     return fleet
@@ -25,10 +27,15 @@ def fleet_with(*sites: Site) -> Fleet:
 
 def deploy(fleet: Fleet, tenant: str, match: str) -> DeploymentState:
     name = f"d-{tenant}"
-    doc: dict[str, Any] = {"name": name, "application": "vision", "version": "1",
-                           "placement": {"match-site-labels": match}}
-    state = DeploymentState(Deployment(name, tenant, doc, 0.0, 0.0),
-                            parse_deployment(doc), Rollout("1", Phase.DONE))
+    doc: dict[str, Any] = {
+        "name": name,
+        "application": "vision",
+        "version": "1",
+        "placement": {"match-site-labels": match},
+    }
+    state = DeploymentState(
+        Deployment(name, tenant, doc, 0.0, 0.0), parse_deployment(doc), Rollout("1", Phase.DONE)
+    )
     fleet.deployments[state.record.name] = state
     return state
 
@@ -41,7 +48,10 @@ def test_a_tenant_deploys_only_to_sites_assigned_to_it_or_its_ancestors() -> Non
     fleet = fleet_with(site("s1", ["acme"]), site("s2", ["other"]), site("s3", []))
     assert fleet.subtree("acme") == {"acme", "acme-eu"}
     assert [fleet.eligible(fleet.sites[n], "acme-eu") for n in ("s1", "s2", "s3")] == [
-        True, False, False]
+        True,
+        False,
+        False,
+    ]
     assert all(fleet.eligible(s, "system") for s in fleet.sites.values())
     fleet.sites["s1"].revoked = True
     assert not fleet.eligible(fleet.sites["s1"], "system")
@@ -56,8 +66,10 @@ def test_only_sites_whose_applications_change_get_a_new_revision() -> None:
     body = json.loads(fleet.desired_body(fleet.sites["s1"]))
     assert body["revision"] == 2
     assert [(a["name"], a["version"], a["tenant"]) for a in body["applications"]] == [
-        ("vision", "1", "acme")]
+        ("vision", "1", "acme")
+    ]
     fleet.sites["s2"].labels["customer"] = "acme"
     assert [n for n, _, _ in fleet.recompute(["s2"])] == ["s2"]
     assert json.loads(fleet.desired_body(fleet.sites["s2"]))["applications"][0]["spec"] == {
-        "name": "vision"}
+        "name": "vision"
+    }

@@ -76,8 +76,9 @@ def test_an_enrollment_secret_works_once_and_expires(tmp_path: Path) -> None:
 
 
 def app(version: str, digest: str, created: float, tenant: str = "system") -> AppVersion:
-    return AppVersion("vision", version, tenant, {"name": "vision", "version": version},
-                      digest, created)
+    return AppVersion(
+        "vision", version, tenant, {"name": "vision", "version": version}, digest, created
+    )
 
 
 def test_versions_are_immutable_and_the_last_ones_are_kept(tmp_path: Path) -> None:
@@ -89,8 +90,7 @@ def test_versions_are_immutable_and_the_last_ones_are_kept(tmp_path: Path) -> No
         with pytest.raises(Conflict, match="belongs to tenant"):
             await store.put_app_version(app("9", "d9", 2.0, "acme"), keep=3, protected=set())
         for n in range(2, 7):
-            await store.put_app_version(app(str(n), f"d{n}", float(n)), keep=3,
-                                        protected={"1"})
+            await store.put_app_version(app(str(n), f"d{n}", float(n)), keep=3, protected={"1"})
         versions = [a.version for a in await store.app_versions("vision")]
         assert versions == ["1", "4", "5", "6"]
 

@@ -23,16 +23,21 @@ def test_a_bundle_round_trips_as_one_line() -> None:
     assert parse_bundle(f"  {text}\n") == bundle
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "empty"),
-    ("not base64 !!", "garbled"),
-    (base64.urlsafe_b64encode(b"[1]").decode(), "not a JSON object"),
-    (base64.urlsafe_b64encode(json.dumps({"url": "https://x"}).encode()).decode(),
-     "lacks ca_fingerprint, secret, site"),
-    (encode_bundle(Bundle("http://x", FINGERPRINT, "s", "a")), "not https"),
-    (encode_bundle(Bundle("https://x", "abc", "s", "a")), "SHA-256"),
-    (encode_bundle(Bundle("https://x", FINGERPRINT, "s", "Bad Name")), "not a site name"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("not base64 !!", "garbled"),
+        (base64.urlsafe_b64encode(b"[1]").decode(), "not a JSON object"),
+        (
+            base64.urlsafe_b64encode(json.dumps({"url": "https://x"}).encode()).decode(),
+            "lacks ca_fingerprint, secret, site",
+        ),
+        (encode_bundle(Bundle("http://x", FINGERPRINT, "s", "a")), "not https"),
+        (encode_bundle(Bundle("https://x", "abc", "s", "a")), "SHA-256"),
+        (encode_bundle(Bundle("https://x", FINGERPRINT, "s", "Bad Name")), "not a site name"),
+    ],
+)
 def test_a_bad_bundle_is_refused_with_a_clear_message(text: str, message: str) -> None:
     with pytest.raises(EnrollmentError, match=message):
         parse_bundle(text)
@@ -42,7 +47,7 @@ def test_backoff_grows_exponentially_with_full_jitter_up_to_the_cap() -> None:
     backoff = Backoff(base=1.0, cap=30.0, rng=random.Random(1))
     delays = [backoff.next() for _ in range(12)]
     for attempt, delay in enumerate(delays):
-        assert 0.0 <= delay <= min(30.0, 2.0 ** attempt)
+        assert 0.0 <= delay <= min(30.0, 2.0**attempt)
     assert max(delays[6:]) > 8  # it does grow
     backoff.reset()
     assert backoff.next() <= 1.0
