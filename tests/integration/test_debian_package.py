@@ -329,7 +329,19 @@ def workdir() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="ewdeb-", dir="/tmp"))  # short: unix socket paths
     root.chmod(0o755)  # control runs as the edgeward user and must reach its state dir
     yield root
+    unmount_below(root)  # the tmpfs an enforcer put on its secrets directory
     shutil.rmtree(root, ignore_errors=True)
+
+
+def unmount_below(root: Path) -> None:
+    """Unmount every mount point under `root` (ours only), deepest first."""
+    points = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        point = line.split()[1].replace("\\040", " ")
+        if point.startswith(f"{root}/"):
+            points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        run("umount", point, check=False)
 
 
 # --- control, as edge-control.service runs it -------------------------------------------------
@@ -405,14 +417,24 @@ class Enforcer:
         wait_until(running, timeout, f"{', '.join(ids)} running", self.daemon)
 
 
+def installed_config_sections() -> set[str]:
+    """The sections the installed enforcer's configuration knows."""
+    probe = "import enforcer.config as c; print(*c.EnforcerConfig.__dataclass_fields__)"
+    return set(run("/usr/bin/python3", "-I", "-c", probe).stdout.split())
+
+
 def enforcer_config(path: Path, state: Path, engine: DockerEngine, enrollment: str) -> Path:
-    path.write_text(
+    run_dir = path.parent / "run"
+    text = (
         f'state-dir = "{state}"\n'
         f'[docker]\nhost = "{engine.url}"\n'
-        f'[api]\nsocket = "{path.parent / "run" / "enforcer.sock"}"\n'
+        f'[api]\nsocket = "{run_dir / "enforcer.sock"}"\n'
         f'[host]\nid = "deb-{path.stem}"\nlabels = {{ zone = "line-1" }}\n'
         f"[control]\nenrollment = {json.dumps(enrollment)}\n"
     )
+    if "secrets" in installed_config_sections():  # not the machine's /run/edgeward/secrets
+        text += f'[secrets]\ndir = "{run_dir / "secrets"}"\n'
+    path.write_text(text)
     return path
 
 
