@@ -190,6 +190,15 @@ class DockerEngine:
             client.close()
         stop_pid(self.proc, timeout=30)
         self.proc = None
+        self._unmount_data_root()
+
+    def _unmount_data_root(self) -> None:
+        """dockerd bind-mounts its data root onto itself; a killed one leaves that behind."""
+        data = str(self.root / "data")
+        with open("/proc/mounts") as f:
+            mounted = any(line.split()[1] == data for line in f)
+        if mounted:
+            subprocess.run(["umount", "-l", data], check=False)
 
     def restart(self) -> None:
         """Stop and start the same engine (same data root): containers survive as exited."""
