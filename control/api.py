@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from control import deployments as dep
+from control.api_vaults import VaultHandlers, json_response
 from control.auth import Principal
 from control.model import ControlError, Invalid, NotFound, Site
 from control.openapi import openapi_document
@@ -40,15 +41,10 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     return web.json_response(body, status=status)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
+_json = json_response
 
 
-class ControlAPI:
+class ControlAPI(VaultHandlers):
     def __init__(self, service: ControlService, max_concurrent: int = 2048) -> None:
         self.service = service
         self.max_concurrent = max_concurrent
@@ -82,6 +78,7 @@ class ControlAPI:
         r.add_put("/v1/deployments/{name}", self.put_deployment)
         r.add_delete("/v1/deployments/{name}", self.delete_deployment)
         r.add_get("/v1/deployments/{name}/status", self.deployment_status)
+        self.add_vault_routes(r)
         r.add_get("/v1/sync/desired", self.sync_desired)
         r.add_post("/v1/sync/status", self.sync_status)
         return app
@@ -230,7 +227,7 @@ class ControlAPI:
         return _json(
             {
                 "tenants": [
-                    {"name": t.name, "parent": t.parent, "created": t.created}
+                    {"name": t.name, "parent": t.parent, "created": t.created, "quota": t.quota}
                     for t in self.service.list_tenants(who)
                 ]
             }
@@ -241,9 +238,17 @@ class ControlAPI:
         body = await self._object(request)
         parent = body.get("parent")
         tenant = await self.service.create_tenant(
-            who, str(body.get("name", "")), str(parent) if parent else None
+            who, str(body.get("name", "")), str(parent) if parent else None, body.get("quota")
         )
-        return _json({"name": tenant.name, "parent": tenant.parent, "created": tenant.created}, 201)
+        return _json(
+            {
+                "name": tenant.name,
+                "parent": tenant.parent,
+                "created": tenant.created,
+                "quota": tenant.quota,
+            },
+            201,
+        )
 
     async def create_token(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
@@ -252,11 +257,14 @@ class ControlAPI:
         token = await self.service.create_token(who, tenant, str(body.get("description", "")))
         return _json({"tenant": tenant, "token": token}, 201)
 
-    def site_view(self, site: Site) -> dict[str, Any]:
+    def site_view(self, site: Site, who: Principal | None = None) -> dict[str, Any]:
+        tenants = site.tenants
+        if who is not None and not who.is_admin:
+            tenants = [t for t in tenants if t in who.visible]
         return {
             "name": site.name,
             "labels": site.all_labels,
-            "tenants": site.tenants,
+            "tenants": tenants,
             "state": site.state,
             "revision": site.revision,
             "applied_revision": site.applied_revision,
@@ -270,14 +278,32 @@ class ControlAPI:
 
     async def list_sites(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
-        return _json({"sites": [self.site_view(s) for s in self.service.list_sites(who)]})
+        return _json({"sites": [self.site_view(s, who) for s in self.service.list_sites(who)]})
 
     async def get_site(self, request: web.Request) -> web.Response:
         who = await self._principal(request)
         site = self.service.site(who, request.match_info["name"])
-        view = self.site_view(site)
-        view["status"] = site.status
-        view["desired"] = json.loads(self.service.desired_body(site))["applications"]
+        view = self.site_view(site, who)
+        status = site.status
+        desired = json.loads(self.service.fleet.desired_body(site))["applications"]
+        if not who.is_admin:
+            desired = [a for a in desired if a.get("tenant") in who.visible]
+            if status is not None:
+                status = {
+                    **status,
+                    "instances": [
+                        i
+                        for i in status.get("instances", [])
+                        if isinstance(i, dict) and self.service.visible_app(who, i.get("app"))
+                    ],
+                }
+        view["status"] = status
+        view["desired"] = desired
+        view["vaults"] = [
+            {"name": v.name, "version": v.version, "unseal": v.unseal}
+            for v in self.service.vaults_for_site(site)
+            if v.tenant in who.visible
+        ]
         return _json(view)
 
     async def patch_site(self, request: web.Request) -> web.Response:
@@ -291,7 +317,7 @@ class ControlAPI:
         ):
             raise Invalid('send {"labels": {"key": "value" or null}}')
         site = await self.service.label_site(who, request.match_info["name"], labels)
-        return _json(self.site_view(site))
+        return _json(self.site_view(site, who))
 
     async def assign_site(self, request: web.Request) -> web.Response:
         who = await self._principal(request)

@@ -27,6 +27,7 @@ from control.cli_support import (
     read_document,
     table,
 )
+from control.cli_vaults import secret, vault
 from control.client import quote
 from control.config import ControlConfig
 from enforcer.labels import LabelSyntaxError, parse_labels
@@ -93,14 +94,22 @@ def tenant() -> None:
 @tenant.command("create")
 @click.argument("name")
 @click.option("--parent", help="parent tenant (default: the token's tenant)")
+@click.option("--quota", default=None, help="per site: cpus=2,memory=1Gi,gpus=0")
 @connection_options
 @output_option
 @click.pass_context
 def tenant_create(
-    ctx: click.Context, /, name: str, parent: str | None, output: str, **conn: Any
+    ctx: click.Context,
+    /,
+    name: str,
+    parent: str | None,
+    quota: str | None,
+    output: str,
+    **conn: Any,
 ) -> None:
     """Create tenant NAME."""
-    result = call(ctx, conn, lambda c: c.post("/v1/tenants", {"name": name, "parent": parent}))
+    body = {"name": name, "parent": parent, "quota": quota}
+    result = call(ctx, conn, lambda c: c.post("/v1/tenants", body))
     if output == "json":
         echo_json(result)
     else:
@@ -414,6 +423,10 @@ def deployment_rm(ctx: click.Context, /, name: str, **conn: Any) -> None:
     """Delete a deployment: its sites remove the application."""
     call(ctx, conn, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
     click.echo(f"deployment {name} deleted")
+
+
+cli.add_command(vault)
+cli.add_command(secret)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

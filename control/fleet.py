@@ -17,6 +17,7 @@ from typing import Any
 from control import deployments as dep
 from control.desired import DesiredStates
 from control.model import SYSTEM_TENANT, AppVersion, Deployment, Site, Tenant, canonical_json
+from control.vaults import Vault, distributed_to
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Fleet:
         self.sites: dict[str, Site] = {}
         self.apps: dict[tuple[str, str], AppVersion] = {}
         self.deployments: dict[str, DeploymentState] = {}
+        self.vaults: dict[str, Vault] = {}
         self.desired = DesiredStates()
 
     # --- tenants --------------------------------------------------------------------------
@@ -183,9 +185,13 @@ class Fleet:
             site = self.sites[name]
             eligible = {t: self.eligible(site, t) for t in tenants}
             placed = dep.applications_for_site(site.all_labels, placements, eligible)
-            digest = hashlib.sha256(
-                canonical_json([[p.application, p.version, p.tenant, p.deployment] for p in placed])
-            ).hexdigest()
+            listing: list[Any] = [
+                [p.application, p.version, p.tenant, p.deployment] for p in placed
+            ]
+            vaults = self.vault_part(site)
+            # the vault part only when there is one: digests from before vaults stay as they were
+            digest_of: Any = [listing, [list(v) for v in vaults]] if vaults else listing
+            digest = hashlib.sha256(canonical_json(digest_of)).hexdigest()
             self.desired.remember(digest, placed)
             if digest != site.digest:
                 site.revision += 1
@@ -193,6 +199,16 @@ class Fleet:
                 site.ready, site.failed = {}, {}
                 changes.append((name, site.revision, digest))
         return changes
+
+    def vault_part(self, site: Site) -> list[tuple[str, int, str]]:
+        """(vault, version, unseal) of the vaults `site` receives, by name."""
+        if not site.public_key:
+            return []
+        return [
+            (v.name, v.version, v.unseal)
+            for _, v in sorted(self.vaults.items())
+            if distributed_to(v, site, self.eligible(site, v.tenant))
+        ]
 
     def desired_body(self, site: Site) -> bytes:
         """The site's desired state: {revision, applications: [{name, version, tenant, spec}]}."""

@@ -77,6 +77,7 @@ class Tenant:
     name: str
     parent: str | None
     created: float
+    quota: dict[str, float] = field(default_factory=dict)  # per site: cpus, memory, gpus
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Site:
     status_time: float | None = None
     ready: dict[str, float] = field(default_factory=dict)  # app -> all ready since
     failed: dict[str, str] = field(default_factory=dict)  # app -> why it failed
+    public_key: str = ""  # PEM of the site certificate's public key (vaults are sealed to it)
 
     @property
     def all_labels(self) -> dict[str, str]:

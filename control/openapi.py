@@ -36,7 +36,7 @@ _ROUTES: list[tuple[str, str, str, str]] = [
         "token",
     ),
     ("get", "/v1/tenants", "List tenants", "token"),
-    ("post", "/v1/tenants", "Create a tenant: {name, parent}", "token"),
+    ("post", "/v1/tenants", "Create a tenant: {name, parent, quota}", "token"),
     ("post", "/v1/tokens", "Create a token for a tenant: {tenant}", "token"),
     ("get", "/v1/sites", "List sites", "token"),
     ("get", "/v1/sites/{name}", "A site with its status and desired state", "token"),
@@ -77,6 +77,24 @@ _ROUTES: list[tuple[str, str, str, str]] = [
         "replay -> 200 duplicate, gap -> 409 naming the expected seq",
         "site",
     ),
+    (
+        "get",
+        "/v1/sync/vault-key",
+        "The site's vault key for remote unseal: {key: base64} (made on first request)",
+        "site",
+    ),
+    ("get", "/v1/vaults", "List vaults: names, secrets and their keys, never values", "token"),
+    ("get", "/v1/vaults/{vault}", "A vault: distribution, unseal mode, secrets' keys", "token"),
+    (
+        "put",
+        "/v1/vaults/{vault}",
+        "Create or change a vault: {distribute, unseal, tenant}",
+        "token",
+    ),
+    ("delete", "/v1/vaults/{vault}", "Delete a vault: its sites lose it", "token"),
+    ("get", "/v1/vaults/{vault}/secrets/{secret}", "A secret's keys (never values)", "token"),
+    ("put", "/v1/vaults/{vault}/secrets/{secret}", "Set a secret: {data: {key: value}}", "token"),
+    ("delete", "/v1/vaults/{vault}/secrets/{secret}", "Revoke a secret", "token"),
 ]
 
 

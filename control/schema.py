@@ -32,4 +32,17 @@ MIGRATIONS: list[str] = [
                               seq INTEGER NOT NULL, received REAL NOT NULL, event TEXT NOT NULL);
     CREATE INDEX site_events_by_site ON site_events (site, id);
     """,
+    # 2: vaults (secrets encrypted under per-vault data keys), the master key's check value,
+    # per-site vault keys for remote unseal, sites' public keys, tenant quotas
+    """
+    CREATE TABLE control_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE vaults (name TEXT PRIMARY KEY, tenant TEXT NOT NULL REFERENCES tenants(name),
+                         distribute TEXT NOT NULL, unseal TEXT NOT NULL,
+                         version INTEGER NOT NULL, wrapped_key BLOB NOT NULL, blob BLOB NOT NULL,
+                         keys TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+    CREATE TABLE site_vault_keys (site TEXT PRIMARY KEY, wrapped BLOB NOT NULL,
+                                  created REAL NOT NULL);
+    ALTER TABLE sites ADD COLUMN public_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
+    """,
 ]

@@ -18,6 +18,7 @@ from control.config import ControlConfig
 from control.pki import load_or_create_authority, server_hosts
 from control.service import ControlService
 from control.store import SQLiteStore, Store
+from control.vaults import MASTER_KEY_FILE, Envelope, MasterKeyError, load_or_create_master_key
 from enforcer.pki import write_file
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,26 @@ async def serve(
     authority = load_or_create_authority(state_dir)
     authority.ensure_server_cert(server_hosts(config.listen_host, config.public_host))
     token, created = ensure_admin_token(state_dir)
+    try:
+        master_key, _ = load_or_create_master_key(state_dir)
+    except MasterKeyError as e:
+        raise StartupError(str(e)) from e
     store = open_store(config)
     await store.open()
-    service = ControlService(store, authority, config.url)
+    service = ControlService(
+        store,
+        authority,
+        config.url,
+        envelope=Envelope(master_key),
+        master_key_path=state_dir / MASTER_KEY_FILE,
+    )
     runner: web.AppRunner | None = None
     try:
         await service.add_admin_token(token)
-        await service.start()
+        try:
+            await service.start()
+        except MasterKeyError as e:
+            raise StartupError(str(e)) from e
         api = ControlAPI(service, max_concurrent=max_concurrent)
         runner = web.AppRunner(
             api.app(), access_log=None, handle_signals=False, keepalive_timeout=75.0

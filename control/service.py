@@ -10,12 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from control import deployments as dep
 from control.auth import Principal, new_token, token_hash
@@ -38,7 +44,10 @@ from control.model import (
     copy_site,
 )
 from control.pki import Authority
+from control.quota import check_deployment_quota, check_quota_document
 from control.store import Store
+from control.vaultops import VaultOperations
+from control.vaults import MASTER_KEY_FILE, Envelope
 from enforcer.enrollment import Bundle, encode_bundle
 from enforcer.spec.parse import SpecError, application_to_document, parse_application
 
@@ -58,11 +67,21 @@ class Metrics:
         self.counters[name] = self.counters.get(name, 0) + by
 
 
-class ControlService:
+class ControlService(VaultOperations):
     def __init__(
-        self, store: Store, authority: Authority, url: str, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        authority: Authority,
+        url: str,
+        clock: Callable[[], float] = time.time,
+        envelope: Envelope | None = None,
+        master_key_path: Path = Path(MASTER_KEY_FILE),
     ) -> None:
         self.store = store
+        # without a master key (tests): one for this process only
+        self.envelope = envelope or Envelope(os.urandom(32))
+        self.master_key_path = master_key_path
+        self._sealed = {}
         self.authority = authority
         self.url = url
         self.clock = clock
@@ -84,6 +103,7 @@ class ControlService:
         self.tenants.update((t.name, t) for t in await self.store.list_tenants())
         self.sites.update((s.name, s) for s in await self.store.load_sites())
         await self._load_apps()
+        await self._load_vaults()
         for record in await self.store.list_deployments():
             spec = dep.parse_deployment(record.document)
             rollout = dep.Rollout.from_json(record.rollout) if record.rollout else None
@@ -104,8 +124,11 @@ class ControlService:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+            # Python 3.11's wait_for may swallow a cancellation that races its inner wait:
+            # cancel again until the task is done
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._flush_contacts()
@@ -121,11 +144,16 @@ class ControlService:
             raise Unauthorized("the token is not valid")
         return Principal(tenant, frozenset(self.fleet.subtree(tenant)))
 
-    async def create_tenant(self, who: Principal, name: str, parent: str | None) -> Tenant:
+    async def create_tenant(
+        self, who: Principal, name: str, parent: str | None, quota: Any = None
+    ) -> Tenant:
         check_name(name, "tenant")
         parent = parent or who.tenant
         who.require_visible(parent, f"tenant {parent!r}")
-        tenant = await self.store.create_tenant(name, parent, self.clock())
+        limits = check_quota_document(quota)
+        if name in self.tenants:
+            raise Conflict(f"tenant {name!r} already exists")
+        tenant = await self.store.create_tenant(name, parent, self.clock(), limits)
         self.tenants[name] = tenant
         return tenant
 
@@ -186,11 +214,20 @@ class ControlService:
                 "secret (issue a new one with `edge-control site token`)"
             )
         cert_pem, serial = self.authority.sign_site(csr_pem.encode(), site)
+        public_key = (
+            x509.load_pem_x509_certificate(cert_pem)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
         async with self._lock:
             now = self.clock()
-            await self.store.consume_enrollment(token_hash(secret), site, serial, now)
+            await self.store.consume_enrollment(token_hash(secret), site, serial, now, public_key)
             record = self.sites[site]
             record.cert_serial, record.enrolled, record.revoked = serial, now, False
+            record.public_key = public_key
             record.last_seq = 0
             await self._recompute([site])
         self.metrics.inc("enrollments_total")
@@ -275,11 +312,12 @@ class ControlService:
                 f"but the URL names {name} version {version}"
             )
         canonical = application_to_document(app)
+        self.check_secret_references(who, canonical)
         digest = hashlib.sha256(canonical_json(canonical)).hexdigest()
         record = AppVersion(name, version, tenant, canonical, digest, self.clock())
         owner = next((a.tenant for (n, _), a in self.apps.items() if n == name), None)
         if owner is not None and owner not in who.visible:
-            raise Conflict(f"application {name} belongs to another tenant")
+            raise Forbidden(f"application {name} belongs to another tenant")
         protected = self.fleet.protected_versions(name)
         async with self._lock:
             created = await self.store.put_app_version(record, VERSIONS_KEPT, protected)
@@ -320,6 +358,9 @@ class ControlService:
             spec = dep.parse_deployment(document)
         except dep.DeploymentError as e:
             raise Invalid(f"the deployment spec is not valid: {e}", e.errors) from e
+        existing_owner = self.deployments.get(spec.name)
+        if existing_owner is not None and existing_owner.record.tenant not in who.visible:
+            raise Forbidden(f"deployment {spec.name} belongs to another tenant")
         owners = {a.tenant for (n, _), a in self.apps.items() if n == spec.application}
         if not owners or not owners & who.visible:
             raise Invalid(
@@ -335,9 +376,12 @@ class ControlService:
         now = self.clock()
         async with self._lock:
             existing = self.deployments.get(spec.name)
+            owner = existing.record.tenant if existing is not None else who.tenant
+            if existing is None or existing.record.tenant in who.visible:
+                check_deployment_quota(self.fleet, spec, owner)
             if existing is not None:
                 if existing.record.tenant not in who.visible:
-                    raise Conflict(f"deployment {spec.name} belongs to another tenant")
+                    raise Forbidden(f"deployment {spec.name} belongs to another tenant")
                 finished_badly = existing.rollout is not None and existing.rollout.phase in (
                     dep.Phase.PAUSED,
                     dep.Phase.ROLLED_BACK,
@@ -423,7 +467,10 @@ class ControlService:
             await self.store.save_revisions(changes)
 
     def desired_body(self, site: Site) -> bytes:
-        return self.fleet.desired_body(site)
+        """The site's desired state, with its vaults sealed to its key."""
+        body = self.fleet.desired_body(site)
+        vaults = json.dumps(self.sealed_vaults(site), separators=(",", ":")).encode()
+        return body[:-1] + b',"vaults":' + vaults + b"}"
 
     async def wait_desired(self, site: Site, revision: int, wait: float) -> bytes | None:
         """The desired state once its revision differs from `revision`; None after `wait`."""
@@ -503,5 +550,24 @@ class ControlService:
         return result
 
     async def site_events(self, who: Principal, name: str, limit: int) -> list[dict[str, Any]]:
+        """The site's events; a tenant sees only those about its (and sub-tenants') apps."""
         self.site(who, name)
-        return await self.store.site_events(name, limit)
+        events = await self.store.site_events(name, limit)
+        if who.is_admin:
+            return events
+        return [e for e in events if self.visible_app(who, _event_app(e.get("event")))]
+
+    def visible_app(self, who: Principal, app: Any) -> bool:
+        if not isinstance(app, str):
+            return False
+        owner = next((a.tenant for (n, _), a in self.apps.items() if n == app), None)
+        return owner is not None and owner in who.visible
+
+
+def _event_app(event: Any) -> Any:
+    if not isinstance(event, dict):
+        return None
+    app = event.get("app")
+    if app is None and isinstance(event.get("instance"), str):
+        app = event["instance"].split(".", 1)[0]
+    return app

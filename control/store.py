@@ -32,6 +32,8 @@ from control.model import (
     Tenant,
 )
 from control.schema import MIGRATIONS
+from control.vaults import Vault
+from control.vaultstore import VaultRecords
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ class Store(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def create_tenant(self, name: str, parent: str, now: float) -> Tenant: ...
+    async def create_tenant(
+        self, name: str, parent: str, now: float, quota: dict[str, float] | None = None
+    ) -> Tenant: ...
     @abc.abstractmethod
     async def list_tenants(self) -> list[Tenant]: ...
     @abc.abstractmethod
@@ -63,7 +67,7 @@ class Store(abc.ABC):
     ) -> None: ...
     @abc.abstractmethod
     async def consume_enrollment(
-        self, secret_hash: str, site: str, serial: str, now: float
+        self, secret_hash: str, site: str, serial: str, now: float, public_key: str = ""
     ) -> None: ...
     @abc.abstractmethod
     async def load_sites(self) -> list[Site]: ...
@@ -93,6 +97,16 @@ class Store(abc.ABC):
     async def save_rollouts(
         self, rollouts: Sequence[tuple[str, dict[str, Any] | None]]
     ) -> None: ...
+    @abc.abstractmethod
+    async def set_meta_once(self, key: str, value: bytes) -> bytes: ...
+    @abc.abstractmethod
+    async def list_vaults(self) -> list[Vault]: ...
+    @abc.abstractmethod
+    async def put_vault(self, vault: Vault, previous_version: int | None) -> None: ...
+    @abc.abstractmethod
+    async def delete_vault(self, name: str) -> None: ...
+    @abc.abstractmethod
+    async def site_vault_key(self, site: str, wrapped: bytes, now: float) -> bytes: ...
 
 
 _PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
@@ -102,7 +116,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-class SQLiteStore(Store):
+class SQLiteStore(VaultRecords, Store):
     """The store in one SQLite file (WAL), used through one connection and a lock."""
 
     def __init__(self, path: Path) -> None:
@@ -161,12 +175,15 @@ class SQLiteStore(Store):
                 )
                 log.info("applied schema migration %d", version)
             await db.execute(
-                "INSERT OR IGNORE INTO tenants VALUES (?, NULL, ?)", (SYSTEM_TENANT, time.time())
+                "INSERT OR IGNORE INTO tenants (name, parent, created) VALUES (?, NULL, ?)",
+                (SYSTEM_TENANT, time.time()),
             )
 
     # --- tenants and tokens ---------------------------------------------------------------
 
-    async def create_tenant(self, name: str, parent: str, now: float) -> Tenant:
+    async def create_tenant(
+        self, name: str, parent: str, now: float, quota: dict[str, float] | None = None
+    ) -> Tenant:
         async with self._tx() as db:
             async with db.execute("SELECT 1 FROM tenants WHERE name = ?", (parent,)) as c:
                 if await c.fetchone() is None:
@@ -174,12 +191,15 @@ class SQLiteStore(Store):
             async with db.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)) as c:
                 if await c.fetchone() is not None:
                     raise Conflict(f"tenant {name!r} already exists")
-            await db.execute("INSERT INTO tenants VALUES (?, ?, ?)", (name, parent, now))
-        return Tenant(name, parent, now)
+            await db.execute(
+                "INSERT INTO tenants (name, parent, created, quota) VALUES (?, ?, ?, ?)",
+                (name, parent, now, _dumps(quota or {})),
+            )
+        return Tenant(name, parent, now, dict(quota or {}))
 
     async def list_tenants(self) -> list[Tenant]:
-        rows = await self._rows("SELECT name, parent, created FROM tenants ORDER BY name")
-        return [Tenant(r[0], r[1], r[2]) for r in rows]
+        rows = await self._rows("SELECT name, parent, created, quota FROM tenants ORDER BY name")
+        return [Tenant(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     async def add_token(self, token_hash: str, tenant: str, description: str, now: float) -> None:
         async with self._tx() as db:
@@ -208,7 +228,7 @@ class SQLiteStore(Store):
             )
 
     async def consume_enrollment(
-        self, secret_hash: str, site: str, serial: str, now: float
+        self, secret_hash: str, site: str, serial: str, now: float, public_key: str = ""
     ) -> None:
         async with self._tx() as db:
             async with db.execute(
@@ -234,15 +254,15 @@ class SQLiteStore(Store):
             )
             await db.execute(
                 "UPDATE sites SET cert_serial = ?, enrolled = ?, revoked = 0, "
-                "last_seq = 0 WHERE name = ?",
-                (serial, now, site),
+                "last_seq = 0, public_key = ? WHERE name = ?",
+                (serial, now, public_key, site),
             )
 
     # --- sites ----------------------------------------------------------------------------
 
     _SITE_COLUMNS = (
         "name, labels, created, tenants, cert_serial, enrolled, revoked, revision, "
-        "digest, last_seq, last_contact, status, status_time, ready, failed"
+        "digest, last_seq, last_contact, status, status_time, ready, failed, public_key"
     )
 
     async def load_sites(self) -> list[Site]:
@@ -264,6 +284,7 @@ class SQLiteStore(Store):
                 status_time=r[12],
                 ready=json.loads(r[13]),
                 failed=json.loads(r[14]),
+                public_key=r[15],
             )
             for r in rows
         ]
@@ -271,7 +292,7 @@ class SQLiteStore(Store):
     async def _write_site(self, db: aiosqlite.Connection, s: Site) -> None:
         await db.execute(
             f"INSERT OR REPLACE INTO sites ({self._SITE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 s.name,
                 _dumps(s.labels),
@@ -288,6 +309,7 @@ class SQLiteStore(Store):
                 s.status_time,
                 _dumps(s.ready),
                 _dumps(s.failed),
+                s.public_key,
             ),
         )
 

@@ -12,6 +12,7 @@ Failures back off exponentially with full jitter; a 503's ``Retry-After`` is hon
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import json
@@ -28,7 +29,7 @@ import aiohttp
 
 from enforcer.enrollment import SiteIdentity, site_dir
 
-__all__ = ["Backoff", "EventQueue", "SyncClient", "parse_retry_after"]
+__all__ = ["Backoff", "EventQueue", "SyncClient", "VaultKeyError", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ MAX_EVENTS_PER_BATCH = 500
 MAX_QUEUED_EVENTS = 100_000
 
 OnDesired = Callable[[int, list[dict[str, Any]]], Awaitable[None]]
+# the site's vaults: [{"name", "tenant", "version", "unseal": "local"|"remote", "sealed": {...}}]
+OnVaults = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+class VaultKeyError(Exception):
+    """Control did not hand out the site's vault key; the message says why."""
 
 
 class Backoff:
@@ -187,9 +194,11 @@ class SyncClient:
         poll_wait: float = POLL_WAIT,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
+        on_vaults: OnVaults | None = None,
     ) -> None:
         self.identity = identity
         self.on_desired = on_desired
+        self.on_vaults = on_vaults
         self.poll_wait = poll_wait
         self.queue = EventQueue(site_dir(state_dir) / "sync.db")
         self._poll_backoff = Backoff(backoff_base, backoff_cap)
@@ -280,6 +289,39 @@ class SyncClient:
     def close(self) -> None:
         self.queue.close()
 
+    async def fetch_vault_key(self, timeout: float = 30.0) -> bytes:
+        """The site's 32-byte vault key from control (``unseal = "remote"``): keep it in memory.
+
+        Raises VaultKeyError when control cannot be reached or refuses.
+        """
+        url = f"{self.identity.url}/v1/sync/vault-key"
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    url,
+                    ssl=self.identity.ssl_context(),
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as response,
+            ):
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    message = (
+                        body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+                    )
+                    raise VaultKeyError(
+                        f"control refused the vault key: HTTP {response.status} {message}".rstrip()
+                    )
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+            raise VaultKeyError(f"cannot fetch the vault key from control: {_describe(e)}") from e
+        try:
+            key = base64.b64decode(str(body["key"]), validate=True)
+        except (KeyError, TypeError, ValueError) as e:
+            raise VaultKeyError("control's answer holds no valid vault key") from e
+        if len(key) != 32:
+            raise VaultKeyError(f"control's vault key is {len(key)} bytes, not 32")
+        return key
+
     def _connected(self) -> None:
         if self._state != "connected":
             if self._state != "connecting":
@@ -332,7 +374,10 @@ class SyncClient:
         revision, apps = doc.get("revision"), doc.get("applications")
         if not isinstance(revision, int) or not isinstance(apps, list):
             raise ValueError("control's desired state has no revision or applications")
+        vaults = doc.get("vaults")
         try:
+            if self.on_vaults is not None and isinstance(vaults, list):
+                await self.on_vaults(vaults)  # before the applications that may use them
             await self.on_desired(revision, apps)
         except Exception:
             log.exception("applying desired state revision %d failed; will retry", revision)
