@@ -36,6 +36,7 @@ __all__ = [
     "ReconcileConfig",
     "RestartConfig",
     "RuntimeConfig",
+    "SecretsConfig",
     "SiteConfig",
     "ensure_api_token",
     "load_config",
@@ -74,6 +75,11 @@ class ApiConfig:
     token_file: Path = DEFAULT_STATE_DIR / TOKEN_FILE_NAME
     """``token-file``: the bearer token for `listen`; default ``<state-dir>/api-token``,
     created (0600, random) on first start when `listen` is set. See `ensure_api_token`."""
+
+    tenant_tokens: Mapping[str, str] = field(default_factory=dict)
+    """``tenant-tokens``: tenant -> its bearer token, or ``@/path/to/file`` holding it. A
+    request with a tenant's token (TCP or unix socket) sees only that tenant's applications,
+    instances, logs and events. Files ``<state-dir>/tenant-tokens/<tenant>`` add more."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,15 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class SecretsConfig:
+    """``[secrets]``: where secret volumes live."""
+
+    dir: Path = Path("/run/edgeward/secrets")
+    """The directory of secret files; the enforcer mounts a tmpfs there at start unless it
+    already is on one, so secret values never reach a disk."""
+
+
+@dataclass(frozen=True)
 class EnforcerConfig:
     """The whole of ``enforcer.toml``."""
 
@@ -174,6 +189,7 @@ class EnforcerConfig:
     restart: RestartConfig = field(default_factory=RestartConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
     source: Path | None = None
     """The file this was read from; None when none was read (all defaults)."""
@@ -373,7 +389,7 @@ class _Reader:
     def config(self, data: dict[str, Any]) -> EnforcerConfig:
         sections = {
             "docker", "api", "host", "site", "control", "cluster", "devices",
-            "restart", "reconcile", "runtime",
+            "restart", "reconcile", "runtime", "secrets",
         }  # fmt: skip
         top = self.table(data, (), {"state-dir", *sections})
         for name in sections:
@@ -393,7 +409,7 @@ class _Reader:
                 f'docker.host: "{docker_host}" is not an address such as unix:///var/run/docker.sock',
             )
 
-        self.table(t["api"], ("api",), {"socket", "listen", "token-file"})
+        self.table(t["api"], ("api",), {"socket", "listen", "token-file", "tenant-tokens"})
         sock = self.path(t["api"], ("api", "socket"), default.api.socket)
         assert sock is not None
         listen = self.string(t["api"], ("api", "listen"), "")
@@ -404,6 +420,7 @@ class _Reader:
             except ValueError as exc:
                 raise self.error(("api", "listen"), f"api.listen: {exc}") from None
         self.token_file = self.path(t["api"], ("api", "token-file"), None)
+        tenant_tokens = self.tenant_tokens(t["api"], ("api", "tenant-tokens"))
 
         self.table(t["host"], ("host",), {"id", "labels"})
         self.table(t["site"], ("site",), {"name", "labels"})
@@ -412,6 +429,11 @@ class _Reader:
         self.table(t["restart"], ("restart",), {"initial-delay", "max-delay", "reset-after"})
         self.table(t["reconcile"], ("reconcile",), {"resync-interval", "docker-parallelism"})
         self.table(t["runtime"], ("runtime",), {"stop-grace"})
+        self.table(t["secrets"], ("secrets",), {"dir"})
+        secrets_dir = self.path(t["secrets"], ("secrets", "dir"), default.secrets.dir)
+        assert secrets_dir is not None
+        if not secrets_dir.is_absolute():
+            raise self.error(("secrets", "dir"), f'secrets.dir: "{secrets_dir}" is not absolute')
 
         restart = RestartConfig(
             initial_delay=self.duration(
@@ -449,7 +471,7 @@ class _Reader:
         return EnforcerConfig(
             state_dir=state_dir,
             docker=DockerConfig(host=docker_host),
-            api=ApiConfig(socket=sock, listen=listen),
+            api=ApiConfig(socket=sock, listen=listen, tenant_tokens=tenant_tokens),
             host=HostConfig(
                 id=self.string(t["host"], ("host", "id"), ""),
                 labels=self.labels(t["host"], ("host", "labels")),
@@ -470,7 +492,25 @@ class _Reader:
                     t["runtime"], ("runtime", "stop-grace"), default.runtime.stop_grace
                 )
             ),
+            secrets=SecretsConfig(dir=secrets_dir),
         )
+
+    def tenant_tokens(self, table: Mapping[str, Any], key: KeyPath) -> dict[str, str]:
+        value = table.get(str(key[-1]), {})
+        if not isinstance(value, dict):
+            raise self.error(key, f"{_dotted(key)}: expected a table, got {_type_name(value)}")
+        tokens: dict[str, str] = {}
+        for tenant, token in value.items():
+            where = (*key, tenant)
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", tenant):
+                raise self.error(where, f'{_dotted(key)}: "{tenant}" is not a tenant name')
+            if not isinstance(token, str) or not token.strip() or token.strip() == "@":
+                raise self.error(
+                    where,
+                    f'{_dotted(key)}.{tenant}: expected a token or "@/path/to/token-file"',
+                )
+            tokens[tenant] = token.strip()
+        return tokens
 
     def devices(self, table: dict[str, Any]) -> DevicesConfig:
         self.table(table, ("devices",), {"rule"})

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from enforcer.reconciler import Reconciler
 from enforcer.restarts import BackoffPolicy
 from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
 from enforcer.scheduler import schedule
+from enforcer.secretfiles import SecretFiles
+from enforcer.secrets import WAITING_FOR_KEY, SiteVaults, instance_secrets
 from enforcer.spec.model import Application
 from enforcer.spec.parse import SpecError, application_to_document, parse_application
 from enforcer.store import Store, StoreError
@@ -73,6 +75,9 @@ class Daemon:
             emit=self._emit,
             firewall=self.firewall,
         )
+        self.vaults = SiteVaults(self.store, self.state_dir, emit=self._emit)
+        self.vaults.on_key = self._vault_key_arrived
+        self.secret_files = SecretFiles(config.secrets.dir)
         self.records: dict[str, AppRecord] = {}
         self.apps: dict[str, Application] = {}
         self.warnings: tuple[str, ...] = ()
@@ -85,6 +90,9 @@ class Daemon:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        if self.secret_files.root.exists():  # used before: on a tmpfs again, stale files go
+            self.secret_files.prepare()
+        await self.vaults.load()
         try:
             inventory = await self.devices.start()
         except Exception as exc:
@@ -132,8 +140,12 @@ class Daemon:
             self._set_site_name(identity.site)
             await self._reschedule()
         self.sync = sync.SyncClient(
-            identity, on_desired=self._control_desired, state_dir=self.state_dir
+            identity,
+            on_desired=self._control_desired,
+            on_vaults=self.apply_vaults,
+            state_dir=self.state_dir,
         )
+        self.vaults.set_fetcher(self.sync.fetch_vault_key)
         task = asyncio.create_task(self.sync.run(), name="control-sync")
         task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
         self._sync_task = task
@@ -150,6 +162,9 @@ class Daemon:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+        if self.sync is not None:
+            self.sync.close()  # its persisted event queue
+        await self.vaults.close()
         await self.reconciler.stop()
         await self.devices.stop()
         await self.store.close()
@@ -172,10 +187,18 @@ class Daemon:
         desired: dict[str, DesiredInstance] = {}
         pending: dict[str, InstanceStatus] = {}
         inv = self.host_info.inventory
+        waiting: dict[str, list[str]] = {}  # placed, but a secret is not here (yet)
+        held: dict[str, tuple[str, str]] = {}  # ... only the key is missing: leave it running
         for iid in sched.on_host(self.host_id):
             d = sched.demand(iid)
             app = self.apps[d.app]
             svc = app.service(d.service)
+            why, secrets = instance_secrets(app.tenant, svc, self.vaults, self.secret_files)
+            if why:
+                waiting[iid] = [why]
+                if why == WAITING_FOR_KEY:
+                    held[iid] = (app.tenant, app.name)
+                continue
             nvidia = bool(gpu_requests_for(svc.placement, inv))
             desired[iid] = desired_instance(
                 app,
@@ -185,8 +208,10 @@ class Daemon:
                 instances_dir=str(self.state_dir / "instances"),
                 devices=tuple(device_nodes_for(svc.placement, inv)),
                 gpus=svc.placement.gpus if nvidia else 0,
+                secrets=secrets,
+                secrets_dir=str(self.secret_files.root),
             )
-        for iid, reasons in sched.pending.items():
+        for iid, reasons in [*sched.pending.items(), *waiting.items()]:
             d = sched.demand(iid)
             pending[iid] = InstanceStatus(
                 id=iid,
@@ -201,8 +226,11 @@ class Daemon:
                 reason="; ".join(reasons),
             )
         for iid in set(pending) - set(self.reconciler.pending):
-            await self._emit("instance.pending", f"{iid}: {pending[iid].reason}", instance=iid)
-        self.reconciler.set_desired(desired, pending, self.apps)
+            p = pending[iid]
+            message = f"{iid}: {p.reason}"
+            await self._emit("instance.pending", message, app=p.app, instance=iid, tenant=p.tenant)
+        self.secret_files.sync(desired, held)  # before the workers: new, rotated, removed
+        self.reconciler.set_desired(desired, pending, self.apps, held)
 
     # -- facade: applications ------------------------------------------------------------
     async def apply(self, document: Mapping[str, Any]) -> tuple[AppRecord, bool]:
@@ -251,6 +279,19 @@ class Daemon:
         await self._emit(
             "app.removed", f"{name} removed" + (" with its volumes" if purge else ""), app=name
         )
+
+    async def apply_vaults(
+        self, vaults: Sequence[Mapping[str, Any]], unseal: str = "local"
+    ) -> None:
+        """Control's vaults for this site (see `enforcer.secrets`), then reconcile. `unseal`
+        is for entries that do not name theirs."""
+        async with self._lock:
+            await self.vaults.apply(vaults, unseal, site=self.site_name)
+            await self._reschedule()
+
+    async def _vault_key_arrived(self) -> None:
+        async with self._lock:
+            await self._reschedule()
 
     async def _control_desired(self, revision: int, apps: list[dict[str, Any]]) -> None:
         """Control's desired state for this site: its applications replace the previous ones."""
@@ -425,6 +466,7 @@ def run_daemon(config: EnforcerConfig) -> None:
 
 async def _main(config: EnforcerConfig) -> None:
     from enforcer.api.server import serve
+    from enforcer.api.tenants import load_tenant_tokens
 
     daemon = Daemon(config)
     try:
@@ -434,7 +476,10 @@ async def _main(config: EnforcerConfig) -> None:
     token = None
     if config.api.listen:
         token = _api_token(Path(config.api.token_file))
-    server = await serve(daemon, config.api.socket, config.api.listen, token)
+    tenant_tokens = load_tenant_tokens(config)
+    server = await serve(
+        daemon, config.api.socket, config.api.listen, token, tenant_tokens=tenant_tokens
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

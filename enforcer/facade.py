@@ -107,6 +107,10 @@ class Conflict(Exception):
     """The request clashes with existing state (e.g. an app name owned by control)."""
 
 
+class Forbidden(Exception):
+    """The caller may not do this (a tenant token asking for what only the site admin may)."""
+
+
 class Invalid(Exception):
     """The request is malformed; str() is the message for the user (may be multi-line)."""
 

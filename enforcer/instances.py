@@ -5,14 +5,19 @@ Docker-level configuration of every container of the instance (names, labels, en
 variables expanded, mounts, devices, limits, ports) and a config hash per container that
 decides whether a running container still matches (docker-compose's `config_hash`, with the
 image id folded in by the runtime).
+
+Secret values reach an instance only through `secrets`: as env values (hashed as a digest,
+never as text) and as the files of secret volumes (`SecretFile`, written by
+`enforcer.secretfiles`). Neither shows in a repr.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 
 from enforcer.spec.model import (
     Application,
@@ -22,10 +27,13 @@ from enforcer.spec.model import (
     Service,
     VolumeKind,
 )
-from enforcer.spec.variables import expand
+from enforcer.spec.validate import secret_variables
+from enforcer.spec.variables import expand, references
 
 LABEL = "edgeward"
 MANAGED = f"{LABEL}.managed"
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
+SecretValues = Mapping[tuple[str, str, str], str]  # (vault, secret, key) -> value
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class ContainerConfig:
     image: str
     command: tuple[str, ...] | None
     entrypoint: tuple[str, ...] | None
-    env: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...] = field(repr=False)  # may hold secret values
     labels: tuple[tuple[str, str], ...]
     mounts: tuple[MountConfig, ...]
     devices: tuple[str, ...]  # host device nodes passed in as-is
@@ -76,9 +84,16 @@ class ContainerConfig:
     restart: RestartPolicy
     stop_timeout: float
     files_digest: str  # digest of config-map contents, so that changing them recreates
+    secret_env: tuple[str, ...] = ()  # env names whose values come from secrets
+    secrets_digest: str = ""  # digest of restart-on-change secret files this container mounts
 
     def config_hash(self, image_id: str) -> str:
         doc = asdict(self)
+        # a secret goes into the hash input as a digest, never as its text
+        doc["env"] = [[k, _digest(v) if k in self.secret_env else v] for k, v in doc["env"]]
+        for key in ("secret_env", "secrets_digest"):  # without secrets: the hash as before
+            if not doc[key]:
+                del doc[key]
         # the version label alone does not make a container different: a new version of an
         # app recreates only the services whose spec changed
         doc["labels"] = [kv for kv in doc["labels"] if kv[0] != f"{LABEL}.version"]
@@ -96,6 +111,15 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """One key of a secret, as a file of a secret volume."""
+
+    volume: str
+    name: str  # the key
+    data: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class DesiredInstance:
     id: str
     app: str
@@ -110,6 +134,8 @@ class DesiredInstance:
     ephemeral_volumes: tuple[str, ...]
     persistent_volumes: tuple[str, ...]
     needs_secrets: bool
+    secret_files: tuple[SecretFile, ...] = ()  # files of secret volumes, under secrets_dir
+    secrets_dir: str = ""  # host directory of this instance's secret volumes (on a tmpfs)
 
     @property
     def owner(self) -> ContainerConfig:
@@ -152,7 +178,7 @@ def variable_values(
     service: Service,
     instance: str,
     ctx: Context,
-    secrets: Mapping[tuple[str, str, str], str] | None = None,
+    secrets: SecretValues | None = None,
 ) -> dict[str, str]:
     """Plain variables, secret variables where available, and the system variables."""
     values = system_variables(app, service, instance, ctx)
@@ -188,11 +214,14 @@ def desired_instance(
     instances_dir: str,
     devices: tuple[str, ...] = (),
     gpus: int = 0,
-    secrets: Mapping[tuple[str, str, str], str] | None = None,
+    secrets: SecretValues | None = None,
     secrets_dir: str = "",
 ) -> DesiredInstance:
+    """What should run for `instance`. Every secret the service refers to must be in
+    `secrets` (see `enforcer.secrets.missing_secret`)."""
     values = variable_values(app, service, instance, ctx, secrets)
     files_dir = f"{instances_dir}/{instance}"
+    secret_files = _secret_files(service, secrets or {})
     files: list[ConfigFile] = []
     for vol in service.volumes:
         if vol.kind is VolumeKind.CONFIG_MAP:
@@ -201,6 +230,8 @@ def desired_instance(
         json.dumps([asdict(f) for f in files], sort_keys=True).encode()
     ).hexdigest()[:16]
     net = network_name(app.tenant, app.name)
+    instance_secrets = f"{secrets_dir}/{instance}"
+    tainted = secret_variables(service.variables)
     containers = tuple(
         _container_config(
             app,
@@ -213,8 +244,10 @@ def desired_instance(
             files_dir,
             digest,
             devices,
-            secrets_dir,
+            instance_secrets,
             gpus,
+            tainted,
+            secret_files,
         )
         for i, c in enumerate(service.containers)
     )
@@ -239,7 +272,41 @@ def desired_instance(
         ),
         needs_secrets=any(v.kind is VolumeKind.SECRET for v in service.volumes)
         or any(v.value_from_secret is not None for v in service.variables),
+        secret_files=secret_files,
+        secrets_dir=instance_secrets if secret_files or _has_secret_volume(service) else "",
     )
+
+
+def _has_secret_volume(service: Service) -> bool:
+    return any(v.kind is VolumeKind.SECRET for v in service.volumes)
+
+
+def is_secret_file_name(key: str) -> bool:
+    """Whether a secret's key can be a file name (no "/", no leading ".", at most 255)."""
+    return _FILE_NAME.fullmatch(key) is not None
+
+
+def _secret_files(service: Service, secrets: SecretValues) -> tuple[SecretFile, ...]:
+    files = []
+    for vol in service.volumes:
+        if vol.kind is not VolumeKind.SECRET or vol.secret is None:
+            continue
+        ref = vol.secret
+        for (vault, secret, key), value in sorted(secrets.items()):
+            if (vault, secret) != (ref.vault, ref.secret) or not is_secret_file_name(key):
+                continue
+            if ref.key is None or ref.key == key:
+                files.append(SecretFile(vol.name, key, value))
+    return tuple(files)
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _files_digest(files: Iterable[SecretFile]) -> str:
+    raw = json.dumps([[f.volume, f.name, _digest(f.data)] for f in files], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 def _container_config(
@@ -253,21 +320,28 @@ def _container_config(
     files_dir: str,
     files_digest: str,
     devices: tuple[str, ...],
-    secrets_dir: str,
+    instance_secrets: str,
     gpus: int,
+    tainted: frozenset[str],
+    secret_files: tuple[SecretFile, ...],
 ) -> ContainerConfig:
     mounts = []
+    restart_on: set[str] = set()  # secret volumes whose change restarts this container
     for m in c.mounts:
         vol = service.volume(m.volume)
         if vol.kind is VolumeKind.CONFIG_MAP:
             mounts.append(MountConfig("bind", f"{files_dir}/{vol.name}", m.path, True))
         elif vol.kind is VolumeKind.SECRET:
-            mounts.append(MountConfig("bind", f"{secrets_dir}/{instance}/{vol.name}", m.path, True))
+            mounts.append(MountConfig("bind", f"{instance_secrets}/{vol.name}", m.path, True))
+            if vol.restart_on_change:
+                restart_on.add(vol.name)
         else:
             mounts.append(
                 MountConfig("volume", volume_name(instance, vol.name), m.path, m.read_only)
             )
     env = tuple(sorted((k, expand(v, values)) for k, v in c.env))
+    secret_env = tuple(sorted(k for k, v in c.env if references(v) & tainted))
+    watched = [f for f in secret_files if f.volume in restart_on]
     return ContainerConfig(
         instance=instance,
         name=c.name,
@@ -292,6 +366,8 @@ def _container_config(
         restart=c.restart,
         stop_timeout=c.stop_timeout,
         files_digest=files_digest,
+        secret_env=secret_env,
+        secrets_digest=_files_digest(watched) if restart_on else "",
     )
 
 

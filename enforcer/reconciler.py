@@ -54,6 +54,8 @@ class Reconciler:
         self.desired: dict[str, DesiredInstance] = {}
         self.apps: dict[str, Application] = {}
         self.pending: dict[str, InstanceStatus] = {}
+        # instances left as they are (not desired, not removed): iid -> (tenant, app)
+        self.held: dict[str, tuple[str, str]] = {}
         self.runtime_ok = True
         self.runtime_error = ""
         self._images: dict[str, str] = {}
@@ -96,10 +98,14 @@ class Reconciler:
         desired: Mapping[str, DesiredInstance],
         pending: Mapping[str, InstanceStatus],
         apps: Mapping[str, Application],
+        held: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        """`held` instances (pending ones whose containers may run on) are neither created
+        nor removed: their containers stay as they are until they are desired again."""
         self.desired = dict(desired)
         self.pending = dict(pending)
         self.apps = dict(apps)
+        self.held = dict(held or {})
         for iid in set(self.desired) | set(self.workers):
             w = self._worker(iid)
             w.desired = self.desired.get(iid)
@@ -327,6 +333,8 @@ class Reconciler:
         bridges: dict[str, set[str]] = {}
         for d in self.desired.values():
             bridges.setdefault(bridge_name(self.ctx.host, d.tenant, d.app), set())
+        for tenant, app in self.held.values():  # still running: still denied outbound
+            bridges.setdefault(bridge_name(self.ctx.host, tenant, app), set())
         for w in self.workers.values():
             wd = w.desired
             if wd is not None and w.outbound_allowed_ip:

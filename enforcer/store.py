@@ -1,7 +1,9 @@
-"""The enforcer's durable state in SQLite: desired applications, restart counts, events.
+"""The enforcer's durable state in SQLite: desired applications, restart counts, events, vaults.
 
 One file under the state directory (`enforcer.db`). Writes are transactions; a failed write
 (full disk, read-only file system) raises `StoreError` and leaves the previous state intact.
+Vaults are kept only as `enforcer.vaults.encrypt_at_rest` blobs: no secret value is ever
+written here in clear.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +45,29 @@ CREATE TABLE IF NOT EXISTS events (
     fields TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vaults (
+    name TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    unseal TEXT NOT NULL,
+    encrypted BLOB NOT NULL,
+    updated REAL NOT NULL
+);
 """
 KEEP_EVENTS = 5000
 
 
 class StoreError(Exception):
     """The state could not be read or written; str() says what and where."""
+
+
+@dataclass(frozen=True)
+class StoredVault:
+    name: str
+    tenant: str
+    version: int
+    unseal: str  # local: under the key in <state-dir>/site/vault.key; remote: control's key
+    encrypted: bytes = field(repr=False)  # encrypt_at_rest() under that key
 
 
 class Store:
@@ -178,3 +198,22 @@ class Store:
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, value),
         )
+
+    # -- vaults (encrypted at rest) ------------------------------------------------------
+    async def vaults(self) -> list[StoredVault]:
+        rows = await self.db.execute_fetchall(
+            "SELECT name, tenant, version, unseal, encrypted FROM vaults ORDER BY name"
+        )
+        return [StoredVault(r[0], r[1], int(r[2]), r[3], bytes(r[4])) for r in rows]
+
+    async def put_vault(self, vault: StoredVault) -> None:
+        await self._write(
+            "INSERT INTO vaults (name, tenant, version, unseal, encrypted, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET tenant=excluded.tenant, "
+            "version=excluded.version, unseal=excluded.unseal, encrypted=excluded.encrypted, "
+            "updated=excluded.updated",
+            (vault.name, vault.tenant, vault.version, vault.unseal, vault.encrypted, time.time()),
+        )
+
+    async def delete_vault(self, name: str) -> None:
+        await self._write("DELETE FROM vaults WHERE name = ?", (name,))

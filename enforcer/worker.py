@@ -29,6 +29,7 @@ from enforcer.runtime.docker import (
     RuntimeRequestError,
     RuntimeUnavailable,
 )
+from enforcer.secretfiles import write_instance_files
 from enforcer.spec.model import Outbound, Probes
 
 if TYPE_CHECKING:
@@ -119,6 +120,8 @@ class InstanceWorker:
         """Converge once; True when the instance is gone and the worker can end."""
         rt = self.rec.runtime
         desired = self.desired
+        if desired is None and self.id in self.rec.held:
+            return False  # left as it is until it is desired again (its containers run on)
         listed = self._prefetched
         self._prefetched = None
         force, self._inspect = self._inspect, False
@@ -313,6 +316,7 @@ class InstanceWorker:
         self.state, self.reason = InstanceState.CREATING, ""
         await self.rec.prepare(desired)
         _write_files(desired)
+        write_instance_files(desired)  # normally there already (enforcer.secretfiles)
         owner_id = None
         if not cfg.owner:
             owner = self.details.get(desired.owner.name)

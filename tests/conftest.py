@@ -101,6 +101,7 @@ def enforcer(engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> 
             proc.cli("rm", app, "--purge")
     proc.stop()
     proc.remove_firewall()
+    proc.unmount_secrets()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,8 +48,17 @@ class EnforcerProc:
             f'[host]\nid = "host-{self.root.name}"\nlabels = {{ {labels} }}\n'
             '[site]\nname = "test-site"\n'
             '[restart]\ninitial-delay = "200ms"\nmax-delay = "3s"\nreset-after = "5s"\n'
-            '[reconcile]\nresync-interval = "30s"\n' + self.extra_config
+            '[reconcile]\nresync-interval = "30s"\n'
+            f'[secrets]\ndir = "{self.secrets_dir}"\n' + self.extra_config
         )
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Its own directory for secret volumes (a tmpfs it mounts when it first needs one)."""
+        return self.root / "secrets"
+
+    def unmount_secrets(self) -> None:
+        subprocess.run(["umount", "-l", str(self.secrets_dir)], capture_output=True, check=False)
 
     def start(self, timeout: float = 30) -> None:
         if not self.config_path.exists():

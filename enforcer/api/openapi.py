@@ -20,6 +20,7 @@ ERROR_CODES: dict[str, int] = {
     "invalid-parameter": 400,
     "name-mismatch": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not-found": 404,
     "method-not-allowed": 405,
     "conflict": 409,
@@ -219,7 +220,9 @@ _RESPONSES: dict[str, Any] = {
     for name, description in {
         "BadRequest": "A parameter or the body is malformed (invalid-parameter, invalid-body, "
         "name-mismatch).",
-        "Unauthorized": "TCP only: the bearer token is missing or wrong.",
+        "Unauthorized": "The bearer token is missing (TCP) or wrong (TCP or socket).",
+        "Forbidden": "A tenant token may not do this: only the site admin applies site-local "
+        "applications and reads the metrics.",
         "NotFound": "No such application, instance or container.",
         "Conflict": "The request clashes with existing state, e.g. an application owned by "
         "control.",
@@ -293,6 +296,7 @@ _PATHS: dict[str, Any] = {
                 "200": _json(_ref("AppliedApplication"), "Updated, or unchanged."),
                 "201": _json(_ref("AppliedApplication"), "Created."),
                 "400": _error("BadRequest"),
+                "403": _error("Forbidden"),
                 "409": _error("Conflict"),
                 "413": _error("TooLarge"),
                 "415": _error("UnsupportedMediaType"),
@@ -417,6 +421,7 @@ _PATHS: dict[str, Any] = {
                     "description": "The metrics.",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
+                "403": _error("Forbidden"),
                 **_COMMON_ERRORS,
             },
         }
@@ -444,7 +449,9 @@ def openapi_document() -> dict[str, Any]:
                 "version": __version__,
                 "description": "The enforcer's site-local API. On the unix socket no token is "
                 "needed; on the optional TCP listener every request needs "
-                "`Authorization: Bearer <token>`. Errors are "
+                "`Authorization: Bearer <token>`. A tenant's token (on either) sees and "
+                "touches only that tenant's applications, instances, logs and events; others "
+                "answer 404 as if they did not exist. Errors are "
                 '`{"error": {"code": ..., "message": ...}}`; an unknown path answers 404 and '
                 "a wrong method 405, both with that body.",
             },

@@ -2,6 +2,7 @@
 
 `make_app` builds the routes over an `Enforcer`; `serve` puts them on the unix socket (no token)
 and, optionally, on a TCP listener where every request needs ``Authorization: Bearer <token>``.
+A tenant's token (on either) gets the `enforcer.api.tenants.TenantView` of the enforcer.
 Every error answers ``{"error": {"code": ..., "message": ...}}``; an unexpected exception is
 logged with its traceback and answered with a generic 500, so one request's failure never
 reaches another.
@@ -12,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
-import hmac
 import json
 import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -26,8 +26,9 @@ from aiohttp import web
 
 from enforcer.api.documents import DocumentError, format_for_media_type, parse_document
 from enforcer.api.openapi import openapi_document
+from enforcer.api.tenants import auth_middleware, current_view, load_tenant_tokens
 from enforcer.config import EnforcerConfig, ensure_api_token, parse_listen
-from enforcer.facade import Conflict, Enforcer, Invalid, NotFound
+from enforcer.facade import Conflict, Enforcer, Forbidden, Invalid, NotFound
 
 __all__ = ["DEFAULT_MAX_BODY", "ApiError", "ApiServer", "make_app", "serve", "start_api"]
 
@@ -85,6 +86,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc.status, exc.code, exc.message, **exc.headers)
     except NotFound as exc:
         return error_response(404, "not-found", str(exc) or "not found")
+    except Forbidden as exc:
+        return error_response(403, "forbidden", str(exc) or "forbidden")
     except Conflict as exc:
         return error_response(409, "conflict", str(exc) or "conflict")
     except Invalid as exc:
@@ -111,32 +114,23 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(500, "internal", "internal error; see the enforcer's log")
 
 
-def _auth(token: str) -> Middleware:
-    expected = token.encode("utf-8")
-    challenge = {"WWW-Authenticate": 'Bearer realm="edgeward"'}
-
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise ApiError(
-                401, "unauthorized", "missing bearer token (Authorization: Bearer ...)", challenge
-            )
-        if not hmac.compare_digest(given.strip().encode("utf-8"), expected):
-            raise ApiError(401, "unauthorized", "wrong bearer token", challenge)
-        return await handler(request)
-
-    return auth
-
-
 def make_app(
-    enforcer: Enforcer, *, token: str | None = None, max_body: int = DEFAULT_MAX_BODY
+    enforcer: Enforcer,
+    *,
+    token: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    tenant_tokens: Mapping[str, str] | None = None,
+    require_token: bool | None = None,
 ) -> web.Application:
     """The API over `enforcer`. With a `token`, every request must carry it as a bearer token
-    (the TCP listener); without, none is asked for (the unix socket)."""
+    (the TCP listener); without, none is asked for (the unix socket). `tenant_tokens` (token
+    -> tenant) are accepted on both and see only their tenant's part; `require_token`
+    (default: whether `token` is given) says whether a request without a token is refused."""
     middlewares: list[Any] = [_errors]  # aiohttp 3.8 and 3.9+ type middlewares differently
-    if token is not None:
-        middlewares.append(_auth(token))
+    tenant_tokens = {t: n for t, n in (tenant_tokens or {}).items() if t and t != token}
+    required = token is not None if require_token is None else require_token
+    if required or tenant_tokens:
+        middlewares.append(auth_middleware(enforcer, token, tenant_tokens, required))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
     api = _Handlers(enforcer, max_body)
     app.on_shutdown.append(api.on_shutdown)
@@ -180,7 +174,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 class _Handlers:
     def __init__(self, enforcer: Enforcer, max_body: int) -> None:
-        self.enforcer = enforcer
+        self.enforcer = enforcer  # all of it: see view
         self.max_body = max_body
         self.stopping = asyncio.Event()
         self.openapi_body = json.dumps(openapi_document()).encode("utf-8")
@@ -188,21 +182,26 @@ class _Handlers:
     async def on_shutdown(self, app: web.Application) -> None:
         self.stopping.set()  # ends streams that follow
 
+    @property
+    def view(self) -> Enforcer:
+        """The enforcer as this request's token sees it."""
+        return current_view() or self.enforcer
+
     async def health(self, request: web.Request) -> web.Response:
-        health = self.enforcer.health()
+        health = self.view.health()
         return _json(health, 200 if health.get("healthy") else 503)
 
     async def host(self, request: web.Request) -> web.Response:
-        return _json(self.enforcer.host())
+        return _json(self.view.host())
 
     async def site(self, request: web.Request) -> web.Response:
-        return _json(self.enforcer.site())
+        return _json(self.view.site())
 
     async def applications(self, request: web.Request) -> web.Response:
-        return _json({"applications": [r.to_json() for r in self.enforcer.applications()]})
+        return _json({"applications": [r.to_json() for r in self.view.applications()]})
 
     async def application(self, request: web.Request) -> web.Response:
-        return _json(self.enforcer.application(request.match_info["name"]).to_json())
+        return _json(self.view.application(request.match_info["name"]).to_json())
 
     async def apply(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -223,11 +222,11 @@ class _Handlers:
             got = f'"{spec_name}"' if isinstance(spec_name, str) else "no name"
             raise ApiError(400, "name-mismatch", f'the spec has {got} but the path names "{name}"')
         try:
-            self.enforcer.application(name)
+            self.view.application(name)
             existed = True
         except NotFound:
             existed = False
-        record, changed = await self.enforcer.apply(document)
+        record, changed = await self.view.apply(document)
         return _json({**record.to_json(), "changed": changed}, 200 if existed else 201)
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -247,23 +246,23 @@ class _Handlers:
 
     async def remove(self, request: web.Request) -> web.Response:
         purge = _bool_param(request, "purge")
-        await self.enforcer.remove(request.match_info["name"], purge)
+        await self.view.remove(request.match_info["name"], purge)
         return web.Response(status=204)
 
     async def instances(self, request: web.Request) -> web.Response:
-        return _json({"instances": [i.to_json() for i in self.enforcer.instances()]})
+        return _json({"instances": [i.to_json() for i in self.view.instances()]})
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         container = request.query.get("container") or None
         tail = _int_param(request, "tail")
         follow = _bool_param(request, "follow")
-        chunks = self.enforcer.logs(request.match_info["id"], container, tail, follow)
+        chunks = self.view.logs(request.match_info["id"], container, tail, follow)
         return await self._stream(request, chunks, "text/plain; charset=utf-8", lambda b: b)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         since = _int_param(request, "since") or 0
         follow = _bool_param(request, "follow")
-        events = self.enforcer.events(since, follow)
+        events = self.view.events(since, follow)
         return await self._stream(
             request,
             events,
@@ -305,7 +304,7 @@ class _Handlers:
             await feed.close()
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = self.enforcer.metrics().encode("utf-8")
+        body = self.view.metrics().encode("utf-8")
         return web.Response(body=body, headers={"Content-Type": _METRICS_TYPE})
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -418,9 +417,11 @@ async def serve(
     *,
     max_body: int = DEFAULT_MAX_BODY,
     group: str = SOCKET_GROUP,
+    tenant_tokens: Mapping[str, str] | None = None,
 ) -> ApiServer:
     """Serve the API on `socket_path` (0660, group `group` where it exists; the directory is
-    created) and, when `listen` ("host:port") is set, on TCP with bearer `token`.
+    created) and, when `listen` ("host:port") is set, on TCP with bearer `token`. Tenant
+    tokens (token -> tenant) work on both.
 
     Raises ValueError (a listener without token, a bad `listen`) and OSError (cannot bind;
     another enforcer answers on the socket)."""
@@ -433,13 +434,21 @@ async def serve(
     sock, socket_id = _bind_unix(socket_path, group)
     runners: list[web.AppRunner] = []
     try:
-        runner = web.AppRunner(make_app(enforcer, max_body=max_body))
+        local = make_app(
+            enforcer,
+            token=token,
+            max_body=max_body,
+            tenant_tokens=tenant_tokens,
+            require_token=False,
+        )
+        runner = web.AppRunner(local)
         runners.append(runner)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         tcp_address = None
         if tcp is not None:
-            tcp_runner = web.AppRunner(make_app(enforcer, token=token, max_body=max_body))
+            remote = make_app(enforcer, token=token, max_body=max_body, tenant_tokens=tenant_tokens)
+            tcp_runner = web.AppRunner(remote)
             runners.append(tcp_runner)
             await tcp_runner.setup()
             await web.TCPSite(tcp_runner, tcp[0] or None, tcp[1]).start()
@@ -459,7 +468,13 @@ async def serve(
 
 async def start_api(enforcer: Enforcer, config: EnforcerConfig) -> ApiServer:
     """`serve` as `config` says, creating the TCP token file on first start."""
-    return await serve(enforcer, config.api.socket, config.api.listen, ensure_api_token(config))
+    return await serve(
+        enforcer,
+        config.api.socket,
+        config.api.listen,
+        ensure_api_token(config),
+        tenant_tokens=load_tenant_tokens(config),
+    )
 
 
 def _bind_unix(path: Path, group: str) -> tuple[socket.socket, tuple[int, int]]:

@@ -86,6 +86,7 @@ class Volume:
     kind: VolumeKind
     items: tuple[ConfigItem, ...] = ()  # config-map only
     secret: SecretRef | None = None  # secret only
+    restart_on_change: bool = False  # secret only: a new vault version restarts the containers
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,8 @@ def _volume_document(volume: Volume) -> dict[str, Any]:
         body = {"items": [{"name": item.name, "data": item.data} for item in volume.items]}
     elif volume.kind is VolumeKind.SECRET and volume.secret is not None:
         body = _secret_document(volume.secret)
+        if volume.restart_on_change:  # only when set: older documents stay as they were
+            body["restart-on-change"] = True
     return {"name": volume.name, volume.kind.value: body}
 
 

@@ -43,7 +43,13 @@ from enforcer.spec.model import (
 from enforcer.spec.variables import SYSTEM_VARIABLES, is_variable_name, references
 from enforcer.units import format_size, parse_duration, parse_size
 
-__all__ = ["MAX_VERSION_LENGTH", "MIN_MEMORY", "FieldError", "validate_application"]
+__all__ = [
+    "MAX_VERSION_LENGTH",
+    "MIN_MEMORY",
+    "FieldError",
+    "secret_variables",
+    "validate_application",
+]
 
 MAX_VERSION_LENGTH = 128
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses smaller memory limits
@@ -85,6 +91,21 @@ def validate_application(
     checker = _Checker()
     application = checker.application(document, tenant)
     return application, checker.errors
+
+
+def secret_variables(variables: Iterable[Variable]) -> frozenset[str]:
+    """The variables whose value is, or is built from, a secret (in declaration order)."""
+    found: set[str] = set()
+    for var in variables:
+        if var.value_from_secret is not None:
+            found.add(var.name)
+        elif var.value is not None:
+            try:
+                if references(var.value) & found:
+                    found.add(var.name)
+            except ValueError:
+                continue
+    return frozenset(found)
 
 
 def _join(path: str, key: str) -> str:
@@ -218,6 +239,7 @@ class _Checker:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
         self.variables: frozenset[str] = frozenset()  # names ${NAME} may use in this service
+        self.secret_variables: frozenset[str] = frozenset()  # of those, the secret-derived ones
         self.volumes: frozenset[str] = frozenset()  # volume names of this service
 
     def error(self, path: str, message: str) -> None:
@@ -270,12 +292,19 @@ class _Checker:
             elif key != "":
                 seen[key] = path
 
-    def references(self, path: str, text: str) -> None:
+    def references(self, path: str, text: str, *, secrets_allowed: bool = True) -> None:
         try:
             names = references(text)
         except ValueError as exc:
             self.error(path, str(exc))
             return
+        if not secrets_allowed:
+            for name in sorted(names & self.secret_variables):
+                self.error(
+                    path,
+                    f"${{{name}}} holds a secret: use it only in a container's env, or mount "
+                    "the secret as a secret volume (files here are not kept secret)",
+                )
         for name in sorted(names - self.variables):
             self.error(
                 path,
@@ -323,6 +352,7 @@ class _Checker:
         f.unique_names("variables", "variable name")
         declared = (n for _, n in _names(f.values.get("variables")))
         self.variables = frozenset(SYSTEM_VARIABLES).union(declared)
+        self.secret_variables = secret_variables(variables)
         volumes = f.list("volumes", self.volume)
         f.unique_names("volumes", "volume name")
         self.volumes = frozenset(n for _, n in _names(f.values.get("volumes")))
@@ -409,8 +439,7 @@ class _Checker:
             return None
         name, kind = f.name(), given[0]
         if kind is VolumeKind.SECRET:
-            ref = self.secret(f.at(kind.value), f.values.get(kind.value), key_required=False)
-            return Volume(name, kind, secret=ref)
+            return self.secret_volume(name, f.at(kind.value), f.values.get(kind.value))
         if kind is VolumeKind.CONFIG_MAP:
             config = f.sub(kind.value, ("items",))
             items = config.list("items", self.config_item)
@@ -418,6 +447,18 @@ class _Checker:
             return Volume(name, kind, items=tuple(items))
         f.sub(kind.value, ())  # ephemeral and persistent take no settings
         return Volume(name, kind)
+
+    def secret_volume(self, name: str, path: str, value: object) -> Volume:
+        restart = False
+        if isinstance(value, dict) and "restart-on-change" in value:
+            value = dict(value)
+            restart = value.pop("restart-on-change")
+            if not isinstance(restart, bool):
+                shown = _describe(restart)
+                self.error(_join(path, "restart-on-change"), f"expected true or false, got {shown}")
+                restart = False
+        ref = self.secret(path, value, key_required=False)
+        return Volume(name, VolumeKind.SECRET, secret=ref, restart_on_change=restart)
 
     def config_item(self, path: str, value: object) -> ConfigItem | None:
         f = self.fields(path, value, ("name", "data"), ("name", "data"))
@@ -430,7 +471,7 @@ class _Checker:
             )
             self.error(f.at("name"), message)
         data = f.string("data", empty=True)
-        self.references(f.at("data"), data)
+        self.references(f.at("data"), data, secrets_allowed=False)
         return ConfigItem(name, data)
 
     def network(self, f: _Fields) -> Network:
@@ -496,7 +537,7 @@ class _Checker:
             return None
         words = f.strings(key)
         for i, word in enumerate(words):
-            self.references(f"{f.at(key)}[{i}]", word)
+            self.references(f"{f.at(key)}[{i}]", word, secrets_allowed=False)
         return words
 
     def env(self, path: str, value: object) -> tuple[tuple[str, str], ...]:

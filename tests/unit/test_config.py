@@ -30,6 +30,7 @@ host = "unix:///run/private-docker.sock"
 socket = "/run/ew/enforcer.sock"
 listen = "0.0.0.0:7700"
 token-file = "/etc/edgeward/api-token"
+tenant-tokens = { acme = "@/etc/edgeward/tokens/acme", globex = "literal-token" }
 
 [host]
 id = "host-a"
@@ -63,6 +64,9 @@ docker-parallelism = 8
 
 [runtime]
 stop-grace = "20s"
+
+[secrets]
+dir = "/run/ew/secrets"
 """
 
 
@@ -105,6 +109,7 @@ def test_a_missing_file_at_the_default_path_gives_every_default() -> None:
     assert config.reconcile.resync_interval == 30.0
     assert config.reconcile.docker_parallelism == 8
     assert config.runtime.stop_grace == 10.0
+    assert config.secrets.dir == Path("/run/edgeward/secrets")
 
 
 def test_an_empty_file_is_all_defaults(tmp_path: Path) -> None:
@@ -134,6 +139,11 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert config.reconcile.resync_interval == 90.0
     assert config.reconcile.docker_parallelism == 8
     assert config.runtime.stop_grace == 20.0
+    assert config.secrets.dir == Path("/run/ew/secrets")
+    assert dict(config.api.tenant_tokens) == {
+        "acme": "@/etc/edgeward/tokens/acme",
+        "globex": "literal-token",
+    }
 
 
 def test_device_rules_are_parsed_by_enforcer_devices_where_it_exists(tmp_path: Path) -> None:
@@ -213,6 +223,12 @@ def test_an_unknown_key_names_the_file_and_line(
         ("[api]\nsocket = ''\n", 2, "api.socket: must not be empty"),
         ("[restart]\ninitial-delay = 5\n", 2, 'expected a duration such as "10s"'),
         ("[docker]\nhost = '/var/run/docker.sock'\n", 2, "is not an address"),
+        ("[secrets]\ndir = 'run/secrets'\n", 2, "secrets.dir: \"run/secrets\" is not absolute"),
+        ("[secrets]\nsize = '1Mi'\n", 2, 'unknown key "secrets.size"'),
+        ("[api]\ntenant-tokens = 'x'\n", 2, "api.tenant-tokens: expected a table"),
+        ("[api]\ntenant-tokens = { Acme = 'x' }\n", 2, '"Acme" is not a tenant name'),
+        ("[api]\ntenant-tokens = { acme = '@' }\n", 2, 'expected a token or "@/path'),
+        ("[api]\ntenant-tokens = { acme = 3 }\n", 2, 'expected a token or "@/path'),
     ],
 )
 def test_a_wrong_type_names_the_file_and_line(

@@ -740,11 +740,14 @@ def _random_app(rng: random.Random) -> Application:
             for i in range(rng.randrange(0, 3))
         )
         refs = [f"${{{v.name}}}" for v in variables] + ["${SYS_HOST}", "$$", "plain"]
+        # secret-derived variables may appear in env only
+        plain = [f"${{{v.name}}}" for v in variables if v.value is not None]
+        plain += ["${SYS_HOST}", "$$", "plain"]
         volumes: list[Volume] = []
         for i in range(rng.randrange(0, 4)):
             kind = rng.choice(list(VolumeKind))
             items = tuple(
-                ConfigItem(f"f{j}.conf", rng.choice(refs)) for j in range(rng.randrange(0, 3))
+                ConfigItem(f"f{j}.conf", rng.choice(plain)) for j in range(rng.randrange(0, 3))
             )
             volumes.append(
                 Volume(
@@ -752,6 +755,7 @@ def _random_app(rng: random.Random) -> Application:
                     kind,
                     items=items if kind is VolumeKind.CONFIG_MAP else (),
                     secret=secret(False) if kind is VolumeKind.SECRET else None,
+                    restart_on_change=kind is VolumeKind.SECRET and rng.random() < 0.5,
                 )
             )
         containers = []
@@ -777,7 +781,7 @@ def _random_app(rng: random.Random) -> Application:
                 Container(
                     name("c", c),
                     "registry.example:5000/img:1",
-                    cmd=rng.choice([None, (), ("/bin/x", rng.choice(refs))]),
+                    cmd=rng.choice([None, (), ("/bin/x", rng.choice(plain))]),
                     entrypoint=rng.choice([None, (), ("/bin/sh", "-c")]),
                     env=tuple(
                         sorted(
@@ -885,3 +889,53 @@ def test_expanding_an_unknown_variable_names_it_instead_of_raising_key_error() -
 
 def test_expanded_values_are_not_expanded_again() -> None:
     assert expand("${A}", {"A": "${B}", "B": "x"}) == "${B}"
+
+
+# -- secrets in specs ----------------------------------------------------------------------
+
+
+def test_a_secret_volume_may_ask_for_a_restart_when_its_secret_changes() -> None:
+    volumes = [
+        {"name": "a", "secret": {"vault": "v", "secret": "s", "restart-on-change": True}},
+        {"name": "b", "secret": {"vault": "v", "secret": "s"}},
+    ]
+    app = parse_application(spec(service={"volumes": volumes}))
+    service = app.services[0]
+    assert service.volume("a").restart_on_change is True
+    assert service.volume("a").secret == SecretRef("v", "s")
+    assert service.volume("b").restart_on_change is False
+    document = application_to_document(app)
+    written = document["services"][0]["volumes"]
+    assert written[0]["secret"] == {"vault": "v", "secret": "s", "restart-on-change": True}
+    assert written[1]["secret"] == {"vault": "v", "secret": "s"}  # unchanged when not set
+    assert parse_application(document) == app
+
+
+def test_restart_on_change_must_be_a_boolean() -> None:
+    volumes = [{"name": "a", "secret": {"vault": "v", "secret": "s", "restart-on-change": "yes"}}]
+    _assert_reported(
+        spec(service={"volumes": volumes}),
+        f"{S}.volumes[0].secret.restart-on-change",
+        'expected true or false, got a string ("yes")',
+    )
+
+
+def test_secret_variables_are_refused_outside_env_where_they_would_not_stay_secret() -> None:
+    variables = [
+        {"name": "KEY", "value-from-secret": SECRET},
+        {"name": "DERIVED", "value": "Bearer ${KEY}"},
+        {"name": "PLAIN", "value": "x"},
+    ]
+    service = {
+        "variables": variables,
+        "volumes": _config_map({"name": "f", "data": "${DERIVED} ${PLAIN}"}),
+    }
+    container = {"cmd": ["run", "${KEY}", "${PLAIN}"], "env": {"A": "${KEY}", "B": "${DERIVED}"}}
+    errors = errors_of(spec(service=service, container=container))
+    assert errors == [
+        f"{S}.volumes[0].config-map.items[0].data: ${{DERIVED}} holds a secret: use it only in "
+        "a container's env, or mount the secret as a secret volume (files here are not kept "
+        "secret)",
+        f"{C}.cmd[1]: ${{KEY}} holds a secret: use it only in a container's env, or mount the "
+        "secret as a secret volume (files here are not kept secret)",
+    ]
