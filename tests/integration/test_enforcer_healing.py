@@ -205,9 +205,15 @@ def test_a_new_version_recreates_only_changed_instances_one_replica_at_a_time(
     )
     # the unchanged service was not touched: the version alone does not change its hash
     assert docker_client.containers.get("ew.roll.same.0.main").id == same_id
-    updates = [e for e in _events(enforcer) if e["kind"] == "instance.updated"]
-    stamps = sorted(e["time"] for e in updates)
-    assert len([e for e in updates if "roll.changing" in e["instance"]]) == 3
+    def updates() -> list[dict[str, object]]:
+        return [e for e in _events(enforcer) if e["kind"] == "instance.updated"]
+
+    # the update event of the last replica follows its readiness by a moment
+    enforcer.wait_ps(lambda _: len(updates()) >= 3, timeout=10)
+    stamps = sorted(float(str(e["time"])) for e in updates())
+    assert sorted(str(e["instance"]) for e in updates()) == [
+        "roll.changing.0", "roll.changing.1", "roll.changing.2"
+    ]
     # one at a time: never two replicas down together -> recreations are spread out
     assert all(b - a > 0.05 for a, b in itertools.pairwise(stamps)), stamps
 
