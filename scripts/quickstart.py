@@ -144,16 +144,30 @@ def start() -> None:
     wait_for(ready, 90, "the example application", interval=0.5)
     print()
     print(sh(*enforcer, "ps"))
+    wait_for(  # the site reports its instances every few seconds
+        lambda: "3/3" in sh(*control, "deployment", "status", "hello-acme", env=env),
+        30,
+        "the site's status at control",
+        interval=0.5,
+    )
     print(sh(*control, "deployment", "status", "hello-acme", env=env))
-    with socket.create_connection(("127.0.0.1", 8088), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        page = s.recv(4096).decode().split("\r\n\r\n", 1)[-1]
+    page = _http_get(8088)
     print(f"http://127.0.0.1:8088/ says: {page.strip()}")
     print()
     print("It keeps running. Try:")
     print(f"  {BIN / 'edge-enforcer'} --config {enforcer_conf} ps")
     print(f"  DOCKER_HOST={engine.url} docker kill ew.hello.web.0.httpd   # healed in a second")
     print(f"Stop everything with: {BIN / 'python'} scripts/quickstart.py stop")
+
+
+def _http_get(port: int) -> str:
+    """The body of GET / (HTTP/1.0: the server closes when done)."""
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        while chunk := s.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace").split("\r\n\r\n", 1)[-1]
 
 
 def _listening(port: int) -> bool:
