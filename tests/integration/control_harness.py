@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +259,13 @@ async def eventually(
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout: float = 90.0) -> Any:
+    async def main() -> Any:
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            await asyncio.sleep(0.3)  # aiohttp before 3.9 closes TLS connections late
+
+    return asyncio.run(main())

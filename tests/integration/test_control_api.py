@@ -6,7 +6,6 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import Coroutine, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,29 +20,12 @@ from tests.integration.control_harness import (
     api_error,
     app_document,
     eventually,
+    run,
 )
 
 
 def has_apps(site: Site, names: list[str]) -> bool:
     return site.app_names == names
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 90.0) -> Any:
-    async def main() -> Any:
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            await asyncio.sleep(0.3)  # aiohttp before 3.9 closes TLS connections late
-
-    return asyncio.run(main())
-
-
-@pytest.fixture
-def control(tmp_path: Path) -> Iterator[ControlProcess]:
-    process = ControlProcess(tmp_path)
-    process.start()
-    yield process
-    process.stop()
 
 
 async def raw_get(site: Site, path: str) -> tuple[int, bytes]:

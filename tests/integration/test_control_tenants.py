@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import subprocess
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from control.client import ApiError
 from enforcer.vaults import unseal
-from tests.integration.control_harness import ControlProcess, Site, api_error, app_document
+from tests.integration.control_harness import ControlProcess, Site, api_error, app_document, run
 
 SECRET_VALUE = "pa55-Vx9-unique-secret-value-7f3a"
 ROTATED_VALUE = "rotated-Qz8-unique-secret-value-2b1c"
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 90.0) -> Any:
-    async def main() -> Any:
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            await asyncio.sleep(0.3)  # aiohttp before 3.9 closes TLS connections late
-
-    return asyncio.run(main())
-
-
-@pytest.fixture
-def control(tmp_path: Path) -> Iterator[ControlProcess]:
-    process = ControlProcess(tmp_path)
-    process.start()
-    yield process
-    process.stop()
 
 
 class VaultSite:

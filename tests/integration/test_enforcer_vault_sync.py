@@ -24,16 +24,6 @@ ROTATED = "e2e-rotated-NEVER-LEAK-03bd"
 
 
 @pytest.fixture()
-def control() -> Iterator[ControlProcess]:
-    root = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    proc = ControlProcess(root)
-    proc.start()
-    yield proc
-    proc.stop(kill=True)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture()
 def site(control: ControlProcess, engine: DockerEngine) -> Iterator[EnforcerProc]:
     bundle = control.bundle("store-042", {"customer": "acme"})
     root = Path(tempfile.mkdtemp(prefix="vs-", dir="/tmp"))

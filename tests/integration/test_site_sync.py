@@ -29,16 +29,6 @@ def second_engine() -> Iterator[DockerEngine]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture()
-def control() -> Iterator[ControlProcess]:
-    root = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    proc = ControlProcess(root)
-    proc.start()
-    yield proc
-    proc.stop(kill=True)
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def enrolled(control: ControlProcess, engine: DockerEngine, site: str, labels: dict[str, str]) -> EnforcerProc:
     bundle = control.bundle(site, labels)
     root = Path(tempfile.mkdtemp(prefix=f"{site}-", dir="/tmp"))
