@@ -659,3 +659,22 @@ def test_purge_removes_the_configuration_and_removes_state_only_when_asked(
     assert not any(installed(p) for p in PACKAGES)
     # removing the packages stopped none of the containers
     assert set(managed(client).values()) == {"running"}
+
+
+def _enforcer_chains() -> set[str]:
+    out = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    return {line.split()[1] for line in out.splitlines() if line.startswith("-N EW-")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_installed_enforcers_chains() -> Iterator[None]:
+    """The installed enforcers program iptables chains of their own (they outlive the daemon,
+    by design); the module removes the ones that appeared while it ran."""
+    before = _enforcer_chains()
+    yield
+    for chain in sorted(_enforcer_chains() - before):
+        parent = "INPUT" if chain.startswith("EW-IN-") else "FORWARD"
+        while subprocess.run(["iptables", "-D", parent, "-j", chain], capture_output=True).returncode == 0:
+            pass
+        subprocess.run(["iptables", "-F", chain], check=False)
+        subprocess.run(["iptables", "-X", chain], check=False)
