@@ -467,10 +467,32 @@ class ControlService(VaultOperations):
             await self.store.save_revisions(changes)
 
     def desired_body(self, site: Site) -> bytes:
-        """The site's desired state, with its vaults sealed to its key."""
+        """The site's desired state, with its vaults sealed to its key and the quotas of the
+        tenants whose applications it runs (the enforcer holds the site to them too)."""
         body = self.fleet.desired_body(site)
         vaults = json.dumps(self.sealed_vaults(site), separators=(",", ":")).encode()
-        return body[:-1] + b',"vaults":' + vaults + b"}"
+        quotas = json.dumps(self.site_quotas(site), separators=(",", ":")).encode()
+        return body[:-1] + b',"vaults":' + vaults + b',"quotas":' + quotas + b"}"
+
+    def site_quotas(self, site: Site) -> list[dict[str, Any]]:
+        """``[{tenant, members, quota}]``: every tenant with a quota above a placed app's tenant."""
+        fleet = self.fleet
+        limiters = sorted(
+            {
+                t
+                for p in fleet.desired.placed(site.digest)
+                for t in fleet.ancestors(p.tenant)
+                if t in fleet.tenants and fleet.tenants[t].quota
+            }
+        )
+        return [
+            {
+                "tenant": t,
+                "members": sorted(fleet.subtree(t)),
+                "quota": dict(fleet.tenants[t].quota),
+            }
+            for t in limiters
+        ]
 
     async def wait_desired(self, site: Site, revision: int, wait: float) -> bytes | None:
         """The desired state once its revision differs from `revision`; None after `wait`."""

@@ -37,6 +37,7 @@ from enforcer.firewall import Firewall
 from enforcer.hostinfo import HostInfo, default_host_id, gather_host_info
 from enforcer.instances import Context, DesiredInstance, desired_instance
 from enforcer.metrics import render_metrics
+from enforcer.quota import Quota, admit
 from enforcer.reconciler import Reconciler
 from enforcer.restarts import BackoffPolicy
 from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
@@ -81,6 +82,7 @@ class Daemon:
         self.records: dict[str, AppRecord] = {}
         self.apps: dict[str, Application] = {}
         self.warnings: tuple[str, ...] = ()
+        self.quotas: tuple[Quota, ...] = ()  # tenants' quotas from control, held here too
         self.sync: Any = None  # enforcer.sync.SyncClient when enrolled with control
         self._events = asyncio.Condition()
         self._last_seq = 0
@@ -99,6 +101,7 @@ class Daemon:
             log.warning("device discovery unavailable: %s", exc)
             inventory = Inventory()
         self.host_info = gather_host_info(self.host_id, self.config.host.labels, inventory)
+        self.quotas = _load_quotas(await self.store.get("control-quotas"))
         for rec in await self.store.applications():
             try:
                 self.apps[rec.name] = parse_application(rec.document, tenant=rec.tenant)
@@ -143,6 +146,7 @@ class Daemon:
             identity,
             on_desired=self._control_desired,
             on_vaults=self.apply_vaults,
+            on_quotas=self.apply_quotas,
             state_dir=self.state_dir,
         )
         self.vaults.set_fetcher(self.sync.fetch_vault_key)
@@ -189,7 +193,13 @@ class Daemon:
         inv = self.host_info.inventory
         waiting: dict[str, list[str]] = {}  # placed, but a secret is not here (yet)
         held: dict[str, tuple[str, str]] = {}  # ... only the key is missing: leave it running
-        for iid in sched.on_host(self.host_id):
+        placed = sched.on_host(self.host_id)
+        if self.quotas:
+            placed, over = admit(
+                [sched.demand(i) for i in placed], self.quotas, frozenset(self.reconciler.desired)
+            )
+            waiting.update((iid, [why]) for iid, why in over.items())
+        for iid in placed:
             d = sched.demand(iid)
             app = self.apps[d.app]
             svc = app.service(d.service)
@@ -326,6 +336,16 @@ class Daemon:
             await self.store.set("control-revision", str(revision))
             await self._reschedule()
 
+    async def apply_quotas(self, quotas: list[dict[str, Any]]) -> None:
+        """Control's tenant quotas for this site; kept so an offline restart still holds them."""
+        parsed = tuple(Quota.from_document(q) for q in quotas)
+        if parsed == self.quotas:
+            return
+        async with self._lock:
+            await self.store.set("control-quotas", json.dumps(quotas, sort_keys=True))
+            self.quotas = parsed
+            await self._reschedule()
+
     async def _status_loop(self) -> None:
         while True:
             if self.sync is not None:
@@ -445,6 +465,14 @@ class Daemon:
 
     def metrics(self) -> str:
         return render_metrics(self.instances(), self.reconciler.runtime_ok, self.started)
+
+
+def _load_quotas(text: str | None) -> tuple[Quota, ...]:
+    try:
+        return tuple(Quota.from_document(q) for q in json.loads(text or "[]"))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("stored tenant quotas are unreadable, not enforcing them: %s", exc)
+        return ()
 
 
 def _enrolled_site(state_dir: Path) -> str:

@@ -195,10 +195,12 @@ class SyncClient:
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
         on_vaults: OnVaults | None = None,
+        on_quotas: OnVaults | None = None,
     ) -> None:
         self.identity = identity
         self.on_desired = on_desired
         self.on_vaults = on_vaults
+        self.on_quotas = on_quotas  # [{tenant, members, quota}] the site is held to
         self.poll_wait = poll_wait
         self.queue = EventQueue(site_dir(state_dir) / "sync.db")
         self._poll_backoff = Backoff(backoff_base, backoff_cap)
@@ -378,6 +380,9 @@ class SyncClient:
         try:
             if self.on_vaults is not None and isinstance(vaults, list):
                 await self.on_vaults(vaults)  # before the applications that may use them
+            quotas = doc.get("quotas")
+            if self.on_quotas is not None and isinstance(quotas, list):
+                await self.on_quotas(quotas)  # before the applications they bound
             await self.on_desired(revision, apps)
         except Exception:
             log.exception("applying desired state revision %d failed; will retry", revision)
