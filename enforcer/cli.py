@@ -85,12 +85,22 @@ class _Group(click.Group):
 class _Options:
     config_path: Path | None
     state_dir: Path | None
+    url: str | None = None
+    token: str | None = None
 
     def config(self) -> EnforcerConfig:
         return load_config(self.config_path, state_dir=self.state_dir)
 
     def client(self) -> Client:
-        return Client(self.config().api.socket)
+        token = self.token
+        if token is not None and token.startswith("@"):
+            try:
+                token = Path(token[1:]).read_text().strip()
+            except OSError as exc:
+                raise CliError(f"cannot read the token file {token[1:]}: {exc.strerror}") from None
+        if self.url:
+            return Client(url=self.url, token=token)
+        return Client(self.config().api.socket, token=token)
 
 
 _output = click.option(
@@ -116,14 +126,30 @@ _output = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Overrides state-dir of the configuration.",
 )
+@click.option(
+    "--url",
+    envvar="EDGEWARD_ENFORCER_URL",
+    help="Reach the daemon over TCP (http://host:port) instead of its socket.",
+)
+@click.option(
+    "--token",
+    envvar="EDGEWARD_ENFORCER_TOKEN",
+    help="Bearer token (a tenant's token sees only its tenant); @FILE reads it from a file.",
+)
 @click.version_option(__version__, prog_name=PROG)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, state_dir: Path | None) -> None:
+def main(
+    ctx: click.Context,
+    config_path: Path | None,
+    state_dir: Path | None,
+    url: str | None,
+    token: str | None,
+) -> None:
     """Edgeward's enforcer: runs this site's containers on Docker.
 
     `run` is the daemon; the other commands talk to it through its local socket.
     """
-    ctx.obj = _Options(config_path, state_dir)
+    ctx.obj = _Options(config_path, state_dir, url, token)
 
 
 @main.command()

@@ -112,3 +112,38 @@ def test_logs_and_events_and_metrics_come_from_the_real_daemon(
 
     metrics = Client(enforcer.socket).metrics()
     assert 'edgeward_instances{state="running"} 1' in metrics
+
+
+def test_the_cli_with_a_tenant_token_sees_and_touches_only_that_tenant(
+    engine: DockerEngine, test_image: str
+) -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="enf-", dir="/tmp"))
+    tokens = root / "state" / "tenant-tokens"
+    tokens.mkdir(parents=True)
+    (tokens / "acme").write_text("acme-token-123\n")
+    (root / "acme.token").write_text("acme-token-123\n")
+    enf = EnforcerProc(root, engine.url)
+    enf.start()
+    try:
+        enf.apply(app("ops", sleeper("s", test_image)))  # a site-local app: tenant system
+        enf.wait_running("ops.s.0")
+        as_acme = ("--token", f"@{root / 'acme.token'}")
+        res = enf.cli(*as_acme, "ps", "-o", "json")
+        assert res.returncode == 0, res.stderr
+        assert "ops" not in res.stdout
+        res = enf.cli(*as_acme, "rm", "ops")
+        assert res.returncode == 1 and "does not exist" in res.stderr
+        res = enf.cli(*as_acme, "logs", "ops.s.0")
+        assert res.returncode == 1
+        assert "ops.s.0" in enf.ps()  # untouched; the socket without a token sees everything
+        res = enf.cli("--token", "wrong", "ps")
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+    finally:
+        enf.cli("rm", "ops")
+        enf.stop()
+        enf.remove_firewall()
+        shutil.rmtree(root, ignore_errors=True)

@@ -307,3 +307,23 @@ def test_tenants_are_kept_apart_on_the_network_the_api_and_in_their_vaults(
     assert not any("ledger" in e["message"] for e in events)
     globex = Client(live.socket, token=TOKENS["globex"])
     assert sorted(i["id"] for i in globex.instances()) == ["ledger.probe.0", "ledger.reader.0"]
+
+
+def test_an_offline_reboot_with_local_unseal_starts_everything_again(
+    live: LiveDaemon, docker_client: docker.DockerClient, test_image: str
+) -> None:
+    live.apply_vaults([live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "acme")])
+    live.apply(app("both", creds_app(test_image)["services"][0], sleeper("plain", test_image)))
+    live.wait_running("both.det.0", "both.plain.0")
+    assert (live.state_dir / "site" / "vault.key").exists()  # local unseal: the key is on disk
+
+    # a reboot with no control: the enforcer and every container stop, the tmpfs is gone
+    live.stop()
+    for c in docker_client.containers.list(filters={"label": "edgeward.app=both"}):
+        c.stop(timeout=1)
+    live.unmount_secrets()
+    assert not any(live.secrets_dir.rglob("api-key"))
+
+    live.start()  # control never answers: nothing was fetched from it
+    live.wait_running("both.det.0", "both.plain.0", timeout=60)
+    assert sh(docker_client, "ew.both.det.0.main", "cat /run/secrets/creds/api-key") == (0, VALUE)
