@@ -151,7 +151,7 @@ class Daemon:
         )
         self.vaults.set_fetcher(self.sync.fetch_vault_key)
         task = asyncio.create_task(self.sync.run(), name="control-sync")
-        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+        task.add_done_callback(_log_if_failed)
         self._sync_task = task
         self._status_task = asyncio.create_task(self._status_loop(), name="status-push")
 
@@ -161,7 +161,7 @@ class Daemon:
 
     async def stop(self) -> None:
         for name in ("_sync_task", "_status_task"):
-            task = getattr(self, name, None)
+            task: asyncio.Task[None] | None = getattr(self, name, None)
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -465,6 +465,11 @@ class Daemon:
 
     def metrics(self) -> str:
         return render_metrics(self.instances(), self.reconciler.runtime_ok, self.started)
+
+
+def _log_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: %s", task.get_name(), task.exception(), exc_info=task.exception())
 
 
 def _load_quotas(text: str | None) -> tuple[Quota, ...]:

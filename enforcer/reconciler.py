@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -347,7 +348,7 @@ class Reconciler:
         out = [w.status() for iid, w in self.workers.items() if iid in self.desired]
         if not self.runtime_ok:
             out = [
-                _with(
+                dataclasses.replace(
                     s,
                     state=InstanceState.UNKNOWN,
                     reason=f"runtime unavailable: {self.runtime_error}",
@@ -371,12 +372,6 @@ class Reconciler:
             async with self.changed:
                 await self.changed.wait()
             yield None
-
-
-def _with(s: InstanceStatus, **changes: Any) -> InstanceStatus:
-    from dataclasses import replace
-
-    return replace(s, **changes)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
