@@ -21,6 +21,9 @@ from collections.abc import Mapping
 log = logging.getLogger(__name__)
 
 
+FORWARD_PARENT = "DOCKER-USER"
+
+
 def chain_names(owner: str) -> tuple[str, str]:
     """Chain names unique per enforcer (several run side by side in tests)."""
     digest = hashlib.sha1(owner.encode()).hexdigest()[:8]
@@ -68,7 +71,15 @@ class Firewall:
 
     async def _hook(self) -> None:
         fwd, inp = chain_names(self.owner)
-        for parent, chain in (("FORWARD", fwd), ("INPUT", inp)):
+        # Forwarded traffic is hooked from DOCKER-USER: Docker jumps there first and never
+        # rewrites it, while it inserts every new network's ACCEPT rules at the top of FORWARD
+        # (above anything hooked into FORWARD before).
+        await _run(["iptables", "--wait", "-N", FORWARD_PARENT], check=False)
+        try:
+            await _run(["iptables", "--wait", "-C", "FORWARD", "-j", FORWARD_PARENT])
+        except OSError:
+            await _run(["iptables", "--wait", "-I", "FORWARD", "1", "-j", FORWARD_PARENT])
+        for parent, chain in ((FORWARD_PARENT, fwd), ("INPUT", inp)):
             await _run(["iptables", "--wait", "-N", chain], check=False)
             try:
                 await _run(["iptables", "--wait", "-C", parent, "-j", chain])
@@ -80,7 +91,7 @@ class Firewall:
         if not self.available:
             return
         fwd, inp = chain_names(self.owner)
-        for parent, chain in (("FORWARD", fwd), ("INPUT", inp)):
+        for parent, chain in ((FORWARD_PARENT, fwd), ("INPUT", inp)):
             await _run(["iptables", "--wait", "-D", parent, "-j", chain], check=False)
             await _run(["iptables", "--wait", "-F", chain], check=False)
             await _run(["iptables", "--wait", "-X", chain], check=False)

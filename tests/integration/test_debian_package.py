@@ -673,7 +673,7 @@ def _remove_installed_enforcers_chains() -> Iterator[None]:
     before = _enforcer_chains()
     yield
     for chain in sorted(_enforcer_chains() - before):
-        parent = "INPUT" if chain.startswith("EW-IN-") else "FORWARD"
+        parent = "INPUT" if chain.startswith("EW-IN-") else "DOCKER-USER"
         while subprocess.run(["iptables", "-D", parent, "-j", chain], capture_output=True).returncode == 0:
             pass
         subprocess.run(["iptables", "-F", chain], check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 
 import docker
 
@@ -119,6 +120,23 @@ def test_ingress_is_published_and_outbound_is_denied_unless_allowed(
         assert "200 OK" not in out, f"deny should block {target}:{port}"
     _, out = sh(docker_client, "ew.probe.allowed.0.main", get.format(gw, 18731))
     assert "200 OK" in out, "outbound: allow reaches a listener on the host"
+
+    # Docker puts a new network's ACCEPT rules at the top of FORWARD and may rebuild its own
+    # isolation chains (several engines share them): the policy must not depend on either
+    docker_client.networks.create("not-ours-later", driver="bridge")
+    saved = subprocess.run(
+        ["iptables", "-S", "DOCKER-ISOLATION-STAGE-2"], capture_output=True, text=True
+    ).stdout.splitlines()
+    subprocess.run(["iptables", "-F", "DOCKER-ISOLATION-STAGE-2"], check=False)
+    try:
+        for target, port in ((gw, 18731), (other_ip, 8080)):
+            _, out = sh(docker_client, "ew.probe.denied.0.main", get.format(target, port))
+            assert "200 OK" not in out, f"deny should still block {target}:{port}"
+    finally:
+        for rule in saved:
+            if rule.startswith("-A "):
+                subprocess.run(["iptables", *rule.split()], check=False)
+        docker_client.networks.get("not-ours-later").remove()
 
 
 def test_containers_without_the_managed_label_are_never_touched(
