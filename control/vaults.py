@@ -179,26 +179,16 @@ def secret_references(document: Mapping[str, object]) -> list[tuple[str, str, st
     for i, service in enumerate(services if isinstance(services, list) else []):
         if not isinstance(service, dict):
             continue
-        for j, variable in enumerate(service.get("variables") or []):
-            ref = variable.get("value-from-secret") if isinstance(variable, dict) else None
-            if isinstance(ref, dict):
-                found.append(
-                    (
-                        f"services[{i}].variables[{j}].value-from-secret",
-                        str(ref.get("vault")),
-                        str(ref.get("secret")),
-                        str(ref["key"]) if ref.get("key") is not None else None,
+        for part, key in (("variables", "value-from-secret"), ("volumes", "secret")):
+            for j, item in enumerate(service.get(part) or []):
+                ref = item.get(key) if isinstance(item, dict) else None
+                if isinstance(ref, dict):
+                    found.append(
+                        (
+                            f"services[{i}].{part}[{j}].{key}",
+                            str(ref.get("vault")),
+                            str(ref.get("secret")),
+                            str(ref["key"]) if ref.get("key") is not None else None,
+                        )
                     )
-                )
-        for j, volume in enumerate(service.get("volumes") or []):
-            ref = volume.get("secret") if isinstance(volume, dict) else None
-            if isinstance(ref, dict):
-                found.append(
-                    (
-                        f"services[{i}].volumes[{j}].secret",
-                        str(ref.get("vault")),
-                        str(ref.get("secret")),
-                        str(ref["key"]) if ref.get("key") is not None else None,
-                    )
-                )
     return found

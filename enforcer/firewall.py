@@ -50,6 +50,7 @@ class Firewall:
         self.available = shutil.which("iptables-restore") is not None
         self.error = "" if self.available else "iptables-restore not found"
         self._applied: str | None = None
+        self._hooked = False  # Docker never rewrites DOCKER-USER or INPUT: hook once
         self._lock = asyncio.Lock()
 
     async def apply(self, bridges: Mapping[str, frozenset[str]]) -> None:
@@ -60,7 +61,9 @@ class Firewall:
             if text == self._applied:
                 return
             try:
-                await self._hook()
+                if not self._hooked:
+                    await self._hook()
+                    self._hooked = True
                 await _run(["iptables-restore", "--noflush", "--wait"], text)
             except OSError as exc:
                 self.error = f"cannot program iptables: {exc}"
@@ -96,6 +99,7 @@ class Firewall:
             await _run(["iptables", "--wait", "-F", chain], check=False)
             await _run(["iptables", "--wait", "-X", chain], check=False)
         self._applied = None
+        self._hooked = False
 
 
 async def _run(cmd: list[str], stdin: str | None = None, check: bool = True) -> None:
