@@ -67,6 +67,13 @@ def stop() -> None:
             pass
         print(f"quickstart: stopped {name} (pid {pid})")
     PIDS.unlink()
+    # the enforcer keeps its outbound-policy chains when it stops (its containers run on);
+    # here the containers are gone too, so the chains go with them
+    import asyncio
+
+    from enforcer.firewall import Firewall
+
+    asyncio.run(Firewall(f"quickstart-host:{STATE / 'enforcer'}").remove())
 
 
 _REMOVE_ALL = (
