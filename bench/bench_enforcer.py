@@ -61,7 +61,7 @@ from bench.common import (
     table,
     wait_until,
 )
-from enforcer.config import EnforcerConfig
+from enforcer.config.load import EnforcerConfig
 
 COMPOSE = "/usr/bin/docker-compose"
 RSS_GOAL_MB = 60.0

@@ -39,8 +39,8 @@ import aiohttp
 import psutil
 
 from control.server import shrink_tls_read_buffers
-from enforcer.enrollment import SiteIdentity, enroll, load_site_identity
-from enforcer.sync import SyncClient
+from enforcer.link.enrollment import SiteIdentity, enroll, load_site_identity
+from enforcer.link.sync import SyncClient
 
 POLL_WAIT = 300  # the SyncClient default
 WAIT_JITTER = 0.1  # control ends a quiet poll after wait * (1 - U(0, 0.1))
@@ -282,7 +282,7 @@ class Control:
                 sys.executable,
                 *prefix,
                 "-m",
-                "control.cli",
+                "control.cli.main",
                 "--config",
                 str(config),
                 "--state-dir",

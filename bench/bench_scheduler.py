@@ -1,4 +1,4 @@
-"""How long `enforcer.scheduler.schedule` takes, side by side for growing sites.
+"""How long `enforcer.schedule.scheduler.schedule` takes, side by side for growing sites.
 
 Prints, for each case, the time of a first placement (nothing running) and of a steady-state
 run (everything already assigned, as on every reconcile), best of several runs, and the ratio
@@ -13,8 +13,8 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 
-from enforcer.scheduler import HostState, Schedule, schedule
-from enforcer.spec.model import (
+from enforcer.schedule.scheduler import HostState, Schedule, schedule
+from enforcer.shared.spec.model import (
     Application,
     Container,
     Mode,

@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:  # `python bench/bench_enforcer.py` from anywhere
 import docker  # noqa: E402
 import psutil  # noqa: E402
 
-from enforcer.client import Client  # noqa: E402
-from enforcer.firewall import Firewall  # noqa: E402
+from enforcer.cli.client import Client  # noqa: E402
+from enforcer.network.firewall import Firewall  # noqa: E402
 from tests.realparts import DockerEngine, Registry, import_image, push, stop_pid  # noqa: E402
 
 API_VERSION = "1.41"
@@ -239,7 +239,8 @@ def labelled(key: str, value: str, action: str) -> Callable[[EngineEvent], bool]
 
 class UeventCounter:
     """Counts the kernel's device events (uevents) while open: the enforcer follows them all
-    (`enforcer.devices.DeviceWatcher`), so other containers starting on this host cost it CPU."""
+    (`enforcer.devices.udev.DeviceWatcher`), so other containers starting on this host cost
+    it CPU."""
 
     def __init__(self) -> None:
         self.count: int | None = None
@@ -280,7 +281,7 @@ def enforcer_command() -> list[str]:
 
     if importlib.util.find_spec("enforcer.__main__") is not None:
         return [sys.executable, "-m", "enforcer"]
-    return [sys.executable, "-c", "from enforcer.cli import main; main()"]
+    return [sys.executable, "-c", "from enforcer.cli.main import main; main()"]
 
 
 @dataclass

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from enforcer.labels import is_label_word
+from enforcer.shared.labels import is_label_word
 
 SYSTEM_TENANT = "system"
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from enforcer.pki import (
+from enforcer.shared.pki import (
     PrivateKey,
     cert_fingerprint,
     cert_not_after,

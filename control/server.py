@@ -13,13 +13,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from control.api import ControlAPI
+from control.api.routes import ControlAPI
 from control.config import ControlConfig
 from control.pki import load_or_create_authority, server_hosts
 from control.service import ControlService
-from control.store import SQLiteStore, Store
-from control.vaults import MASTER_KEY_FILE, Envelope, MasterKeyError, load_or_create_master_key
-from enforcer.pki import write_file
+from control.store.sqlite import SQLiteStore, Store
+from control.vaults.envelope import (
+    MASTER_KEY_FILE,
+    Envelope,
+    MasterKeyError,
+    load_or_create_master_key,
+)
+from enforcer.shared.pki import write_file
 
 log = logging.getLogger(__name__)
 

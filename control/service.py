@@ -1,4 +1,4 @@
-"""Control's operations: checks, the store, and the in-memory fleet (`control.fleet`).
+"""Control's operations: checks, the store, and the in-memory fleet (`control.fleet.state`).
 
 Every change (a push, a deployment, a relabel, a rollout step) recomputes the desired state of
 the sites it may touch; a site whose set of (application, version) changed gets a new revision
@@ -23,9 +23,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from control import deployments as dep
-from control.auth import Principal, new_token, token_hash
-from control.fleet import DeploymentState, Fleet
+from control.fleet import deployments as dep
+from control.fleet.access import Principal, new_token, token_hash
+from control.fleet.quota import check_deployment_quota, check_quota_document
+from control.fleet.state import DeploymentState, Fleet
 from control.model import (
     SYSTEM_TENANT,
     AppVersion,
@@ -44,12 +45,11 @@ from control.model import (
     copy_site,
 )
 from control.pki import Authority
-from control.quota import check_deployment_quota, check_quota_document
-from control.store import Store
-from control.vaultops import VaultOperations
-from control.vaults import MASTER_KEY_FILE, Envelope
-from enforcer.enrollment import Bundle, encode_bundle
-from enforcer.spec.parse import SpecError, application_to_document, parse_application
+from control.store.sqlite import Store
+from control.vaults.envelope import MASTER_KEY_FILE, Envelope
+from control.vaults.operations import VaultOperations
+from enforcer.link.enrollment import Bundle, encode_bundle
+from enforcer.shared.spec.parse import SpecError, application_to_document, parse_application
 
 log = logging.getLogger(__name__)
 

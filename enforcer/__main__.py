@@ -1,5 +1,5 @@
 """`python -m enforcer` is `edge-enforcer`."""
 
-from enforcer.cli import main
+from enforcer.cli.main import main
 
 main()

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from enforcer import __version__
-from enforcer.config import EnforcerConfig
-from enforcer.devices import DeviceWatcher, Inventory, device_nodes_for, gpu_requests_for
+from enforcer.api.metrics import render_metrics
+from enforcer.config.load import EnforcerConfig
+from enforcer.devices.udev import DeviceWatcher, Inventory, device_nodes_for, gpu_requests_for
 from enforcer.facade import (
     AppRecord,
     AppSource,
@@ -32,21 +33,20 @@ from enforcer.facade import (
     Invalid,
     NotFound,
 )
-from enforcer.feasibility import host_state
-from enforcer.firewall import Firewall
-from enforcer.hostinfo import HostInfo, default_host_id, gather_host_info
-from enforcer.instances import Context, DesiredInstance, desired_instance
-from enforcer.metrics import render_metrics
-from enforcer.quota import Quota, admit
-from enforcer.reconciler import Reconciler
-from enforcer.restarts import BackoffPolicy
+from enforcer.network.firewall import Firewall
+from enforcer.reconcile.instances import Context, DesiredInstance, desired_instance
+from enforcer.reconcile.reconciler import Reconciler
+from enforcer.reconcile.restarts import BackoffPolicy
 from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
-from enforcer.scheduler import schedule
-from enforcer.secretfiles import SecretFiles
-from enforcer.secrets import WAITING_FOR_KEY, SiteVaults, instance_secrets
-from enforcer.spec.model import Application
-from enforcer.spec.parse import SpecError, application_to_document, parse_application
-from enforcer.store import Store, StoreError
+from enforcer.schedule.feasibility import host_state
+from enforcer.schedule.quota import Quota, admit
+from enforcer.schedule.scheduler import schedule
+from enforcer.secrets.files import SecretFiles
+from enforcer.secrets.vaults import WAITING_FOR_KEY, SiteVaults, instance_secrets
+from enforcer.shared.spec.model import Application
+from enforcer.shared.spec.parse import SpecError, application_to_document, parse_application
+from enforcer.site.hostinfo import HostInfo, default_host_id, gather_host_info
+from enforcer.site.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Daemon:
         self.apps: dict[str, Application] = {}
         self.warnings: tuple[str, ...] = ()
         self.quotas: tuple[Quota, ...] = ()  # tenants' quotas from control, held here too
-        self.sync: Any = None  # enforcer.sync.SyncClient when enrolled with control
+        self.sync: Any = None  # enforcer.link.sync.SyncClient when enrolled with control
         self._events = asyncio.Condition()
         self._last_seq = 0
         self._lock = asyncio.Lock()  # apply/remove/schedule one at a time
@@ -120,7 +120,7 @@ class Daemon:
         bundle = self.config.control.enrollment
         if not bundle and not (self.state_dir / "site" / "site.json").exists():
             return  # a site-local enforcer: no TLS stack loaded (about 8 MB less)
-        from enforcer import enrollment, sync
+        from enforcer.link import enrollment, sync
 
         if bundle.startswith("@"):  # zero-touch: a bundle file that may not be there (yet)
             try:
@@ -293,7 +293,7 @@ class Daemon:
     async def apply_vaults(
         self, vaults: Sequence[Mapping[str, Any]], unseal: str = "local"
     ) -> None:
-        """Control's vaults for this site (see `enforcer.secrets`), then reconcile. `unseal`
+        """Control's vaults for this site (see `enforcer.secrets.vaults`), then reconcile. `unseal`
         is for entries that do not name theirs."""
         async with self._lock:
             await self.vaults.apply(vaults, unseal, site=self.site_name)

@@ -71,7 +71,7 @@ def stop() -> None:
     # here the containers are gone too, so the chains go with them
     import asyncio
 
-    from enforcer.firewall import Firewall
+    from enforcer.network.firewall import Firewall
 
     asyncio.run(Firewall(f"quickstart-host:{STATE / 'enforcer'}").remove())
 

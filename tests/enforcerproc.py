@@ -96,7 +96,7 @@ class EnforcerProc:
         """Unhook and delete this enforcer's iptables chains (they outlive the daemon)."""
         import asyncio
 
-        from enforcer.firewall import Firewall
+        from enforcer.network.firewall import Firewall
 
         owner = f"host-{self.root.name}:{self.root / 'state'}"
         asyncio.run(Firewall(owner).remove())

@@ -27,7 +27,7 @@ from aiohttp import web
 from enforcer.api.documents import DocumentError, format_for_media_type, parse_document
 from enforcer.api.openapi import openapi_document
 from enforcer.api.tenants import auth_middleware, current_view, load_tenant_tokens
-from enforcer.config import EnforcerConfig, ensure_api_token, parse_listen
+from enforcer.config.load import EnforcerConfig, ensure_api_token, parse_listen
 from enforcer.facade import Conflict, Enforcer, Forbidden, Invalid, NotFound
 
 __all__ = ["DEFAULT_MAX_BODY", "ApiError", "ApiServer", "make_app", "serve", "start_api"]

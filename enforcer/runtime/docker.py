@@ -21,8 +21,8 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, EndpointConfig, Mount, NetworkingConfig
 
-from enforcer.devices import gpu_request
-from enforcer.instances import MANAGED, ContainerConfig
+from enforcer.devices.udev import gpu_request
+from enforcer.reconcile.instances import MANAGED, ContainerConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from control.client import ApiError, Connection, ControlClient
-from enforcer.enrollment import SiteIdentity, enroll
-from enforcer.sync import SyncClient
+from control.cli.client import ApiError, Connection, ControlClient
+from enforcer.link.enrollment import SiteIdentity, enroll
+from enforcer.link.sync import SyncClient
 
 
 def _die_with_parent() -> None:
@@ -57,7 +57,7 @@ class ControlProcess:
         return [
             sys.executable,
             "-m",
-            "control.cli",
+            "control.cli.main",
             "--config",
             str(self.config),
             "--state-dir",

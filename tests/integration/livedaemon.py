@@ -3,7 +3,7 @@
 Vaults only come from control, and the local API has no way in for them (DESIGN.md). To drive
 the real path — unseal with the site key, store encrypted, secret files on a tmpfs, Docker —
 without a control service, tests run `enforcer.daemon.Daemon` here and call `apply_vaults` and
-`_control_desired` (what `enforcer.sync` calls) directly. Everything else goes through the CLI, as
+`_control_desired` (what `enforcer.link.sync` calls) directly. Everything else goes through the CLI, as
 with `EnforcerProc`.
 """
 
@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enforcer import pki
 from enforcer.api.server import ApiServer, serve
 from enforcer.api.tenants import load_tenant_tokens
-from enforcer.config import load_config
+from enforcer.config.load import load_config
 from enforcer.daemon import Daemon
-from enforcer.vaults import seal
+from enforcer.shared import pki
+from enforcer.shared.sealing import seal
 from tests.enforcerproc import EnforcerProc
 
 T = TypeVar("T")
@@ -101,7 +101,7 @@ class LiveDaemon(EnforcerProc):
 
     def serve_vault_key(self, key: bytes) -> None:
         """Control answers GET /v1/sync/vault-key with `key` from now on (what
-        `enforcer.secrets.fetch_vault_key` would return)."""
+        `enforcer.secrets.vaults.fetch_vault_key` would return)."""
         assert self.daemon is not None
         vaults = self.daemon.vaults
 
@@ -123,6 +123,6 @@ class LiveDaemon(EnforcerProc):
         """Control's desired state as sync hands it over: applications {name, tenant, spec}
         and, when given, the site's vaults."""
         assert self.daemon is not None
-        if vaults is not None:  # as enforcer.sync hands them over: vaults first
+        if vaults is not None:  # as enforcer.link.sync hands them over: vaults first
             self.call(self.daemon.apply_vaults(vaults, unseal))
         self.call(self.daemon._control_desired(revision, apps))

@@ -8,8 +8,8 @@ import stat
 import docker
 import pytest
 
-from enforcer.devices import device_nodes_for, docker_devices, parse_rules, scan
-from enforcer.spec.model import Placement
+from enforcer.devices.udev import device_nodes_for, docker_devices, parse_rules, scan
+from enforcer.shared.spec.model import Placement
 
 pytestmark = pytest.mark.docker
 

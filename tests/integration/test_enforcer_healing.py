@@ -86,7 +86,7 @@ def test_crash_loop_backs_off_exponentially_while_other_apps_keep_reconciling(
 def _events(enforcer: EnforcerProc) -> list[dict[str, object]]:
     import json
 
-    res = enforcer.cli("events", "-o", "json")
+    res = enforcer.cli.main("events", "-o", "json")
     assert res.returncode == 0, res.stderr
     out = res.stdout.strip()
     if out.startswith("["):
@@ -234,7 +234,7 @@ def test_removing_an_app_removes_everything_but_persistent_volumes_until_purge(
     vols = {v.name for v in docker_client.volumes.list(filters={"label": "edgeward.app=store"})}
     assert vols == {"ew.store.db.0.data", "ew.store.db.0.tmp"}
 
-    assert enforcer.cli("rm", "store").returncode == 0
+    assert enforcer.cli.main("rm", "store").returncode == 0
     assert docker_client.containers.list(all=True, filters={"label": "edgeward.app=store"}) == []
     assert docker_client.networks.list(names=["ew.system.store"]) == []
     vols = {v.name for v in docker_client.volumes.list(filters={"label": "edgeward.app=store"})}
@@ -242,6 +242,6 @@ def test_removing_an_app_removes_everything_but_persistent_volumes_until_purge(
 
     enforcer.apply(app("store", svc))
     enforcer.wait_running("store.db.0")
-    res = enforcer.cli("rm", "store", "--purge")
+    res = enforcer.cli.main("rm", "store", "--purge")
     assert res.returncode == 0, res.stderr
     assert docker_client.volumes.list(filters={"label": "edgeward.app=store"}) == []

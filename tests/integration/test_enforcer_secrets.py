@@ -15,9 +15,9 @@ from typing import Any
 import docker
 import pytest
 
-from enforcer.client import Client, ClientError
-from enforcer.secretfiles import mount_point_of
-from enforcer.vaults import new_vault_key
+from enforcer.cli.client import Client, ClientError
+from enforcer.secrets.files import mount_point_of
+from enforcer.shared.sealing import new_vault_key
 from tests.integration.apps import app, container, service, sleeper, web
 from tests.integration.livedaemon import LiveDaemon
 from tests.realparts import DockerEngine

@@ -69,7 +69,7 @@ def test_a_vault_from_control_reaches_the_container_rotates_goes_remote_and_is_r
     test_image: str,
 ) -> None:
     def cli(*args: str) -> None:
-        res = control.cli(*args)
+        res = control.cli.main(*args)
         assert res.returncode == 0, res.stderr
 
     cli("vault", "create", "vision", "--distribute", "customer = acme")
@@ -84,7 +84,7 @@ def test_a_vault_from_control_reaches_the_container_rotates_goes_remote_and_is_r
             volumes=[{"name": "c", "secret": {"vault": "vision", "secret": "creds"}}],
         ),
     )
-    control.client().put("/v1/applications/vision/versions/1", spec)
+    control.cli.client().put("/v1/applications/vision/versions/1", spec)
     control.deploy(
         {"name": "vision-acme", "application": "vision", "version": "latest",
          "placement": {"match-site-labels": "customer = acme"}}
@@ -96,7 +96,7 @@ def test_a_vault_from_control_reaches_the_container_rotates_goes_remote_and_is_r
     cli("secret", "put", "vision", "creds", f"api-key={ROTATED}")
     wait(lambda: cat(docker_client, name, "/s/api-key") == ROTATED, 30, "the rotated file")
 
-    control.client().put("/v1/vaults/vision", {"distribute": "customer = acme", "unseal": "remote"})
+    control.cli.client().put("/v1/vaults/vision", {"distribute": "customer = acme", "unseal": "remote"})
     wait(lambda: stored_unseal(site) == {"vision": "remote"}, 30, "storage under control's key")
     assert site.ps()["vision.det.0"]["state"] == "running"
 

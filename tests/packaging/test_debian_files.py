@@ -23,8 +23,8 @@ import pytest
 
 from control.config import ControlConfig
 from control.config import parse_config as parse_control_config
-from enforcer.config import EnforcerConfig
-from enforcer.config import parse_config as parse_enforcer_config
+from enforcer.config.load import EnforcerConfig
+from enforcer.config.load import parse_config as parse_enforcer_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
@@ -146,8 +146,8 @@ def test_every_control_config_key_is_documented_with_its_default() -> None:
 @pytest.mark.parametrize(
     ("name", "module", "group", "subcommand"),
     [
-        ("edge-enforcer", "enforcer.cli", "main", "run"),
-        ("edge-control", "control.cli", "cli", "serve"),
+        ("edge-enforcer", "enforcer.cli.main", "main", "run"),
+        ("edge-control", "control.cli.main", "cli", "serve"),
     ],
 )
 def test_the_units_run_the_packaged_command_with_the_shipped_config(
@@ -280,8 +280,8 @@ def test_the_debian_version_sorts_like_the_python_version(pep440: str, debian: s
 
 def test_the_manual_pages_list_every_command() -> None:
     for target, prog, group in (
-        ("enforcer.cli:main", "edge-enforcer", "enforcer.cli"),
-        ("control.cli:cli", "edge-control", "control.cli"),
+        ("enforcer.cli.main:main", "edge-enforcer", "enforcer.cli.main"),
+        ("control.cli.main:cli", "edge-control", "control.cli.main"),
     ):
         res = subprocess.run(
             [sys.executable, str(DEBIAN / "mkman.py"), target, prog],

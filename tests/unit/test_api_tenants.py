@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from enforcer.api import make_app, serve
 from enforcer.api.tenants import load_tenant_tokens
-from enforcer.client import Client, ClientError
-from enforcer.config import EnforcerConfig, parse_config
+from enforcer.cli.client import Client, ClientError
+from enforcer.config.load import EnforcerConfig, parse_config
 from enforcer.facade import AppRecord, AppSource
 
 from .fake_enforcer import FakeEnforcer, instance

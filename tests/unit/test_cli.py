@@ -23,9 +23,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from enforcer.api import ApiServer, serve
-from enforcer.cli import main
-from enforcer.client import Client, ClientError, EnforcerUnreachable
-from enforcer.config import EnforcerConfig
+from enforcer.cli.client import Client, ClientError, EnforcerUnreachable
+from enforcer.cli.main import main
+from enforcer.config.load import EnforcerConfig
 from enforcer.facade import InstanceState
 
 from .fake_enforcer import FakeEnforcer, instance
@@ -417,7 +417,7 @@ def test_run_hands_the_loaded_config_to_the_daemon(
 def test_enroll_reads_the_bundle_from_a_file_and_reports_failure_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    enrollment = pytest.importorskip("enforcer.enrollment")
+    enrollment = pytest.importorskip("enforcer.link.enrollment")
     calls: list[tuple[str, Path]] = []
 
     async def enroll(bundle: str, state_dir: Path) -> Any:

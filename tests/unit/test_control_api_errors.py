@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from control.api import MAX_BODY, ControlAPI
+from control.api.routes import MAX_BODY, ControlAPI
 from control.service import Metrics
 
 

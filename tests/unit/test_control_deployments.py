@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from control.deployments import (
+from control.fleet.deployments import (
     DeploymentError,
     DeploymentSpec,
     OnFailure,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from control.deployments import Phase, Rollout, parse_deployment
-from control.fleet import DeploymentState, Fleet
+from control.fleet.deployments import Phase, Rollout, parse_deployment
+from control.fleet.state import DeploymentState, Fleet
 from control.model import AppVersion, Deployment, Site, Tenant
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from control.model import AppVersion, Conflict, Forbidden, NotFound, OutOfOrder, Site
-from control.schema import MIGRATIONS
-from control.store import SQLiteStore
+from control.store.schema import MIGRATIONS
+from control.store.sqlite import SQLiteStore
 
 
 def with_store(tmp_path: Path, body: Callable[[SQLiteStore], Awaitable[Any]]) -> Any:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from control.config import ConfigError, parse_config
-from enforcer.enrollment import Bundle, EnrollmentError, encode_bundle, parse_bundle
-from enforcer.sync import Backoff, EventQueue, parse_retry_after
+from enforcer.link.enrollment import Bundle, EnrollmentError, encode_bundle, parse_bundle
+from enforcer.link.sync import Backoff, EventQueue, parse_retry_after
 
 FINGERPRINT = "ab" * 32
 

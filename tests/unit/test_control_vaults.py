@@ -12,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from control.auth import Principal
+from control.fleet.access import Principal
+from control.fleet.quota import app_usage, over_quota, parse_quota
 from control.model import Invalid, NotFound, Site, Tenant
-from control.quota import app_usage, over_quota, parse_quota
 from control.service import ControlService
-from control.store import SQLiteStore
-from control.vaults import (
+from control.store.sqlite import SQLiteStore
+from control.vaults.envelope import (
     CryptoError,
     Envelope,
     MasterKeyError,
@@ -26,7 +26,7 @@ from control.vaults import (
     load_or_create_master_key,
     secret_references,
 )
-from enforcer.vaults import MAX_SECRET_BYTES, unseal
+from enforcer.shared.sealing import MAX_SECRET_BYTES, unseal
 
 ADMIN = Principal("system", frozenset({"system", "acme", "other"}))
 ACME = Principal("acme", frozenset({"acme"}))

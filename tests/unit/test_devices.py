@@ -17,7 +17,7 @@ import docker
 import psutil
 import pytest
 
-from enforcer.devices import (
+from enforcer.devices.udev import (
     DeviceRule,
     DeviceWatcher,
     Inventory,
@@ -34,8 +34,8 @@ from enforcer.devices import (
     scan,
     scan_state,
 )
-from enforcer.hostinfo import default_host_id, gather_host_info, system_labels
-from enforcer.spec.model import Placement
+from enforcer.shared.spec.model import Placement
+from enforcer.site.hostinfo import default_host_id, gather_host_info, system_labels
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "udev"
 RULES = parse_rules(
@@ -433,7 +433,7 @@ def test_the_watcher_keeps_the_startup_inventory_when_udevd_is_absent(
         await watcher.stop()
         return inventory, monitoring
 
-    with caplog.at_level(logging.WARNING, logger="enforcer.devices"):
+    with caplog.at_level(logging.WARNING, logger="enforcer.devices.udev"):
         inventory, monitoring = asyncio.run(main())
     assert inventory.nodes_for("null") == ["/dev/null"]
     assert not monitoring

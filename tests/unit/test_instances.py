@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from enforcer.instances import Context, DesiredInstance, SecretFile, desired_instance
-from enforcer.spec import parse_application
+from enforcer.reconcile.instances import Context, DesiredInstance, SecretFile, desired_instance
+from enforcer.shared.spec import parse_application
 
 CTX = Context(site="store-1", host="host-a")
 VALUE = "hunter2-very-secret"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from enforcer.labels import (
+from enforcer.shared.labels import (
     And,
     Anything,
     Equals,

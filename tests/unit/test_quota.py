@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from enforcer.quota import Quota, admit
-from enforcer.scheduler import InstanceDemand
-from enforcer.spec.model import Placement, Priority, Resources
+from enforcer.schedule.quota import Quota, admit
+from enforcer.schedule.scheduler import InstanceDemand
+from enforcer.shared.spec.model import Placement, Priority, Resources
 
 
 def demand(iid: str, tenant: str, cpus: float = 0.5, memory: int = 0, gpus: int = 0,

@@ -7,10 +7,9 @@ from collections import Counter
 
 import pytest
 
-from enforcer.devices import Gpu, Inventory, inventory_from_properties, parse_rules
-from enforcer.hostinfo import HostInfo
-from enforcer.scheduler import HostState, Schedule, demands, host_state, schedule
-from enforcer.spec.model import (
+from enforcer.devices.udev import Gpu, Inventory, inventory_from_properties, parse_rules
+from enforcer.schedule.scheduler import HostState, Schedule, demands, host_state, schedule
+from enforcer.shared.spec.model import (
     Application,
     Container,
     Mode,
@@ -19,6 +18,7 @@ from enforcer.spec.model import (
     Resources,
     Service,
 )
+from enforcer.site.hostinfo import HostInfo
 
 GI = 1024**3
 MI = 1024**2
@@ -703,7 +703,7 @@ def test_host_state_comes_from_host_info() -> None:
 
 
 def test_two_replicas_publishing_the_same_host_port_do_not_share_a_host() -> None:
-    from enforcer.spec.model import Application, Container, Ingress, Network, Service
+    from enforcer.shared.spec.model import Application, Container, Ingress, Network, Service
 
     web = Service(
         name="web",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.instances import Context, DesiredInstance, desired_instance
-from enforcer.secretfiles import SecretFiles, mount_point_of, write_instance_files
-from enforcer.spec import parse_application
+from enforcer.reconcile.instances import Context, DesiredInstance, desired_instance
+from enforcer.secrets.files import SecretFiles, mount_point_of, write_instance_files
+from enforcer.shared.spec import parse_application
 
 VALUE = "hunter2-very-secret"
 

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enforcer import pki
-from enforcer.secretfiles import SecretFiles
-from enforcer.secrets import (
+from enforcer.secrets.files import SecretFiles
+from enforcer.secrets.vaults import (
     WAITING_FOR_KEY,
     SiteVaults,
     instance_secrets,
     missing_secret,
 )
-from enforcer.spec import parse_application
-from enforcer.store import Store
-from enforcer.vaults import new_vault_key, seal
+from enforcer.shared import pki
+from enforcer.shared.sealing import new_vault_key, seal
+from enforcer.shared.spec import parse_application
+from enforcer.site.store import Store
 
 SITE = "store-1"
 VALUE = "hunter2-very-secret"

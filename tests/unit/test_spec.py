@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from enforcer.spec import (
+from enforcer.shared.spec import (
     MAX_SPEC_BYTES,
     SYSTEM_VARIABLES,
     Application,
@@ -42,7 +42,7 @@ from enforcer.spec import (
     load_application,
     parse_application,
 )
-from enforcer.spec.variables import expand, references
+from enforcer.shared.spec.variables import expand, references
 
 FULL_SPEC = Path(__file__).resolve().parents[2] / "examples" / "full-spec.yaml"
 MISSING = object()  # a field to remove from the minimal spec

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from enforcer.units import format_duration, format_size, parse_duration, parse_size
+from enforcer.shared.units import format_duration, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enforcer.vaults import (
+from enforcer.shared.sealing import (
     MAX_SECRET_BYTES,
     VaultError,
     decrypt_at_rest,

@@ -1,0 +1,451 @@
+"""`edge-control`: the central service (``serve``) and the operator commands (DESIGN.md, "CLI").
+
+Operator commands take ``--url``, ``--token`` and ``--ca`` (or EDGEWARD_URL, EDGEWARD_TOKEN,
+EDGEWARD_CA); on the control host they default to the local control's URL, admin token and CA.
+Errors are one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from control.cli.client import quote
+from control.cli.support import (
+    Context,
+    ago,
+    call,
+    connection_options,
+    echo_json,
+    output_option,
+    read_document,
+    table,
+)
+from control.cli.vaults import secret, vault
+from control.config import ControlConfig
+from enforcer.shared.labels import LabelSyntaxError, parse_labels
+from enforcer.shared.units import parse_duration
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    envvar="EDGEWARD_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="control.toml (default /etc/edgeward/control.toml)",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="state directory (overrides state-dir in the config)",
+)
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.pass_context
+def cli(
+    ctx: click.Context, /, config_path: Path | None, state_dir: Path | None, verbose: bool
+) -> None:
+    """Edgeward control: the central service and its operator commands."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(config_path, state_dir)
+
+
+@cli.command()
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="status batches and enrollments in progress before control answers 503 with Retry-After",
+)
+@click.pass_context
+def serve(ctx: click.Context, /, max_concurrent: int) -> None:
+    """Run the control service."""
+    from control.server import StartupError
+    from control.server import serve as run_server
+
+    config: ControlConfig = ctx.obj.config
+    try:
+        asyncio.run(run_server(config, max_concurrent=max_concurrent))
+    except StartupError as e:
+        raise click.ClickException(str(e)) from e
+    except KeyboardInterrupt:
+        pass
+
+
+# --- tenants and tokens ---------------------------------------------------------------------
+
+
+@cli.group()
+def tenant() -> None:
+    """Tenants."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@click.option("--parent", help="parent tenant (default: the token's tenant)")
+@click.option("--quota", default=None, help="per site: cpus=2,memory=1Gi,gpus=0")
+@connection_options
+@output_option
+@click.pass_context
+def tenant_create(
+    ctx: click.Context,
+    /,
+    name: str,
+    parent: str | None,
+    quota: str | None,
+    output: str,
+    **conn: Any,
+) -> None:
+    """Create tenant NAME."""
+    body = {"name": name, "parent": parent, "quota": quota}
+    result = call(ctx, conn, lambda c: c.post("/v1/tenants", body))
+    if output == "json":
+        echo_json(result)
+    else:
+        click.echo(f"tenant {result['name']} created under {result['parent']}")
+
+
+@tenant.command("ls")
+@connection_options
+@output_option
+@click.pass_context
+def tenant_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+    """List tenants."""
+    result = call(ctx, conn, lambda c: c.get("/v1/tenants"))["tenants"]
+    if output == "json":
+        echo_json(result)
+    else:
+        table([(t["name"], t["parent"] or "-") for t in result], ["NAME", "PARENT"])
+
+
+@cli.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--tenant", "tenant_name", required=True, help="the token's tenant")
+@connection_options
+@output_option
+@click.pass_context
+def token_create(ctx: click.Context, /, tenant_name: str, output: str, **conn: Any) -> None:
+    """Create a token for a tenant; it is printed once."""
+    result = call(ctx, conn, lambda c: c.post("/v1/tokens", {"tenant": tenant_name}))
+    if output == "json":
+        echo_json(result)
+    else:
+        click.echo(result["token"])
+
+
+# --- sites ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def site() -> None:
+    """Sites: enrollment bundles, labels, tenants."""
+
+
+@site.command("token")
+@click.option("--name", required=True, help="the site's name")
+@click.option("--labels", default=None, help="k=v,k2=v2")
+@click.option("--ttl", default="24h", show_default=True, help="how long the bundle works")
+@connection_options
+@output_option
+@click.pass_context
+def site_token(
+    ctx: click.Context, /, name: str, labels: str | None, ttl: str, output: str, **conn: Any
+) -> None:
+    """Print a one-time enrollment bundle for site NAME."""
+    try:
+        parsed = parse_labels(labels) if labels is not None else None
+        seconds = parse_duration(ttl)
+    except LabelSyntaxError as e:
+        raise click.ClickException(f"--labels: {e}") from e
+    except ValueError as e:
+        raise click.ClickException(f"--ttl: {e}") from e
+    body = {"site": name, "labels": parsed, "ttl": seconds}
+    result = call(ctx, conn, lambda c: c.post("/v1/enrollment/tokens", body))
+    if output == "json":
+        echo_json(result)
+    else:
+        click.echo(result["bundle"])
+
+
+@site.command("ls")
+@connection_options
+@output_option
+@click.pass_context
+def site_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+    """List sites."""
+    result = call(ctx, conn, lambda c: c.get("/v1/sites"))["sites"]
+    if output == "json":
+        echo_json(result)
+        return
+    rows = []
+    for s in result:
+        labels = ",".join(
+            f"{k}={v}" for k, v in sorted(s["labels"].items()) if not k.startswith("system/")
+        )
+        rows.append(
+            (
+                s["name"],
+                s["state"],
+                labels or "-",
+                ",".join(s["tenants"]) or "-",
+                "yes" if s["in_sync"] else "no",
+                "connected" if s["connected"] else ago(s["last_contact"]),
+            )
+        )
+    table(rows, ["NAME", "STATE", "LABELS", "TENANTS", "IN-SYNC", "CONTACT"])
+
+
+@site.command("label")
+@click.argument("site_name")
+@click.argument("changes", nargs=-1, required=True)
+@connection_options
+@output_option
+@click.pass_context
+def site_label(
+    ctx: click.Context, /, site_name: str, changes: tuple[str, ...], output: str, **conn: Any
+) -> None:
+    """Set labels (k=v) or remove them (k-) on SITE."""
+    patch: dict[str, str | None] = {}
+    for change in changes:
+        if change.endswith("-") and "=" not in change:
+            patch[change[:-1]] = None
+            continue
+        try:
+            patch.update(parse_labels(change))
+        except LabelSyntaxError as e:
+            raise click.ClickException(f"{change!r}: {e.message}") from e
+    result = call(ctx, conn, lambda c: c.patch(f"/v1/sites/{quote(site_name)}", {"labels": patch}))
+    if output == "json":
+        echo_json(result)
+    else:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(result["labels"].items()))
+        click.echo(f"site {site_name}: {labels}")
+
+
+@site.command("assign")
+@click.argument("site_name")
+@click.argument("tenant_name")
+@connection_options
+@click.pass_context
+def site_assign(ctx: click.Context, /, site_name: str, tenant_name: str, **conn: Any) -> None:
+    """Assign SITE to TENANT."""
+    call(
+        ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/assign", {"tenant": tenant_name})
+    )
+    click.echo(f"site {site_name} assigned to tenant {tenant_name}")
+
+
+@site.command("revoke")
+@click.argument("site_name")
+@connection_options
+@click.pass_context
+def site_revoke(ctx: click.Context, /, site_name: str, **conn: Any) -> None:
+    """Revoke SITE's certificate: it can no longer sync until it enrolls again."""
+    call(ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/revoke", {}))
+    click.echo(f"site {site_name} revoked")
+
+
+# --- applications and deployments -----------------------------------------------------------
+
+
+@cli.group()
+def app() -> None:
+    """Applications and their versions."""
+
+
+@app.command("push")
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
+@connection_options
+@output_option
+@click.pass_context
+def app_push(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> None:
+    """Push an application version (a version is immutable)."""
+    doc = read_document(path)
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("name"), str)
+        or not isinstance(doc.get("version"), str | int | float)
+    ):
+        raise click.ClickException(f"{path}: the spec needs a name and a version")
+    name, version = doc["name"], str(doc["version"])
+    result = call(
+        ctx, conn, lambda c: c.put(f"/v1/applications/{quote(name)}/versions/{quote(version)}", doc)
+    )
+    if output == "json":
+        echo_json(result)
+    else:
+        state = "pushed" if result["created"] else "unchanged (already pushed)"
+        click.echo(f"application {name} version {version} {state}")
+
+
+@app.command("ls")
+@connection_options
+@output_option
+@click.pass_context
+def app_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+    """List applications."""
+    result = call(ctx, conn, lambda c: c.get("/v1/applications"))["applications"]
+    if output == "json":
+        echo_json(result)
+    else:
+        table(
+            [(a["name"], a["tenant"], a["latest"], ", ".join(a["versions"])) for a in result],
+            ["NAME", "TENANT", "LATEST", "VERSIONS"],
+        )
+
+
+@app.command("show")
+@click.argument("name")
+@click.option("--version", default=None, help="a version (default: the latest)")
+@connection_options
+@output_option
+@click.pass_context
+def app_show(
+    ctx: click.Context, /, name: str, version: str | None, output: str, **conn: Any
+) -> None:
+    """Show an application's spec."""
+    result = call(
+        ctx,
+        conn,
+        lambda c: c.get(f"/v1/applications/{quote(name)}/versions/{quote(version or 'latest')}"),
+    )
+    if output == "json":
+        echo_json(result)
+    else:
+        click.echo(f"# {result['name']} {result['version']} (tenant {result['tenant']})")
+        click.echo(yaml.safe_dump(result["spec"], sort_keys=False).rstrip())
+
+
+@cli.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
+@connection_options
+@output_option
+@click.pass_context
+def deploy(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> None:
+    """Create or change a deployment."""
+    doc = read_document(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        raise click.ClickException(f"{path}: the deployment needs a name")
+    result = call(ctx, conn, lambda c: c.put(f"/v1/deployments/{quote(doc['name'])}", doc))
+    if output == "json":
+        echo_json(result)
+    else:
+        click.echo(
+            f"deployment {result['name']} {result['outcome']}: {result['phase']} "
+            f"{result['target'] or ''} {result['message']}".rstrip()
+        )
+
+
+@cli.group()
+def deployment() -> None:
+    """Deployments."""
+
+
+@deployment.command("ls")
+@connection_options
+@output_option
+@click.pass_context
+def deployment_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+    """List deployments."""
+    result = call(ctx, conn, lambda c: c.get("/v1/deployments"))["deployments"]
+    if output == "json":
+        echo_json(result)
+        return
+    rows = []
+    for d in result:
+        placement = d["spec"]["placement"]
+        where = "all-sites" if placement.get("all-sites") else placement["match-site-labels"]
+        rows.append(
+            (
+                d["name"],
+                d["spec"]["application"],
+                d["spec"]["version"],
+                d["target"] or "-",
+                d["phase"],
+                where,
+            )
+        )
+    table(rows, ["NAME", "APPLICATION", "VERSION", "TARGET", "PHASE", "SITES"])
+
+
+@deployment.command("status")
+@click.argument("name")
+@connection_options
+@output_option
+@click.pass_context
+def deployment_status(ctx: click.Context, /, name: str, output: str, **conn: Any) -> None:
+    """Per site: version, in sync or not, instances running and ready, last contact."""
+    result = call(ctx, conn, lambda c: c.get(f"/v1/deployments/{quote(name)}/status"))
+    if output == "json":
+        echo_json(result)
+        return
+    click.echo(
+        f"deployment {result['name']}: {result['spec']['application']} "
+        f"{result['target'] or '-'} {result['phase']} {result['message']}".rstrip()
+    )
+    table(
+        [
+            (
+                s["site"],
+                s["version"] or "-",
+                "yes" if s["in_sync"] else "no",
+                f"{s['running']}/{s['instances']}",
+                f"{s['ready']}/{s['instances']}",
+                "connected" if s["connected"] else ago(s["last_contact"]),
+                s["failed"] or "",
+            )
+            for s in result["sites"]
+        ],
+        ["SITE", "VERSION", "IN-SYNC", "RUNNING", "READY", "CONTACT", "FAILED"],
+    )
+
+
+@deployment.command("rm")
+@click.argument("name")
+@connection_options
+@click.pass_context
+def deployment_rm(ctx: click.Context, /, name: str, **conn: Any) -> None:
+    """Delete a deployment: its sites remove the application."""
+    call(ctx, conn, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
+    click.echo(f"deployment {name} deleted")
+
+
+cli.add_command(vault)
+cli.add_command(secret)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="edge-control",
+            standalone_mode=False,
+        )
+    except click.ClickException as e:
+        click.echo(f"edge-control: {e.format_message()}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("edge-control: aborted", err=True)
+        return 1
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

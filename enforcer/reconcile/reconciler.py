@@ -1,0 +1,379 @@
+"""The inner control loop: drive this host's Docker engine to the desired instances.
+
+Owns one `InstanceWorker` per instance, feeds them from Docker's event stream (immediate
+reaction) and a periodic full resync (nothing is missed), watches the engine's availability,
+and keeps the shared pieces — application networks, images, the outbound firewall — in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from enforcer.facade import InstanceState, InstanceStatus
+from enforcer.network.firewall import Firewall
+from enforcer.reconcile import restarts
+from enforcer.reconcile.instances import Context, DesiredInstance, bridge_name
+from enforcer.reconcile.plan import plan_site
+from enforcer.reconcile.worker import InstanceWorker
+from enforcer.runtime.docker import DockerRuntime, ObservedContainer, RuntimeUnavailable
+from enforcer.shared.spec.model import Application, Probes
+from enforcer.site.store import Store
+
+log = logging.getLogger(__name__)
+EventSink = Callable[..., Awaitable[None]]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        store: Store,
+        ctx: Context,
+        *,
+        instances_dir: Path,
+        backoff: restarts.BackoffPolicy,
+        resync_interval: float,
+        emit: EventSink,
+        firewall: Firewall,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.ctx = ctx
+        self.instances_dir = str(instances_dir)
+        self.backoff = backoff
+        self.resync_interval = resync_interval
+        self._emit = emit
+        self.firewall = firewall
+        self.workers: dict[str, InstanceWorker] = {}
+        self.desired: dict[str, DesiredInstance] = {}
+        self.apps: dict[str, Application] = {}
+        self.pending: dict[str, InstanceStatus] = {}
+        # instances left as they are (not desired, not removed): iid -> (tenant, app)
+        self.held: dict[str, tuple[str, str]] = {}
+        self.runtime_ok = True
+        self.runtime_error = ""
+        self._images: dict[str, str] = {}
+        self._image_locks: dict[str, asyncio.Lock] = {}
+        self._pulls: dict[str, asyncio.Future[str]] = {}
+        self._update_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._network_lock = asyncio.Lock()
+        self._networks: set[str] = set()
+        self._saved: dict[str, tuple[int, int | None]] = {}
+        self._up = asyncio.Event()
+        self._up.set()
+        self._resync_now = asyncio.Event()
+        self._firewall_dirty = asyncio.Event()
+        self.changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._saved = await self.store.restart_counts()
+        for name, coro in (
+            ("docker-events", self._event_loop()),
+            ("resync", self._resync_loop()),
+            ("runtime-monitor", self._monitor_loop()),
+            ("firewall", self._firewall_loop()),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def stop(self) -> None:
+        """Stop the loops and workers — never the containers (they keep running)."""
+        tasks = self._tasks + [w.task for w in self.workers.values() if w.task is not None]
+        for w in self.workers.values():
+            w.stop_probes()
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+
+    # -- desired state -------------------------------------------------------------------
+    def set_desired(
+        self,
+        desired: Mapping[str, DesiredInstance],
+        pending: Mapping[str, InstanceStatus],
+        apps: Mapping[str, Application],
+        held: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
+        """`held` instances (pending ones whose containers may run on) are neither created
+        nor removed: their containers stay as they are until they are desired again."""
+        self.desired = dict(desired)
+        self.pending = dict(pending)
+        self.apps = dict(apps)
+        self.held = dict(held or {})
+        for iid in set(self.desired) | set(self.workers):
+            w = self._worker(iid)
+            w.desired = self.desired.get(iid)
+            w.wake()
+        self._firewall_dirty.set()
+        self.status_changed()
+
+    def _worker(self, iid: str) -> InstanceWorker:
+        w = self.workers.get(iid)
+        if w is None or w.done:
+            w = InstanceWorker(self, iid)
+            w.desired = self.desired.get(iid)
+            self.workers[iid] = w
+            w.start()
+        return w
+
+    def probes_of(self, desired: DesiredInstance, container: str) -> Probes:
+        app = self.apps.get(desired.app)
+        if app is None:
+            return Probes()
+        for c in app.service(desired.service).containers:
+            if c.name == container:
+                return c.probes
+        return Probes()
+
+    # -- what workers call ---------------------------------------------------------------
+    async def event(self, kind: str, message: str, w: InstanceWorker, **fields: Any) -> None:
+        d = w.desired
+        await self._emit(
+            kind,
+            message,
+            app=d.app if d else w.id.split(".")[0],
+            instance=w.id,
+            tenant=d.tenant if d else "",
+            fields=fields,
+        )
+        self.status_changed()
+
+    def status_changed(self) -> None:
+        async def notify() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(notify())
+
+    def runtime_down(self, error: str) -> None:
+        if self.runtime_ok:
+            log.warning("container runtime unavailable: %s", error)
+        self.runtime_ok = False
+        self.runtime_error = error
+        self._up.clear()
+        for w in self.workers.values():  # nothing is known until the engine is seen again
+            w.state, w.reason = InstanceState.UNKNOWN, f"runtime unavailable: {error}"
+            w.details.clear()
+
+    def saved_restarts(self, iid: str, container: str) -> restarts.RestartState:
+        count, last = self._saved.get(f"{iid}/{container}", (0, None))
+        return restarts.RestartState(restarts=count, last_exit_code=last)
+
+    def save_restarts(self, iid: str, container: str, st: restarts.RestartState) -> None:
+        key = f"{iid}/{container}"
+        self._saved[key] = (st.restarts, st.last_exit_code)
+        task = asyncio.get_running_loop().create_task(
+            self.store.put_restart_count(key, st.restarts, st.last_exit_code)
+        )
+        task.add_done_callback(_log_failure)
+
+    async def forget(self, iid: str) -> None:
+        for key in [k for k in self._saved if k.startswith(iid + "/")]:
+            del self._saved[key]
+        await self.store.forget_restarts(iid + "/")
+        self._firewall_dirty.set()
+
+    async def image_id(self, ref: str) -> str | None:
+        """The local image id of `ref` (None: not pulled); one lookup for many instances."""
+        if ref in self._images:
+            return self._images[ref]
+        lock = self._image_locks.setdefault(ref, asyncio.Lock())
+        async with lock:
+            if ref not in self._images:
+                found = await self.runtime.image_id(ref)
+                if found is None:
+                    return None
+                self._images[ref] = found
+        return self._images[ref]
+
+    async def pull(self, ref: str) -> str:
+        """Pull once however many instances ask for the same image at the same time."""
+        fut = self._pulls.get(ref)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._pulls[ref] = fut
+            try:
+                image = await self.runtime.pull(ref)
+                self._images[ref] = image
+                fut.set_result(image)
+            except Exception as exc:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: the waiters get it too
+            finally:
+                del self._pulls[ref]
+        return await asyncio.shield(fut)
+
+    def update_lock(self, d: DesiredInstance) -> asyncio.Lock:
+        """Rolling updates: one instance of a service is replaced at a time."""
+        return self._update_locks.setdefault((d.app, d.service), asyncio.Lock())
+
+    async def prepare(self, d: DesiredInstance) -> None:
+        """What an instance needs before its containers: network, volumes, directories."""
+        if d.network not in self._networks:
+            async with self._network_lock:
+                if d.network in self._networks:  # another instance of the app made it
+                    return await self._prepare_rest(d)
+                await self.runtime.ensure_network(
+                    d.network,
+                    bridge_name(self.ctx.host, d.tenant, d.app),
+                    {"edgeward.app": d.app, "edgeward.tenant": d.tenant},
+                )
+                self._networks.add(d.network)
+        await self._prepare_rest(d)
+
+    async def _prepare_rest(self, d: DesiredInstance) -> None:
+        labels = {"edgeward.app": d.app, "edgeward.tenant": d.tenant, "edgeward.instance": d.id}
+        for vol in d.ephemeral_volumes:
+            await self.runtime.ensure_volume(vol, {**labels, "edgeward.ephemeral": "true"})
+        for vol in d.persistent_volumes:
+            await self.runtime.ensure_volume(vol, {**labels, "edgeward.persistent": "true"})
+        for c in d.containers:
+            for m in c.mounts:
+                if m.kind == "bind" and m.source.startswith(d.files_dir):
+                    Path(m.source).mkdir(parents=True, exist_ok=True)
+
+    async def after_start(self, w: InstanceWorker, d: DesiredInstance, container: str) -> None:
+        if container == d.owner.name:
+            w.details[container] = await self.runtime.details(w.details[container].id, d.network)
+            self._firewall_dirty.set()
+            if w.outbound_allowed_ip:
+                await self._apply_firewall()
+
+    # -- loops ---------------------------------------------------------------------------
+    async def _event_loop(self) -> None:
+        while True:
+            await self._up.wait()
+            try:
+                async for ev in self.runtime.events():
+                    attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+                    iid = attrs.get("edgeward.instance")
+                    action = str(ev.get("Action") or ev.get("status") or "")
+                    # a death wakes its worker; any sign of an unknown instance starts one
+                    died = action in ("die", "destroy", "oom")
+                    if iid and (died or iid not in self.workers):
+                        self._worker(iid).wake(inspect=died)
+            except RuntimeUnavailable as exc:
+                self.runtime_down(str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("docker event stream failed")
+                await asyncio.sleep(1)
+
+    async def _resync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._resync_now.wait(), self.resync_interval)
+            self._resync_now.clear()
+            await self._up.wait()
+            try:
+                await self.resync()
+            except RuntimeUnavailable as exc:
+                self.runtime_down(str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("resync failed")
+
+    async def resync(self) -> None:
+        observed = await self.runtime.list_managed()
+        by_instance: dict[str, list[ObservedContainer]] = {}
+        for c in observed:
+            by_instance.setdefault(c.instance, []).append(c)
+        nets = [n["Name"] for n in await self.runtime.managed_networks()]
+        plan = plan_site(self.desired, list(by_instance), nets)
+        for iid in sorted(plan.workers):
+            self._worker(iid).wake(by_instance.get(iid, []))
+        busy_apps = {c.labels.get("edgeward.app") for c in observed}
+        for net in sorted(plan.remove_networks):
+            app = net.split(".", 2)[-1]
+            if app not in busy_apps:
+                with contextlib.suppress(Exception):
+                    await self.runtime.remove_network(net)
+                self._networks.discard(net)
+        self._firewall_dirty.set()
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            if self.runtime_ok:
+                await asyncio.sleep(5)
+                try:
+                    await self.runtime.ping()
+                except RuntimeUnavailable as exc:
+                    self.runtime_down(str(exc))
+                continue
+            await asyncio.sleep(0.5)
+            try:
+                await self.runtime.ping()
+            except RuntimeUnavailable:
+                continue
+            log.info("container runtime is back")
+            self.runtime_ok, self.runtime_error = True, ""
+            self._images.clear()
+            self._networks.clear()  # the engine may have lost them: prepare() re-ensures
+            await self._emit("runtime.available", "the container runtime is available again")
+            self._up.set()
+            self._resync_now.set()
+
+    async def _firewall_loop(self) -> None:
+        while True:
+            await self._firewall_dirty.wait()
+            self._firewall_dirty.clear()
+            await asyncio.sleep(0.05)  # coalesce bursts
+            await self._apply_firewall()
+
+    async def _apply_firewall(self) -> None:
+        bridges: dict[str, set[str]] = {}
+        for d in self.desired.values():
+            bridges.setdefault(bridge_name(self.ctx.host, d.tenant, d.app), set())
+        for tenant, app in self.held.values():  # still running: still denied outbound
+            bridges.setdefault(bridge_name(self.ctx.host, tenant, app), set())
+        for w in self.workers.values():
+            wd = w.desired
+            if wd is not None and w.outbound_allowed_ip:
+                bridge = bridge_name(self.ctx.host, wd.tenant, wd.app)
+                bridges.setdefault(bridge, set()).add(w.outbound_allowed_ip)
+        await self.firewall.apply({b: frozenset(ips) for b, ips in bridges.items()})
+
+    # -- reading -------------------------------------------------------------------------
+    def instances(self) -> list[InstanceStatus]:
+        out = [w.status() for iid, w in self.workers.items() if iid in self.desired]
+        if not self.runtime_ok:
+            out = [
+                dataclasses.replace(
+                    s,
+                    state=InstanceState.UNKNOWN,
+                    reason=f"runtime unavailable: {self.runtime_error}",
+                )
+                for s in out
+            ]
+        out.extend(self.pending.values())
+        return sorted(out, key=lambda s: s.id)
+
+    async def wait_gone(self, app: str, timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            left = [c for c in await self.runtime.list_managed(app=app)]
+            if not left:
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    async def watch(self) -> AsyncIterator[None]:
+        while True:
+            async with self.changed:
+                await self.changed.wait()
+            yield None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not save restart counts: %s", task.exception())
