@@ -13,216 +13,47 @@ batch after each change. Measured per fleet size:
   real `SyncClient`), and what that makes per idle site per hour and per month;
 - control's RSS and CPU (enrolling, idle with every site waiting, propagating).
 
+With ``--reconnect``, the reconnect storm instead (`bench.fleet_reconnect`): every site runs
+the enforcer's own `SyncClient`; control goes down for ``--outage`` seconds (60) and comes back;
+printed: how long after its return the sites are back in sync (p50, max) and control's latency
+during the storm (p99).
+
     .venv/bin/python bench/bench_fleet.py --sites 1000 10000
+    .venv/bin/python -m bench.bench_fleet --reconnect --sites 10000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import resource
-import shutil
-import signal
-import socket
-import ssl
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
+if __package__ in (None, ""):  # `python bench/bench_fleet.py`: the repository's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from control.server import shrink_tls_read_buffers
-from enforcer.link.enrollment import SiteIdentity, enroll, load_site_identity
-from enforcer.link.sync import SyncClient
+from bench.common import median, percentile
+from bench.fleet_reconnect import print_reconnect, run_reconnect
+from bench.fleet_sites import (
+    app_doc,
+    enrolled_fleet,
+    metric,
+    print_goal_table,
+    raise_nofile,
+    running_fleet,
+    worker_main,
+)
+from enforcer.link.enrollment import SiteIdentity, enroll
+from enforcer.link.sync import POLL_WAIT, SyncClient
+from tests.support.control import ControlProcess
 
-POLL_WAIT = 300  # the SyncClient default
 WAIT_JITTER = 0.1  # control ends a quiet poll after wait * (1 - U(0, 0.1))
 TCP_IP_HEADERS = 52  # IPv4 20 + TCP 20 + timestamps 12, per segment
 SEGMENTS_PER_CYCLE = 4  # request, its ACK, response, its ACK
 BALENA_MB_MONTH = 28.0
-
-
-def raise_nofile() -> int:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# --- worker: a slice of the fleet -----------------------------------------------------------
-
-
-class LightSite:
-    """One site: a mutual-TLS connection, long-polls by revision, a status push per change."""
-
-    def __init__(self, identity: SiteIdentity, host: str, port: int) -> None:
-        self.identity = identity
-        self.host, self.port = host, port
-        self.context = identity.ssl_context()
-        self.revision = 0
-        self.seq = 0
-        self.seen: dict[str, float] = {}  # app version -> when this site first had it
-        self.changed: asyncio.Event | None = None
-
-    def _request(self, method: str, path: str, body: bytes = b"") -> bytes:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: */*\r\n"
-        if body:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        return head.encode() + b"\r\n" + body
-
-    @staticmethod
-    async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        length = 0
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        body = await reader.readexactly(length) if length else b""
-        return status, body
-
-    async def run(self, handshakes: asyncio.Semaphore) -> None:
-        delay = 1.0
-        while True:
-            try:
-                async with handshakes:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port, ssl=self.context), 60
-                    )
-                delay = 1.0
-                while True:
-                    path = f"/v1/sync/desired?revision={self.revision}&wait={POLL_WAIT}"
-                    writer.write(self._request("GET", path))
-                    status, body = await self._response(reader)
-                    if status == 200:
-                        self._apply(json.loads(body), time.time())
-                        await self._push(reader, writer)
-                    elif status != 304:
-                        await asyncio.sleep(2)
-            except (
-                OSError,
-                ssl.SSLError,
-                asyncio.IncompleteReadError,
-                TimeoutError,
-                ValueError,
-                asyncio.LimitOverrunError,
-            ):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
-
-    def _apply(self, doc: dict[str, Any], now: float) -> None:
-        self.revision = doc["revision"]
-        for app in doc["applications"]:
-            self.seen.setdefault(app["version"], now)
-        if self.changed is not None:
-            self.changed.set()
-
-    async def _push(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.seq += 1
-        status = {
-            "revision": self.revision,
-            "instances": [
-                {
-                    "id": "fleet.main.0",
-                    "app": "fleet",
-                    "service": "main",
-                    "host": "h",
-                    "state": "running",
-                    "ready": True,
-                    "restarts": 0,
-                }
-            ],
-        }
-        body = json.dumps({"seq": self.seq, "status": status, "events": []}).encode()
-        writer.write(self._request("POST", "/v1/sync/status", body))
-        code, answer = await self._response(reader)
-        if code == 409:
-            self.seq = json.loads(answer)["error"]["expected"] - 1
-
-
-async def worker_main(root: Path, host: str, port: int) -> None:
-    raise_nofile()
-    shrink_tls_read_buffers()
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**28)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    sites: list[LightSite] = []
-    tasks: list[asyncio.Task[None]] = []
-    changed = asyncio.Event()
-
-    def reply(doc: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(doc) + "\n")
-        sys.stdout.flush()
-
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        command = json.loads(line)
-        if command["cmd"] == "enroll":
-            limit = asyncio.Semaphore(command["concurrency"])
-            errors: list[str] = []
-
-            async def one(
-                bundle: str, limit: asyncio.Semaphore = limit, errors: list[str] = errors
-            ) -> None:
-                async with limit:
-                    name = json.loads(_b64(bundle))["site"]
-                    try:
-                        await enroll(bundle, root / name)
-                    except Exception as e:
-                        errors.append(f"{name}: {e}")
-
-            started = time.monotonic()
-            await asyncio.gather(*(one(b) for b in command["bundles"]))
-            reply(
-                {"seconds": time.monotonic() - started, "errors": errors[:5], "failed": len(errors)}
-            )
-        elif command["cmd"] == "sync":
-            for name in command["sites"]:
-                identity = load_site_identity(root / name)
-                assert identity is not None
-                site = LightSite(identity, host, port)
-                site.changed = changed
-                sites.append(site)
-            handshakes = asyncio.Semaphore(64)
-            started = time.monotonic()
-            tasks = [asyncio.create_task(s.run(handshakes)) for s in sites]
-            while not all(s.revision for s in sites):
-                changed.clear()
-                await changed.wait()
-            reply({"seconds": time.monotonic() - started})
-        elif command["cmd"] == "expect":
-            version, t0 = command["version"], command["t0"]
-            while not all(version in s.seen for s in sites):
-                changed.clear()
-                await changed.wait()
-            reply({"latencies": [s.seen[version] - t0 for s in sites]})
-        elif command["cmd"] == "stop":
-            for task in tasks:
-                task.cancel()
-            reply({"stopped": True})
-            return
-
-
-def _b64(text: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 # --- the byte counting proxy ------------------------------------------------------------------
@@ -267,89 +98,7 @@ class CountingProxy:
 # --- the main process -------------------------------------------------------------------------
 
 
-class Control:
-    profile: Path | None = None  # --profile-control: run control under cProfile
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.state = root / "control"
-        config = root / "control.toml"
-        config.write_text(f'listen = "127.0.0.1:{self.port}"\n')
-        prefix = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                *prefix,
-                "-m",
-                "control.cli.main",
-                "--config",
-                str(config),
-                "--state-dir",
-                str(self.state),
-                "serve",
-            ],
-            stdout=(root / "control.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        self.ps = psutil.Process(self.proc.pid)
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    async def wait_ready(self) -> None:
-        for _ in range(200):
-            if (self.state / "admin-token").exists():
-                try:
-                    await self.call("GET", "/v1/health")
-                    return
-                except (aiohttp.ClientError, OSError):
-                    pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError((self.root / "control.log").read_text())
-
-    def session(self) -> aiohttp.ClientSession:
-        context = ssl.create_default_context(cafile=str(self.state / "ca.pem"))
-        token = (self.state / "admin-token").read_text().strip()
-        return aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {token}"},
-            connector=aiohttp.TCPConnector(ssl=context, limit=64),
-        )
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.session() as s, s.request(method, self.url + path, json=body) as r:
-            if r.status >= 400:
-                raise RuntimeError(await r.text())
-            return (
-                await r.json(content_type=None)
-                if r.content_type.endswith("json")
-                else await r.text()
-            )
-
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return float(t.user + t.system)
-
-    def rss_mb(self) -> float:
-        return float(self.ps.memory_info().rss) / 2**20
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def app_doc(version: str) -> dict[str, Any]:
-    return {
-        "name": "fleet",
-        "version": version,
-        "services": [
-            {"name": "main", "containers": [{"name": "main", "image": f"busybox:{version}"}]}
-        ],
-    }
-
-
-async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
+async def measure_idle_bytes(control: ControlProcess, root: Path) -> dict[str, float]:
     """Bytes per quiet long-poll cycle of a real SyncClient, through a counting proxy."""
     answer = await control.call("POST", "/v1/enrollment/tokens", {"site": "bytes-probe"})
     identity = await enroll(answer["bundle"], root / "bytes-probe")
@@ -374,7 +123,7 @@ async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
     up0, down0 = proxy.up, proxy.down
     await asyncio.sleep(12.0)
     metrics_after = await control.call("GET", "/v1/metrics")
-    cycles = _metric(metrics_after, "desired_not_modified_total") - _metric(
+    cycles = metric(metrics_after, "desired_not_modified_total") - metric(
         metrics_before, "desired_not_modified_total"
     )
     per_cycle = (proxy.up - up0 + proxy.down - down0) / max(cycles, 1)
@@ -392,105 +141,17 @@ async def measure_idle_bytes(control: Control, root: Path) -> dict[str, float]:
     }
 
 
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(f"edgeward_control_{name} "):
-            return float(line.split()[1])
-    return 0.0
-
-
-class Worker:
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--worker",
-            str(self.root),
-            "--port",
-            str(self.port),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=2**26,
-        )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-
-    async def ask(self, command: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
-        await self.proc.stdin.drain()
-        line = await self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("a fleet worker died")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-
-async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix=f"edgeward-fleet-{n}-"))
-    control = Control(root)
+async def run_fleet(
+    n: int, workers: int, changes: int, keep: bool, profile: Path | None
+) -> dict[str, Any]:
     result: dict[str, Any] = {"sites": n}
-    pool: list[Worker] = []
-    try:
-        await control.wait_ready()
-        await control.call("PUT", "/v1/applications/fleet/versions/1", app_doc("1"))
-        await control.call(
-            "PUT",
-            "/v1/deployments/fleet",
-            {
-                "name": "fleet",
-                "application": "fleet",
-                "version": "latest",
-                "placement": {"all-sites": True},
-            },
-        )
-        names = [f"site-{i:05d}" for i in range(n)]
-        started = time.monotonic()
-        async with control.session() as s:
-            limit = asyncio.Semaphore(32)
-
-            async def issue(name: str) -> str:
-                async with (
-                    limit,
-                    s.post(control.url + "/v1/enrollment/tokens", json={"site": name}) as r,
-                ):
-                    return str((await r.json())["bundle"])
-
-            bundles = await asyncio.gather(*(issue(name) for name in names))
-        result["issue_rate"] = n / (time.monotonic() - started)
-        print(f"[{n}] {n} bundles issued in {time.monotonic() - started:.1f}s", flush=True)
-
-        pool = [Worker(root / "sites", control.port) for _ in range(workers)]
-        for w in pool:
-            await w.start()
-        slices = [bundles[i::workers] for i in range(workers)]
-        cpu0 = control.cpu()
-        started = time.monotonic()
-        answers = await asyncio.gather(
-            *(
-                w.ask({"cmd": "enroll", "bundles": b, "concurrency": 32})
-                for w, b in zip(pool, slices, strict=True)
-            )
-        )
-        elapsed = time.monotonic() - started
-        failed = sum(a["failed"] for a in answers)
-        if failed:
-            print(f"[{n}] {failed} enrollments failed, e.g. {answers[0]['errors']}", flush=True)
-        result["enroll_rate"] = (n - failed) / elapsed
-        result["enroll_cpu"] = (control.cpu() - cpu0) / elapsed
-        result["enrolled_rss"] = control.rss_mb()
-        print(f"[{n}] {n - failed} sites enrolled in {elapsed:.1f}s", flush=True)
-
-        result.update(await measure_idle_bytes(control, root))
+    python_args = ("-m", "cProfile", "-o", str(profile)) if profile else ()
+    async with running_fleet(f"edgeward-fleet-{n}-", keep, python_args) as fleet:
+        control, pool = fleet.control, fleet.pool
+        name_slices = await enrolled_fleet(fleet, n, workers, result)
+        result.update(await measure_idle_bytes(control, fleet.root))
 
         started = time.monotonic()
-        name_slices = [names[i::workers] for i in range(workers)]
         await asyncio.gather(
             *(w.ask({"cmd": "sync", "sites": ns}) for w, ns in zip(pool, name_slices, strict=True))
         )
@@ -498,20 +159,20 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
         metrics = await control.call("GET", "/v1/metrics")
         await asyncio.sleep(3)
         metrics = await control.call("GET", "/v1/metrics")
-        result["polling"] = int(_metric(metrics, "sites_polling"))
+        result["polling"] = int(metric(metrics, "sites_polling"))
         print(
             f"[{n}] all sites connected in {result['connect_seconds']:.1f}s, "
             f"{result['polling']} long-polls waiting",
             flush=True,
         )
 
-        cpu0, t0 = control.cpu(), time.monotonic()
+        cpu0, t0 = control.cpu_seconds(), time.monotonic()
         await asyncio.sleep(20)
-        result["idle_cpu"] = (control.cpu() - cpu0) / (time.monotonic() - t0)
+        result["idle_cpu"] = (control.cpu_seconds() - cpu0) / (time.monotonic() - t0)
         result["idle_rss"] = control.rss_mb()
 
         latencies: list[float] = []
-        cpu0 = control.cpu()
+        cpu0 = control.cpu_seconds()
         for k in range(changes):
             version = str(k + 2)
             t0 = time.time()
@@ -530,21 +191,13 @@ async def run_fleet(n: int, workers: int, changes: int, keep: bool) -> dict[str,
                 flush=True,
             )
             await asyncio.sleep(3)
-        result["propagation_cpu_s"] = (control.cpu() - cpu0) / changes
+        result["propagation_cpu_s"] = (control.cpu_seconds() - cpu0) / changes
         latencies.sort()
-        result["p50"] = statistics.median(latencies)
-        result["p99"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        result["p50"] = median(latencies)
+        result["p99"] = percentile(latencies, 99)
         result["max"] = latencies[-1]
         result["peak_rss"] = control.rss_mb()
-        result["shed"] = int(_metric(await control.call("GET", "/v1/metrics"), "http_shed_total"))
-        for w in pool:
-            await w.ask({"cmd": "stop"})
-    finally:
-        for w in pool:
-            w.kill()
-        control.stop()
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+        result["shed"] = int(metric(await control.call("GET", "/v1/metrics"), "http_shed_total"))
     return result
 
 
@@ -581,29 +234,46 @@ def print_table(results: list[dict[str, Any]]) -> None:
         ("control CPU, enrolling", "-", fmt("enroll_cpu", "{:.0%}")),
         ("control CPU s per change", "-", fmt("propagation_cpu_s", "{:.2f} s")),
     ]
-    headers = ["", "goal", *[f"{r['sites']:,} sites" for r in results]]
-    table = [headers] + [[label, goal, *values] for label, goal, values in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    print()
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_goal_table("", results, rows)
     print(
-        f"\nlong-poll wait {POLL_WAIT} s (control ends quiet polls up to {WAIT_JITTER:.0%} "
+        f"\nlong-poll wait {POLL_WAIT:g} s (control ends quiet polls up to {WAIT_JITTER:.0%} "
         f"early); per-cycle TCP/IP overhead estimated as {SEGMENTS_PER_CYCLE} segments x "
         f"{TCP_IP_HEADERS} B; {os.cpu_count()} CPUs shared by control and the fleet workers"
     )
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    if args.reconnect:
+        storms = [
+            await run_reconnect(n, args.workers, args.outage, args.wait_limit, args.keep)
+            for n in args.sites
+        ]
+        print_reconnect(storms, args.wait_limit)
+        return
     results = []
     for n in args.sites:
-        results.append(await run_fleet(n, args.workers, args.changes, args.keep))
+        results.append(
+            await run_fleet(n, args.workers, args.changes, args.keep, args.profile_control)
+        )
     print_table(results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sites", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="the reconnect storm instead: control down --outage seconds under --sites real "
+        "sync clients (e.g. --reconnect --sites 10000)",
+    )
+    parser.add_argument("--outage", type=float, default=60.0, help="seconds control is down [60]")
+    parser.add_argument(
+        "--wait-limit",
+        type=float,
+        default=300.0,
+        help="seconds to wait for every site to be back in sync after control returns [300]",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--changes", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
@@ -612,7 +282,6 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_nofile()
-    Control.profile = args.profile_control
     if args.worker is not None:
         asyncio.run(worker_main(args.worker, "127.0.0.1", args.port))
         return

@@ -2,20 +2,18 @@
 event stream, statistics and tables.
 
 Every process here is started by us and stopped by the pid we started; the Docker engine is a
-private one from `tests.realparts` (own socket, data root and address pool), never the machine's.
-`Bench` owns all of it and tears it down in reverse order on exit, on errors, on Ctrl-C and on
-SIGTERM/SIGHUP.
+private one from `tests.support.engines` (own socket, data root and address pool), never the
+machine's. `Bench` owns all of it and tears it down in reverse order on exit, on errors, on
+Ctrl-C and on SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,16 +24,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/bench_enforcer.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # `python bench/bench_enforcer.py`: the repository's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import docker  # noqa: E402
-import psutil  # noqa: E402
+import docker
 
-from enforcer.cli.client import Client  # noqa: E402
-from enforcer.network.firewall import Firewall  # noqa: E402
-from tests.realparts import DockerEngine, Registry, import_image, push, stop_pid  # noqa: E402
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
+from tests.support.images import import_image, push
+from tests.support.registry import Registry
 
 API_VERSION = "1.41"
 
@@ -51,6 +48,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def valid(values: Sequence[float]) -> list[float]:
+    """The values that are numbers (a nan is a measurement not made)."""
+    return [x for x in values if not math.isnan(x)]
 
 
 def median(values: Sequence[float]) -> float:
@@ -92,16 +94,6 @@ def say(text: str = "") -> None:
 def note(text: str) -> None:
     """Progress on stderr, so that stdout holds the figures only."""
     print(f"  .. {text}", file=sys.stderr, flush=True)
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
 
 
 # --- signals ---------------------------------------------------------------------------------
@@ -239,7 +231,7 @@ def labelled(key: str, value: str, action: str) -> Callable[[EngineEvent], bool]
 
 class UeventCounter:
     """Counts the kernel's device events (uevents) while open: the enforcer follows them all
-    (`enforcer.devices.udev.DeviceWatcher`), so other containers starting on this host cost
+    (`enforcer.devices.watcher.DeviceWatcher`), so other containers starting on this host cost
     it CPU."""
 
     def __init__(self) -> None:
@@ -275,124 +267,14 @@ class UeventCounter:
 # --- an enforcer as a real subprocess ------------------------------------------------------
 
 
-def enforcer_command() -> list[str]:
-    """`edge-enforcer` as this interpreter runs it (`python -m enforcer` where it exists)."""
-    import importlib.util
-
-    if importlib.util.find_spec("enforcer.__main__") is not None:
-        return [sys.executable, "-m", "enforcer"]
-    return [sys.executable, "-c", "from enforcer.cli.main import main; main()"]
-
-
-@dataclass
-class Enforcer:
-    """`edge-enforcer --config CFG run` on a private engine, state in its own directory."""
-
-    root: Path
-    docker_host: str
-    host_id: str = "bench"
-    log_level: str = "INFO"
-    extra_config: str = ""
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    ready_after: float = 0.0
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "enforcer.toml"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "state"
-
-    @property
-    def socket_path(self) -> Path:
-        return self.root / "api.sock"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "enforcer.log"
-
-    def write_config(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(
-            f'state-dir = "{self.state_dir}"\n'
-            f'[docker]\nhost = "{self.docker_host}"\n'
-            f'[api]\nsocket = "{self.socket_path}"\n'
-            f'[host]\nid = "{self.host_id}"\n' + self.extra_config
-        )
-
-    def start(self, timeout: float = 60) -> None:
-        self.write_config()
-        env = dict(os.environ, EDGEWARD_LOG_LEVEL=self.log_level, PYTHONUNBUFFERED="1")
-        env.pop("EDGEWARD_CONFIG", None)
-        with self.log_path.open("ab") as log:
-            self.started_at = time.monotonic()
-            self.proc = subprocess.Popen(
-                [*enforcer_command(), "--config", str(self.config_path), "run"],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # Ctrl-C reaches us; we stop it in order
-            )
-        client = Client(self.socket_path, timeout=5)
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the enforcer exited ({self.proc.returncode}):\n{tail}")
-            if not self.socket_path.exists():
-                return False
-            try:
-                return bool(client.health().get("healthy"))
-            except Exception:
-                return False
-
-        wait_until(ready, timeout, "the enforcer's API", interval=0.05)
-        self.ready_after = time.monotonic() - self.started_at
-
-    def cli(self, *args: str, timeout: float = 180, check: bool = True) -> float:
-        """Run `edge-enforcer --config CFG ARGS...`; seconds it took."""
-        t0 = time.perf_counter()
-        result = subprocess.run(
-            [*enforcer_command(), "--config", str(self.config_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        took = time.perf_counter() - t0
-        if check and result.returncode != 0:
-            raise RuntimeError(f"edge-enforcer {' '.join(args)}: {result.stderr.strip()}")
-        return took
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*enforcer_command(), "--config", str(self.config_path), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-
-    def process(self) -> psutil.Process:
-        assert self.proc is not None
-        return psutil.Process(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        stop_pid(self.proc, timeout=20)
-        self.proc = None
-        self._remove_firewall_chains()
-
-    def _remove_firewall_chains(self) -> None:
-        """The daemon leaves its iptables chains hooked on a normal stop (by design: containers
-        keep running); ours are unique to this state directory, so unhook and delete them."""
-        fw = Firewall(f"{self.host_id}:{self.state_dir}")
-        with contextlib.suppress(Exception):
-            asyncio.run(fw.remove())
+def timed_cli(enf: EnforcerProc, *args: str, timeout: float = 180) -> float:
+    """Run `edge-enforcer --config CFG ARGS...`; the seconds it took. Raises when it fails."""
+    t0 = time.perf_counter()
+    result = enf.cli(*args, timeout=timeout)
+    took = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise RuntimeError(f"edge-enforcer {' '.join(args)}: {result.stderr.strip()}")
+    return took
 
 
 # --- the bench: engine, registry, image, enforcers, all torn down on exit ------------------
@@ -409,7 +291,7 @@ class Bench:
     client: docker.DockerClient | None = None
     events: EngineEvents | None = None
     image: str = ""
-    enforcers: list[Enforcer] = field(default_factory=list)
+    enforcers: list[EnforcerProc] = field(default_factory=list)
 
     @property
     def docker(self) -> docker.DockerClient:
@@ -434,20 +316,25 @@ class Bench:
         self.events = EngineEvents(self.engine.url)
         self.events.start()
 
-    def enforcer(self, name: str, log_level: str = "INFO", extra_config: str = "") -> Enforcer:
-        enf = Enforcer(
+    def enforcer(self, name: str, log_level: str = "INFO", extra_config: str = "") -> EnforcerProc:
+        """`edge-enforcer run` on the bench's engine with the enforcer's default settings."""
+        enf = EnforcerProc(
             self.root / name,
             self.url,
             host_id=f"bench-{name}",
+            tuning="",
             log_level=log_level,
             extra_config=extra_config,
         )
         self.enforcers.append(enf)
-        enf.start()
+        enf.start(timeout=60, healthy=True)
         return enf
 
-    def stop_enforcer(self, enf: Enforcer) -> None:
+    def stop_enforcer(self, enf: EnforcerProc) -> None:
+        """Stop it and remove its firewall chains (the daemon leaves them hooked by design)."""
         enf.stop()
+        with contextlib.suppress(Exception):
+            enf.remove_firewall()
         with contextlib.suppress(ValueError):
             self.enforcers.remove(enf)
 
@@ -466,7 +353,7 @@ class Bench:
         with uninterrupted():
             for enf in reversed(self.enforcers):
                 with contextlib.suppress(Exception):
-                    enf.stop()
+                    self.stop_enforcer(enf)
             self.enforcers.clear()
             if self.events is not None:
                 with contextlib.suppress(Exception):

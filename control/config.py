@@ -32,6 +32,8 @@ class ControlConfig:
     """The URL put into enrollment bundles; default: https://<listen host>:<port>."""
     database: str = ""
     """Empty: SQLite in state-dir; "postgresql://..." is reserved for the PostgreSQL backend."""
+    metrics_public: bool = False
+    """Serve ``GET /v1/metrics`` without a token (for a Prometheus that scrapes without one)."""
 
     @property
     def listen_host(self) -> str:
@@ -70,7 +72,8 @@ def split_host_port(text: str) -> tuple[str, int]:
     return host, port
 
 
-_KEYS = {"state-dir", "listen", "public-url", "database"}
+_KEYS = {"state-dir", "listen", "public-url", "database", "metrics-public"}
+_BOOLEANS = {"metrics-public"}
 
 
 def _line_of(text: str, key: str) -> int:
@@ -104,15 +107,19 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
                 f"(known: {', '.join(sorted(_KEYS))})"
             )
     values: dict[str, str] = {}
-    for key in _KEYS & doc.keys():
+    for key in (_KEYS - _BOOLEANS) & doc.keys():
         if not isinstance(doc[key], str):
             raise ConfigError(f"{_where(path, text, key)}: {key} must be a string")
         values[key] = doc[key]
+    for key in _BOOLEANS & doc.keys():
+        if not isinstance(doc[key], bool):
+            raise ConfigError(f"{_where(path, text, key)}: {key} must be true or false")
     config = ControlConfig(
         state_dir=Path(values.get("state-dir") or DEFAULT_STATE_DIR),
         listen=values.get("listen") or ControlConfig.listen,
         public_url=values.get("public-url", ""),
         database=values.get("database", ""),
+        metrics_public=bool(doc.get("metrics-public", False)),
     )
     try:
         split_host_port(config.listen)

@@ -29,6 +29,10 @@ class ControlError(Exception):
         self.details = details
 
 
+class BadRequest(ControlError):
+    """A request that cannot be understood (400); the message names what is wrong."""
+
+
 class Invalid(ControlError):
     status = 422
     code = "invalid"

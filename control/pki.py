@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from enforcer.shared.pki import (
@@ -93,9 +95,17 @@ class Authority:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as e:
             raise CSRError("the certificate request is not a PEM CSR") from e
-        if not csr.is_signature_valid:
+        try:
+            public_key = csr.public_key()
+            valid = csr.is_signature_valid
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise CSRError(f"the certificate request's key cannot be used: {e}") from e
+        if not valid:
             raise CSRError("the certificate request's signature does not verify")
-        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+            public_key.curve, ec.SECP256R1
+        ):
+            raise CSRError("the certificate request's key must be an EC P-256 key")
         now = _now()
         serial = x509.random_serial_number()
         cert = (

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from control.api.routes import ControlAPI
+from control.api.app import ControlAPI
 from control.config import ControlConfig
 from control.pki import load_or_create_authority, server_hosts
 from control.service import ControlService
-from control.store.sqlite import SQLiteStore, Store
+from control.store.base import Store
+from control.store.sqlite import SQLiteStore
 from control.vaults.envelope import (
     MASTER_KEY_FILE,
     Envelope,
@@ -114,12 +115,14 @@ async def serve(
     )
     runner: web.AppRunner | None = None
     try:
-        await service.add_admin_token(token)
+        await service.tenants.add_admin_token(token)
         try:
             await service.start()
         except MasterKeyError as e:
             raise StartupError(str(e)) from e
-        api = ControlAPI(service, max_concurrent=max_concurrent)
+        api = ControlAPI(
+            service, max_concurrent=max_concurrent, metrics_public=config.metrics_public
+        )
         runner = web.AppRunner(
             api.app(), access_log=None, handle_signals=False, keepalive_timeout=75.0
         )

@@ -55,6 +55,7 @@ class InstanceStatus:
     last_exit_code: int | None = None
     next_retry: float | None = None  # unix time of the next restart attempt
     containers: tuple[ContainerStatus, ...] = ()
+    gpus: tuple[str, ...] = ()  # the host's GPUs assigned to it (PCI slots)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,11 +146,15 @@ class Enforcer(Protocol):
     def host(self) -> dict[str, Any]:
         """This host: id, labels, devices, gpus, capacity."""
 
-    def site(self) -> dict[str, Any]:
-        """The site: name, labels, hosts, leader, control link."""
+    async def site(self) -> dict[str, Any]:
+        """The site from real state: name, labels, hosts, leader, store, control link."""
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         """{"healthy": bool, "runtime": "available"|"unavailable: ...", "checks": {...}}"""
 
     def metrics(self) -> str:
         """Prometheus text exposition."""
+
+    async def enroll(self, bundle: str) -> dict[str, Any]:
+        """Enroll the site with control and start syncing: {"site", "control"}. Raises
+        Conflict (enrolled already) or `enforcer.link.enrollment.EnrollmentError`."""

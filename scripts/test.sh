@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check enforcer control tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports
 exec .venv/bin/pytest -p no:cacheprovider -q "$@"

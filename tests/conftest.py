@@ -6,25 +6,20 @@ started, those tests skip locally — but with CI=true a missing engine fails th
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
-from tests.realparts import DockerEngine, MissingPart, Registry, import_image, push
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true and a real part is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
+from tests.support.ci import missing, running
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
+from tests.support.images import import_image, push
+from tests.support.processes import MissingPart
+from tests.support.registry import Registry
 
 
 @pytest.fixture(scope="session")
@@ -36,24 +31,14 @@ def parts_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def registry(parts_root: Path) -> Iterator[Registry]:
-    reg = Registry(parts_root / "registry")
-    try:
-        reg.start()
-    except MissingPart as exc:
-        _missing(str(exc))
-    yield reg
-    reg.stop()
+    with running(Registry(parts_root / "registry")) as reg:
+        yield reg
 
 
 @pytest.fixture(scope="session")
 def engine(parts_root: Path) -> Iterator[DockerEngine]:
-    eng = DockerEngine(parts_root / "docker")
-    try:
-        eng.start()
-    except (MissingPart, TimeoutError) as exc:
-        _missing(str(exc))
-    yield eng
-    eng.stop()
+    with running(DockerEngine(parts_root / "docker")) as eng:
+        yield eng
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +54,7 @@ def test_image(docker_client: docker.DockerClient, registry: Registry) -> str:
     try:
         ref = import_image(docker_client, f"{registry.address}/edgeward/busybox", "1")
     except MissingPart as exc:
-        _missing(str(exc))
+        missing(str(exc))
     push(docker_client, ref)
     return ref
 
@@ -88,29 +73,16 @@ def test_image_v2(docker_client: docker.DockerClient, registry: Registry) -> str
 
 
 @pytest.fixture()
-def enforcer(engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def enforcer(engine: DockerEngine) -> Iterator[EnforcerProc]:
     """A real `edge-enforcer run` on the suite's engine, with a fresh state directory."""
-    from tests.enforcerproc import EnforcerProc
-
     root = Path(tempfile.mkdtemp(prefix="enf-", dir="/tmp"))
     proc = EnforcerProc(root, engine.url)
     proc.start()
     yield proc
     if proc.proc is not None:
-        for app in [a for a in _app_names(proc)]:
+        for app in proc.app_names():
             proc.cli("rm", app, "--purge")
     proc.stop()
     proc.remove_firewall()
     proc.unmount_secrets()
     shutil.rmtree(root, ignore_errors=True)
-
-
-def _app_names(proc: Any) -> list[str]:
-    import json
-
-    res = proc.cli("ps", "-o", "json")
-    if res.returncode != 0:
-        return []
-    data = json.loads(res.stdout)
-    items = data["instances"] if isinstance(data, dict) else data
-    return sorted({i["app"] for i in items})

@@ -1,22 +1,29 @@
 """The operator's HTTP client for control's API (used by the `edge-control` commands).
 
-Plain `urllib` over TLS that trusts control's CA: one request per command needs no event loop.
+Blocking calls over aiohttp and TLS that trusts control's CA; each request runs on an event loop
+of its own (in a worker thread when the caller already runs one), and aiohttp is imported only
+when a request is made, so that the CLI starts fast. Every failure is an `ApiError` whose message
+is one line: control unreachable, TLS verification failed, or control's own error message.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import io
 import json
+import os
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["ApiError", "Connection", "ControlClient"]
 
 TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -38,6 +45,9 @@ class Connection:
 class ControlClient:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        parts = urllib.parse.urlsplit(connection.url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ApiError(f"control's URL {connection.url!r} is not an https:// URL")
         try:
             if connection.ca is not None:
                 self._context = ssl.create_default_context(cafile=str(connection.ca))
@@ -49,37 +59,57 @@ class ControlClient:
     def request(
         self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
     ) -> Any:
-        url = self.connection.url.rstrip("/") + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.connection.token:
-            headers["Authorization"] = f"Bearer {self.connection.token}"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self._context) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raise _api_error(e) from None
-        except urllib.error.URLError as e:
-            reason = e.reason
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise ApiError(
-                    f"cannot verify control at {self.connection.url}: "
-                    f"{reason.verify_message} (is --ca control's ca.pem?)"
-                ) from None
-            raise ApiError(f"cannot reach control at {self.connection.url}: {reason}") from None
-        except (TimeoutError, ConnectionError) as e:
-            raise ApiError(f"cannot reach control at {self.connection.url}: {e}") from None
+        status, reason, raw = _blocking(self._request(method, path, body, query))
+        if status >= 400:
+            raise _api_error(status, reason, raw)
         if not raw:
             return None
         try:
             return json.loads(raw)
         except ValueError:
             return raw.decode(errors="replace")
+
+    async def _request(
+        self, method: str, path: str, body: Any, query: dict[str, str] | None
+    ) -> tuple[int, str, bytes]:
+        import aiohttp
+
+        where = self.connection.url
+        headers = {"Accept": "application/json"}
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.connection.token:
+            headers["Authorization"] = f"Bearer {self.connection.token}"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session,
+                session.request(
+                    method,
+                    where.rstrip("/") + path,
+                    params=query,
+                    data=None if data is None else io.BytesIO(data),  # no warning when large
+                    headers=headers,
+                    ssl=self._context,
+                ) as response,
+            ):
+                return response.status, response.reason or "", await response.read()
+        except aiohttp.ClientConnectorCertificateError as e:
+            problem = e.certificate_error
+            message = getattr(problem, "verify_message", None) or str(problem)
+            raise ApiError(
+                f"cannot verify control at {where}: {message} (is --ca control's ca.pem?)"
+            ) from None
+        except aiohttp.ClientSSLError as e:
+            raise ApiError(f"TLS with control at {where} failed: {e}") from None
+        except aiohttp.ClientConnectorError as e:
+            cause = os.strerror(e.os_error.errno) if e.os_error.errno else str(e.os_error)
+            raise ApiError(f"cannot reach control at {where}: {cause.lower()}") from None
+        except TimeoutError:
+            raise ApiError(f"control at {where} did not answer within {TIMEOUT:g}s") from None
+        except aiohttp.ClientError as e:
+            reason = str(e) or type(e).__name__
+            raise ApiError(f"lost the connection to control at {where}: {reason}") from None
 
     def get(self, path: str, **query: str) -> Any:
         return self.request("GET", path, query=query or None)
@@ -97,10 +127,20 @@ class ControlClient:
         return self.request("DELETE", path)
 
 
-def _api_error(e: urllib.error.HTTPError) -> ApiError:
+def _blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """`coro` run to its end on a loop of its own (in a worker thread when this thread already
+    runs an event loop, which is then blocked as by any blocking call)."""
     try:
-        body = json.loads(e.read())
-        error = body["error"]
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _api_error(status: int, reason: str, raw: bytes) -> ApiError:
+    try:
+        error = json.loads(raw)["error"]
         message = str(error["message"])
         details = error.get("errors")
         if isinstance(details, list) and details:
@@ -110,9 +150,9 @@ def _api_error(e: urllib.error.HTTPError) -> ApiError:
             )
             if shown not in message:
                 message = f"{message} ({shown})"
-        return ApiError(message.replace("\n", "; "), e.code, str(error.get("code", "")))
+        return ApiError(message.replace("\n", "; "), status, str(error.get("code", "")))
     except (ValueError, KeyError, TypeError):
-        return ApiError(f"control answered HTTP {e.code} {e.reason}", e.code)
+        return ApiError(f"control answered HTTP {status} {reason}".rstrip(), status)
 
 
 def quote(name: str) -> str:

@@ -1,7 +1,8 @@
 """`edge-control`: the central service (``serve``) and the operator commands (DESIGN.md, "CLI").
 
-Operator commands take ``--url``, ``--token`` and ``--ca`` (or EDGEWARD_URL, EDGEWARD_TOKEN,
-EDGEWARD_CA); on the control host they default to the local control's URL, admin token and CA.
+Operator commands take ``--url``, ``--token`` and ``--ca`` before or after the command (or
+EDGEWARD_URL, EDGEWARD_TOKEN, EDGEWARD_CA; see `enforcer.shared.cli_options`); on the control
+host they default to the local control's URL, admin token and CA.
 Errors are one line on stderr and exit status 1.
 """
 
@@ -12,7 +13,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 import yaml
@@ -20,28 +20,25 @@ import yaml
 from control.cli.client import quote
 from control.cli.support import (
     Context,
+    ControlGroup,
+    Record,
+    Row,
     ago,
     call,
-    connection_options,
-    echo_json,
+    emit,
+    list_command,
     output_option,
     read_document,
     table,
 )
 from control.cli.vaults import secret, vault
 from control.config import ControlConfig
+from enforcer.shared.cli_options import not_taking
 from enforcer.shared.labels import LabelSyntaxError, parse_labels
 from enforcer.shared.units import parse_duration
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_path",
-    envvar="EDGEWARD_CONFIG",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="control.toml (default /etc/edgeward/control.toml)",
-)
+@click.group(cls=ControlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -49,15 +46,15 @@ from enforcer.shared.units import parse_duration
 )
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 @click.pass_context
-def cli(
-    ctx: click.Context, /, config_path: Path | None, state_dir: Path | None, verbose: bool
-) -> None:
-    """Edgeward control: the central service and its operator commands."""
+def cli(ctx: click.Context, /, state_dir: Path | None, verbose: bool) -> None:
+    """Edgeward control: the central service and its operator commands.
+
+    --config, --url, --token and --ca go before or after the command."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = Context(config_path, state_dir)
+    ctx.obj = Context(ctx, state_dir)
 
 
 @cli.command()
@@ -69,6 +66,7 @@ def cli(
     help="status batches and enrollments in progress before control answers 503 with Retry-After",
 )
 @click.pass_context
+@not_taking("url", "token", "ca")
 def serve(ctx: click.Context, /, max_concurrent: int) -> None:
     """Run the control service."""
     from control.server import StartupError
@@ -95,7 +93,6 @@ def tenant() -> None:
 @click.argument("name")
 @click.option("--parent", help="parent tenant (default: the token's tenant)")
 @click.option("--quota", default=None, help="per site: cpus=2,memory=1Gi,gpus=0")
-@connection_options
 @output_option
 @click.pass_context
 def tenant_create(
@@ -105,28 +102,17 @@ def tenant_create(
     parent: str | None,
     quota: str | None,
     output: str,
-    **conn: Any,
 ) -> None:
     """Create tenant NAME."""
     body = {"name": name, "parent": parent, "quota": quota}
-    result = call(ctx, conn, lambda c: c.post("/v1/tenants", body))
-    if output == "json":
-        echo_json(result)
-    else:
-        click.echo(f"tenant {result['name']} created under {result['parent']}")
+    result = call(ctx, lambda c: c.post("/v1/tenants", body))
+    emit(output, result, f"tenant {result['name']} created under {result['parent']}")
 
 
-@tenant.command("ls")
-@connection_options
-@output_option
-@click.pass_context
-def tenant_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+@list_command(tenant, "/v1/tenants", "tenants", ["NAME", "PARENT"])
+def tenant_ls(t: Record) -> Row:
     """List tenants."""
-    result = call(ctx, conn, lambda c: c.get("/v1/tenants"))["tenants"]
-    if output == "json":
-        echo_json(result)
-    else:
-        table([(t["name"], t["parent"] or "-") for t in result], ["NAME", "PARENT"])
+    return (t["name"], t["parent"] or "-")
 
 
 @cli.group()
@@ -136,16 +122,12 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--tenant", "tenant_name", required=True, help="the token's tenant")
-@connection_options
 @output_option
 @click.pass_context
-def token_create(ctx: click.Context, /, tenant_name: str, output: str, **conn: Any) -> None:
+def token_create(ctx: click.Context, /, tenant_name: str, output: str) -> None:
     """Create a token for a tenant; it is printed once."""
-    result = call(ctx, conn, lambda c: c.post("/v1/tokens", {"tenant": tenant_name}))
-    if output == "json":
-        echo_json(result)
-    else:
-        click.echo(result["token"])
+    result = call(ctx, lambda c: c.post("/v1/tokens", {"tenant": tenant_name}))
+    emit(output, result, result["token"])
 
 
 # --- sites ----------------------------------------------------------------------------------
@@ -160,12 +142,9 @@ def site() -> None:
 @click.option("--name", required=True, help="the site's name")
 @click.option("--labels", default=None, help="k=v,k2=v2")
 @click.option("--ttl", default="24h", show_default=True, help="how long the bundle works")
-@connection_options
 @output_option
 @click.pass_context
-def site_token(
-    ctx: click.Context, /, name: str, labels: str | None, ttl: str, output: str, **conn: Any
-) -> None:
+def site_token(ctx: click.Context, /, name: str, labels: str | None, ttl: str, output: str) -> None:
     """Print a one-time enrollment bundle for site NAME."""
     try:
         parsed = parse_labels(labels) if labels is not None else None
@@ -175,49 +154,35 @@ def site_token(
     except ValueError as e:
         raise click.ClickException(f"--ttl: {e}") from e
     body = {"site": name, "labels": parsed, "ttl": seconds}
-    result = call(ctx, conn, lambda c: c.post("/v1/enrollment/tokens", body))
-    if output == "json":
-        echo_json(result)
-    else:
-        click.echo(result["bundle"])
+    result = call(ctx, lambda c: c.post("/v1/enrollment/tokens", body))
+    emit(output, result, result["bundle"])
 
 
-@site.command("ls")
-@connection_options
-@output_option
-@click.pass_context
-def site_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+@list_command(
+    site, "/v1/sites", "sites", ["NAME", "STATE", "LABELS", "TENANTS", "IN-SYNC", "CONTACT"]
+)
+def site_ls(s: Record) -> Row:
     """List sites."""
-    result = call(ctx, conn, lambda c: c.get("/v1/sites"))["sites"]
-    if output == "json":
-        echo_json(result)
-        return
-    rows = []
-    for s in result:
-        labels = ",".join(
-            f"{k}={v}" for k, v in sorted(s["labels"].items()) if not k.startswith("system/")
-        )
-        rows.append(
-            (
-                s["name"],
-                s["state"],
-                labels or "-",
-                ",".join(s["tenants"]) or "-",
-                "yes" if s["in_sync"] else "no",
-                "connected" if s["connected"] else ago(s["last_contact"]),
-            )
-        )
-    table(rows, ["NAME", "STATE", "LABELS", "TENANTS", "IN-SYNC", "CONTACT"])
+    labels = ",".join(
+        f"{k}={v}" for k, v in sorted(s["labels"].items()) if not k.startswith("system/")
+    )
+    return (
+        s["name"],
+        s["state"],
+        labels or "-",
+        ",".join(s["tenants"]) or "-",
+        "yes" if s["in_sync"] else "no",
+        "connected" if s["connected"] else ago(s["last_contact"]),
+    )
 
 
 @site.command("label")
 @click.argument("site_name")
 @click.argument("changes", nargs=-1, required=True)
-@connection_options
 @output_option
 @click.pass_context
 def site_label(
-    ctx: click.Context, /, site_name: str, changes: tuple[str, ...], output: str, **conn: Any
+    ctx: click.Context, /, site_name: str, changes: tuple[str, ...], output: str
 ) -> None:
     """Set labels (k=v) or remove them (k-) on SITE."""
     patch: dict[str, str | None] = {}
@@ -229,34 +194,27 @@ def site_label(
             patch.update(parse_labels(change))
         except LabelSyntaxError as e:
             raise click.ClickException(f"{change!r}: {e.message}") from e
-    result = call(ctx, conn, lambda c: c.patch(f"/v1/sites/{quote(site_name)}", {"labels": patch}))
-    if output == "json":
-        echo_json(result)
-    else:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(result["labels"].items()))
-        click.echo(f"site {site_name}: {labels}")
+    result = call(ctx, lambda c: c.patch(f"/v1/sites/{quote(site_name)}", {"labels": patch}))
+    labels = ",".join(f"{k}={v}" for k, v in sorted(result["labels"].items()))
+    emit(output, result, f"site {site_name}: {labels}")
 
 
 @site.command("assign")
 @click.argument("site_name")
 @click.argument("tenant_name")
-@connection_options
 @click.pass_context
-def site_assign(ctx: click.Context, /, site_name: str, tenant_name: str, **conn: Any) -> None:
+def site_assign(ctx: click.Context, /, site_name: str, tenant_name: str) -> None:
     """Assign SITE to TENANT."""
-    call(
-        ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/assign", {"tenant": tenant_name})
-    )
+    call(ctx, lambda c: c.post(f"/v1/sites/{quote(site_name)}/assign", {"tenant": tenant_name}))
     click.echo(f"site {site_name} assigned to tenant {tenant_name}")
 
 
 @site.command("revoke")
 @click.argument("site_name")
-@connection_options
 @click.pass_context
-def site_revoke(ctx: click.Context, /, site_name: str, **conn: Any) -> None:
+def site_revoke(ctx: click.Context, /, site_name: str) -> None:
     """Revoke SITE's certificate: it can no longer sync until it enrolls again."""
-    call(ctx, conn, lambda c: c.post(f"/v1/sites/{quote(site_name)}/revoke", {}))
+    call(ctx, lambda c: c.post(f"/v1/sites/{quote(site_name)}/revoke", {}))
     click.echo(f"site {site_name} revoked")
 
 
@@ -270,10 +228,9 @@ def app() -> None:
 
 @app.command("push")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
-@connection_options
 @output_option
 @click.pass_context
-def app_push(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> None:
+def app_push(ctx: click.Context, /, path: Path, output: str) -> None:
     """Push an application version (a version is immutable)."""
     doc = read_document(path)
     if (
@@ -284,71 +241,49 @@ def app_push(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> Non
         raise click.ClickException(f"{path}: the spec needs a name and a version")
     name, version = doc["name"], str(doc["version"])
     result = call(
-        ctx, conn, lambda c: c.put(f"/v1/applications/{quote(name)}/versions/{quote(version)}", doc)
+        ctx, lambda c: c.put(f"/v1/applications/{quote(name)}/versions/{quote(version)}", doc)
     )
-    if output == "json":
-        echo_json(result)
-    else:
-        state = "pushed" if result["created"] else "unchanged (already pushed)"
-        click.echo(f"application {name} version {version} {state}")
+    state = "pushed" if result["created"] else "unchanged (already pushed)"
+    emit(output, result, f"application {name} version {version} {state}")
 
 
-@app.command("ls")
-@connection_options
-@output_option
-@click.pass_context
-def app_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+@list_command(app, "/v1/applications", "applications", ["NAME", "TENANT", "LATEST", "VERSIONS"])
+def app_ls(a: Record) -> Row:
     """List applications."""
-    result = call(ctx, conn, lambda c: c.get("/v1/applications"))["applications"]
-    if output == "json":
-        echo_json(result)
-    else:
-        table(
-            [(a["name"], a["tenant"], a["latest"], ", ".join(a["versions"])) for a in result],
-            ["NAME", "TENANT", "LATEST", "VERSIONS"],
-        )
+    return (a["name"], a["tenant"], a["latest"], ", ".join(a["versions"]))
 
 
 @app.command("show")
 @click.argument("name")
 @click.option("--version", default=None, help="a version (default: the latest)")
-@connection_options
 @output_option
 @click.pass_context
-def app_show(
-    ctx: click.Context, /, name: str, version: str | None, output: str, **conn: Any
-) -> None:
+def app_show(ctx: click.Context, /, name: str, version: str | None, output: str) -> None:
     """Show an application's spec."""
     result = call(
         ctx,
-        conn,
         lambda c: c.get(f"/v1/applications/{quote(name)}/versions/{quote(version or 'latest')}"),
     )
-    if output == "json":
-        echo_json(result)
-    else:
-        click.echo(f"# {result['name']} {result['version']} (tenant {result['tenant']})")
-        click.echo(yaml.safe_dump(result["spec"], sort_keys=False).rstrip())
+    spec = yaml.safe_dump(result["spec"], sort_keys=False).rstrip()
+    head = f"# {result['name']} {result['version']} (tenant {result['tenant']})"
+    emit(output, result, f"{head}\n{spec}")
 
 
 @cli.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
-@connection_options
 @output_option
 @click.pass_context
-def deploy(ctx: click.Context, /, path: Path, output: str, **conn: Any) -> None:
+def deploy(ctx: click.Context, /, path: Path, output: str) -> None:
     """Create or change a deployment."""
     doc = read_document(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
         raise click.ClickException(f"{path}: the deployment needs a name")
-    result = call(ctx, conn, lambda c: c.put(f"/v1/deployments/{quote(doc['name'])}", doc))
-    if output == "json":
-        echo_json(result)
-    else:
-        click.echo(
-            f"deployment {result['name']} {result['outcome']}: {result['phase']} "
-            f"{result['target'] or ''} {result['message']}".rstrip()
-        )
+    result = call(ctx, lambda c: c.put(f"/v1/deployments/{quote(doc['name'])}", doc))
+    line = (
+        f"deployment {result['name']} {result['outcome']}: {result['phase']} "
+        f"{result['target'] or ''} {result['message']}".rstrip()
+    )
+    emit(output, result, line)
 
 
 @cli.group()
@@ -356,49 +291,38 @@ def deployment() -> None:
     """Deployments."""
 
 
-@deployment.command("ls")
-@connection_options
-@output_option
-@click.pass_context
-def deployment_ls(ctx: click.Context, /, output: str, **conn: Any) -> None:
+@list_command(
+    deployment,
+    "/v1/deployments",
+    "deployments",
+    ["NAME", "APPLICATION", "VERSION", "TARGET", "PHASE", "SITES"],
+)
+def deployment_ls(d: Record) -> Row:
     """List deployments."""
-    result = call(ctx, conn, lambda c: c.get("/v1/deployments"))["deployments"]
-    if output == "json":
-        echo_json(result)
-        return
-    rows = []
-    for d in result:
-        placement = d["spec"]["placement"]
-        where = "all-sites" if placement.get("all-sites") else placement["match-site-labels"]
-        rows.append(
-            (
-                d["name"],
-                d["spec"]["application"],
-                d["spec"]["version"],
-                d["target"] or "-",
-                d["phase"],
-                where,
-            )
-        )
-    table(rows, ["NAME", "APPLICATION", "VERSION", "TARGET", "PHASE", "SITES"])
+    placement = d["spec"]["placement"]
+    where = "all-sites" if placement.get("all-sites") else placement["match-site-labels"]
+    return (
+        d["name"],
+        d["spec"]["application"],
+        d["spec"]["version"],
+        d["target"] or "-",
+        d["phase"],
+        where,
+    )
 
 
 @deployment.command("status")
 @click.argument("name")
-@connection_options
 @output_option
 @click.pass_context
-def deployment_status(ctx: click.Context, /, name: str, output: str, **conn: Any) -> None:
+def deployment_status(ctx: click.Context, /, name: str, output: str) -> None:
     """Per site: version, in sync or not, instances running and ready, last contact."""
-    result = call(ctx, conn, lambda c: c.get(f"/v1/deployments/{quote(name)}/status"))
-    if output == "json":
-        echo_json(result)
-        return
-    click.echo(
+    result = call(ctx, lambda c: c.get(f"/v1/deployments/{quote(name)}/status"))
+    head = (
         f"deployment {result['name']}: {result['spec']['application']} "
         f"{result['target'] or '-'} {result['phase']} {result['message']}".rstrip()
     )
-    table(
+    rows = table(
         [
             (
                 s["site"],
@@ -413,15 +337,15 @@ def deployment_status(ctx: click.Context, /, name: str, output: str, **conn: Any
         ],
         ["SITE", "VERSION", "IN-SYNC", "RUNNING", "READY", "CONTACT", "FAILED"],
     )
+    emit(output, result, f"{head}\n{rows}")
 
 
 @deployment.command("rm")
 @click.argument("name")
-@connection_options
 @click.pass_context
-def deployment_rm(ctx: click.Context, /, name: str, **conn: Any) -> None:
+def deployment_rm(ctx: click.Context, /, name: str) -> None:
     """Delete a deployment: its sites remove the application."""
-    call(ctx, conn, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
+    call(ctx, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
     click.echo(f"deployment {name} deleted")
 
 

@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 
-from control.fleet.deployments import Placed
+from control.fleet.placement import Placed
 from control.model import AppVersion
 
 

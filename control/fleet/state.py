@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from control.fleet import deployments as dep
 from control.fleet.desired import DesiredStates
+from control.fleet.placement import applications_for_site
+from control.fleet.rollout import Phase, Rollout, SiteView, advance, start_rollout
 from control.model import SYSTEM_TENANT, AppVersion, Deployment, Site, Tenant, canonical_json
 from control.vaults.envelope import Vault, distributed_to
 
@@ -28,7 +30,7 @@ RolloutChange = tuple[str, dict[str, Any] | None]
 class DeploymentState:
     record: Deployment
     spec: dep.DeploymentSpec
-    rollout: dep.Rollout | None = None
+    rollout: Rollout | None = None
 
 
 class Fleet:
@@ -79,6 +81,15 @@ class Fleet:
         )
         return versions[-1].version if versions else None
 
+    def app_owner(self, app: str) -> str | None:
+        """The tenant that owns application `app`; None when there is no such application."""
+        return next((a.tenant for (n, _), a in self.apps.items() if n == app), None)
+
+    def app_visible(self, visible: Collection[str], app: Any) -> bool:
+        """Whether `app` names an application of one of the `visible` tenants."""
+        owner = self.app_owner(app) if isinstance(app, str) else None
+        return owner is not None and owner in visible
+
     def protected_versions(self, app: str) -> set[str]:
         """Versions of `app` that deployments and rollouts still name (never pruned)."""
         kept: set[str] = set()
@@ -101,7 +112,7 @@ class Fleet:
             if self.eligible(s, state.record.tenant) and state.spec.matches(s.all_labels)
         ]
 
-    def views(self, state: DeploymentState) -> list[dep.SiteView]:
+    def views(self, state: DeploymentState) -> list[SiteView]:
         """What the rollout of `state` sees of each site it may place on."""
         app = state.spec.application
         views = []
@@ -112,7 +123,7 @@ class Fleet:
                 continue
             in_sync = site.in_sync
             views.append(
-                dep.SiteView(
+                SiteView(
                     name=site.name,
                     labels=site.all_labels,
                     in_sync=in_sync,
@@ -140,12 +151,12 @@ class Fleet:
             if (
                 current is not None
                 and current.target == target
-                and not (force and current.phase in (dep.Phase.PAUSED, dep.Phase.ROLLED_BACK))
+                and not (force and current.phase in (Phase.PAUSED, Phase.ROLLED_BACK))
             ):
                 continue
             sites = [s.name for s in self.deployment_sites(state)]
-            rollout = dep.start_rollout(current, target, sites, now)
-            state.rollout = dep.advance(state.spec, rollout, self.views(state), now)
+            rollout = start_rollout(current, target, sites, now)
+            state.rollout = advance(state.spec, rollout, self.views(state), now)
             state.record.rollout = state.rollout.to_json()
             changed.append((state.record.name, state.record.rollout))
         return changed
@@ -157,7 +168,7 @@ class Fleet:
             if state.rollout is None or state.rollout.phase.finished:
                 continue
             previous = state.rollout
-            rollout = dep.advance(state.spec, previous, self.views(state), now)
+            rollout = advance(state.spec, previous, self.views(state), now)
             state.rollout = rollout
             if (rollout.phase, rollout.updated) == (previous.phase, previous.updated):
                 continue  # at most the message changed: nothing to place, nothing to store
@@ -184,7 +195,7 @@ class Fleet:
         for name in self.sites if names is None else list(names):
             site = self.sites[name]
             eligible = {t: self.eligible(site, t) for t in tenants}
-            placed = dep.applications_for_site(site.all_labels, placements, eligible)
+            placed = applications_for_site(site.all_labels, placements, eligible)
             listing: list[Any] = [
                 [p.application, p.version, p.tenant, p.deployment] for p in placed
             ]

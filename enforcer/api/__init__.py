@@ -1,4 +1,4 @@
-"""The enforcer's local HTTP API: `make_app`, `serve`, `start_api` (see `enforcer.api.server`).
+"""The enforcer's local HTTP API: `make_app`, `serve` (see `enforcer.api.server`).
 
 The names are imported on first use, so that the CLI, which only needs
 `enforcer.api.documents`, does not pay for importing aiohttp.
@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from enforcer.api.server import ApiError, ApiServer, make_app, serve, start_api
+    from enforcer.api.server import ApiError, ApiServer, make_app, serve
 
-__all__ = ["ApiError", "ApiServer", "make_app", "serve", "start_api"]
+__all__ = ["ApiError", "ApiServer", "make_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:

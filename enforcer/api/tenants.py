@@ -150,14 +150,17 @@ class TenantView:
     def host(self) -> dict[str, Any]:
         return self.enforcer.host()
 
-    def site(self) -> dict[str, Any]:
-        return self.enforcer.site()
+    async def site(self) -> dict[str, Any]:
+        return await self.enforcer.site()
 
-    def health(self) -> dict[str, Any]:
-        return self.enforcer.health()
+    async def health(self) -> dict[str, Any]:
+        return await self.enforcer.health()
 
     def metrics(self) -> str:
         raise Forbidden("a tenant token cannot read the site's metrics")
+
+    async def enroll(self, bundle: str) -> dict[str, Any]:
+        raise Forbidden("a tenant token cannot enroll the site with control")
 
 
 def load_tenant_tokens(config: EnforcerConfig) -> dict[str, str]:

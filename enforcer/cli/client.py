@@ -1,22 +1,29 @@
-"""A small synchronous client of the enforcer's local API, for the CLI.
+"""A small blocking client of the enforcer's local API, for the CLI, over aiohttp.
 
-Standard library only (`http.client` over a unix socket, or TCP with a bearer token), so that
-`edge-enforcer ps` starts fast. Failing requests raise `ClientError` with the server's message;
-a daemon that cannot be reached raises `EnforcerUnreachable` naming the socket and the cause.
+It speaks to the daemon's unix socket, or over TCP with a bearer token. Each request runs on an
+event loop of its own (a followed stream keeps its loop until it is closed); aiohttp is imported
+only when a request is made, so that ``edge-enforcer --help`` starts fast. Failing requests raise
+`ClientError` with the server's message; a daemon that cannot be reached raises
+`EnforcerUnreachable` naming the socket (or URL) and the cause, in one line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
-import http.client
+import io
 import json
-import socket
+import os
+import ssl
 from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 from enforcer import __version__
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["DEFAULT_SOCKET", "Client", "ClientError", "EnforcerUnreachable"]
 
@@ -36,22 +43,6 @@ class ClientError(Exception):
         self.message = message
         self.status = status
         self.code = code
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 _CAUSES = {
@@ -102,10 +93,10 @@ class Client:
     def apply(self, name: str, body: bytes, content_type: str) -> tuple[dict[str, Any], bool]:
         """PUT a spec (JSON or YAML text); the record (with "changed") and whether it was
         created."""
-        conn, response = self._send(
+        exchange = self._send(
             "PUT", f"/v1/applications/{quote(name, safe='')}", body=body, content_type=content_type
         )
-        return _mapping(self._finish(conn, response, (200, 201))), response.status == 201
+        return _mapping(exchange.json((200, 201))), exchange.status == 201
 
     def remove(self, name: str, purge: bool = False) -> None:
         query = {"purge": "true"} if purge else None
@@ -115,11 +106,16 @@ class Client:
         return _records(self._call("GET", "/v1/instances"), "instances")
 
     def metrics(self) -> str:
-        conn, response = self._send("GET", "/v1/metrics")
-        return self._finish_bytes(conn, response).decode("utf-8", "replace")
+        return self._send("GET", "/v1/metrics").body((200,)).decode("utf-8", "replace")
 
     def openapi(self) -> dict[str, Any]:
         return _mapping(self._call("GET", "/v1/openapi.json"))
+
+    def enroll(self, bundle: str) -> dict[str, Any]:
+        """Hand an enrollment bundle to the running daemon, which enrolls and starts syncing."""
+        body = json.dumps({"bundle": bundle}).encode("utf-8")
+        exchange = self._send("POST", "/v1/enrollment", body=body, content_type="application/json")
+        return _mapping(exchange.json((200,)))
 
     def logs(
         self,
@@ -138,37 +134,26 @@ class Client:
         if follow:
             query["follow"] = "true"
         path = f"/v1/instances/{quote(instance, safe='')}/logs"
-        conn, response = self._send("GET", path, query=query, stream=follow)
-        self._check(conn, response)
-        return self._chunks(conn, response)
+        return self._send("GET", path, query=query, stream=follow).chunks()
 
     def events(self, since: int = 0, follow: bool = False) -> Generator[dict[str, Any], None, None]:
         """Events with seq > `since`, one dict each; with `follow`, forever."""
         query = {"since": str(since)}
         if follow:
             query["follow"] = "true"
-        conn, response = self._send("GET", "/v1/events", query=query, stream=follow)
-        self._check(conn, response)
-        return self._lines(conn, response)
+        return self._send("GET", "/v1/events", query=query, stream=follow).events()
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.url is None:
-            return _UnixConnection(str(self.socket_path), self.timeout)
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EnforcerUnreachable(f"{self.url}: not an http:// or https:// URL")
-        if parts.scheme == "https":
-            return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout)
-        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
-
-    def _unreachable(self, exc: OSError) -> EnforcerUnreachable:
-        if isinstance(exc, TimeoutError | socket.timeout):
-            cause = f"no answer within {self.timeout:g}s"
-        else:
-            cause = _CAUSES.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
-        return EnforcerUnreachable(f"cannot reach the enforcer at {self.where}: {cause}")
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+    ) -> Any:
+        return self._send(method, path, query=query).json(ok)
 
     def _send(
         self,
@@ -179,116 +164,189 @@ class Client:
         body: bytes | None = None,
         content_type: str | None = None,
         stream: bool = False,
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        conn = self._connection()
+    ) -> _Exchange:
+        """The answer's head, on a loop and connection that `_Exchange` closes when read."""
+        if self.url is None:
+            base = "http://localhost"
+        else:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise EnforcerUnreachable(f"{self.url}: not an http:// or https:// URL")
+            base = self.url.rstrip("/")
         headers = {"Accept": "application/json", "User-Agent": f"edge-enforcer/{__version__}"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if content_type is not None:
             headers["Content-Type"] = content_type
-        if query:
-            path += "?" + urlencode(query)
-        try:
-            conn.connect()
-        except OSError as exc:
-            conn.close()
-            raise self._unreachable(exc) from None
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            if stream and conn.sock is not None:
-                conn.sock.settimeout(None)  # following: wait for new output as long as it takes
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise self._lost(exc) from None
-        return conn, response
+        return _Exchange(self, method, base + path, dict(query or {}), headers, body, stream).open()
 
-    def _lost(self, exc: Exception) -> ClientError:
-        if isinstance(exc, TimeoutError | socket.timeout):
+    def unreachable(self, exc: BaseException) -> EnforcerUnreachable:
+        if isinstance(exc, TimeoutError):
+            cause = f"no answer within {self.timeout:g}s"
+        elif isinstance(exc, ssl.SSLError):  # aiohttp's certificate error is one too
+            problem = getattr(exc, "certificate_error", exc)
+            cause = f"TLS failed: {getattr(problem, 'verify_message', None) or problem}"
+        elif isinstance(exc, OSError):
+            cause = _CAUSES.get(_errno(exc)) or _strerror(exc)
+        else:
+            cause = str(exc) or type(exc).__name__
+        return EnforcerUnreachable(f"cannot reach the enforcer at {self.where}: {cause}")
+
+    def lost(self, exc: BaseException) -> ClientError:
+        if isinstance(exc, TimeoutError):
             return ClientError(f"the enforcer at {self.where} did not answer in time", 0)
         reason = str(exc) or type(exc).__name__
         return ClientError(f"lost the connection to the enforcer at {self.where}: {reason}", 0)
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        ok: tuple[int, ...] = (200, 201, 204),
-    ) -> Any:
-        conn, response = self._send(method, path, query=query)
-        return self._finish(conn, response, ok)
 
-    def _finish_bytes(
+class _Exchange:
+    """One request on an event loop of its own: opened, then read whole or streamed, then
+    closed (the loop, the session and the connection) whatever happens."""
+
+    def __init__(
         self,
-        conn: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        ok: tuple[int, ...] = (200,),
-    ) -> bytes:
+        client: Client,
+        method: str,
+        url: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes | None,
+        stream: bool,
+    ) -> None:
+        self.client = client
+        self.request = (method, url, query, headers, body)
+        self.stream = stream
+        self.runner = asyncio.Runner()
+        self.session: aiohttp.ClientSession | None = None
+        self.response: aiohttp.ClientResponse | None = None
+        self.status = 0
+        self.closed = False
+
+    def open(self) -> _Exchange:
         try:
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._lost(exc) from None
+            self.runner.run(self._open())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        import aiohttp
+
+        client = self.client
+        connector = (
+            aiohttp.UnixConnector(path=str(client.socket_path))
+            if client.url is None
+            else aiohttp.TCPConnector()
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=client.timeout,
+            sock_read=None if self.stream else client.timeout,
+        )
+        self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        method, url, query, headers, body = self.request
+        try:
+            self.response = await self.session.request(
+                method,
+                url,
+                params=query,
+                headers=headers,
+                data=None if body is None else io.BytesIO(body),  # no warning when large
+            )
+        except (aiohttp.ClientConnectorError, TimeoutError) as exc:
+            raise client.unreachable(exc) from None
+        except aiohttp.ClientError as exc:
+            raise client.lost(exc) from None
+        self.status = self.response.status
+
+    async def _read(self, kind: str) -> bytes:
+        import aiohttp
+
+        assert self.response is not None
+        try:
+            if kind == "all":
+                return await self.response.read()
+            if kind == "line":
+                return await self.response.content.readline()
+            return await self.response.content.readany()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self.client.lost(exc) from None
+
+    def body(self, ok: tuple[int, ...]) -> bytes:
+        """The whole answer; a status other than `ok` raises `ClientError`."""
+        try:
+            data = self.runner.run(self._read("all"))
         finally:
-            conn.close()
-        if response.status not in ok:
-            raise _error(response, data)
+            self.close()
+        if self.status not in ok:
+            assert self.response is not None
+            raise _error(self.status, self.response.reason, data)
         return data
 
-    def _finish(
-        self,
-        conn: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        ok: tuple[int, ...],
-    ) -> Any:
-        data = self._finish_bytes(conn, response, ok)
+    def json(self, ok: tuple[int, ...]) -> Any:
+        data = self.body(ok)
         if not data:
             return None
         try:
             return json.loads(data)
         except ValueError:
             raise ClientError(
-                f"the enforcer sent an answer that is not JSON (HTTP {response.status})",
-                response.status,
+                f"the enforcer sent an answer that is not JSON (HTTP {self.status})", self.status
             ) from None
 
-    def _check(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
-        if response.status != 200:
-            self._finish_bytes(conn, response)  # raises ClientError
+    def chunks(self) -> Generator[bytes, None, None]:
+        """The answer as it arrives; raises (before the generator exists) unless it is 200."""
+        if self.status != 200:
+            self.body((200,))  # raises ClientError
+        return self._iterate("chunk")
 
-    def _chunks(
-        self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
-    ) -> Generator[bytes, None, None]:
-        try:
-            while chunk := response.read1(_READ_SIZE):
-                yield chunk
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._lost(exc) from None
-        finally:
-            conn.close()
-
-    def _lines(
-        self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
-    ) -> Generator[dict[str, Any], None, None]:
-        try:
-            while line := response.readline():
-                if line.strip():
+    def events(self) -> Generator[dict[str, Any], None, None]:
+        if self.status != 200:
+            self.body((200,))
+        for line in self._iterate("line"):
+            if line.strip():
+                try:
                     yield _mapping(json.loads(line))
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._lost(exc) from None
-        except ValueError:
-            raise ClientError("the enforcer sent an event that is not JSON", 200) from None
+                except ValueError:
+                    raise ClientError("the enforcer sent an event that is not JSON", 200) from None
+
+    def _iterate(self, kind: str) -> Generator[bytes, None, None]:
+        try:
+            while data := self.runner.run(self._read(kind)):
+                yield data
         finally:
-            conn.close()
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.response is not None:
+                self.response.close()
+            if self.session is not None:
+                self.runner.run(self.session.close())
+        finally:
+            self.runner.close()
 
 
-def _error(response: http.client.HTTPResponse, data: bytes) -> ClientError:
+def _errno(exc: OSError) -> int:
+    os_error = getattr(exc, "os_error", None)  # aiohttp's connector errors wrap the OSError
+    return (os_error.errno if isinstance(os_error, OSError) else exc.errno) or 0
+
+
+def _strerror(exc: OSError) -> str:
+    code = _errno(exc)
+    return (os.strerror(code) if code else str(exc)).lower()
+
+
+def _error(status: int, reason: str | None, data: bytes) -> ClientError:
     try:
         error = json.loads(data)["error"]
-        return ClientError(str(error["message"]), response.status, str(error.get("code", "")))
+        return ClientError(str(error["message"]), status, str(error.get("code", "")))
     except (ValueError, KeyError, TypeError):
-        return ClientError(f"HTTP {response.status} {response.reason}", response.status)
+        return ClientError(f"HTTP {status} {reason or ''}".rstrip(), status)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`edge-enforcer`: the daemon (`run`) and the site-local CLI (DESIGN.md, CLI).
 
 The site-local commands talk to the running daemon through the socket named in the
-configuration, with `enforcer.cli.client` (standard library only, so they start fast). Every error
+configuration (or over TCP with --url and --token), with `enforcer.cli.client`. The connection
+options go before or after the command, or come from the environment (`SharedGroup`). Every error
 is one line on stderr, ``edge-enforcer: error: ...`` (spec errors add one line per problem),
 with exit code 1 and never a traceback; usage errors are click's, with exit code 2.
 """
@@ -10,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import errno
 import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +25,10 @@ import click
 from enforcer import __version__
 from enforcer.api.documents import DocumentError, Format, parse_document
 from enforcer.cli.client import Client, ClientError, EnforcerUnreachable
+from enforcer.cli.render import describe, event_line, host_text, instance_table, labels_text
 from enforcer.config.load import CONFIG_ENV, ConfigError, EnforcerConfig, load_config
+from enforcer.shared.cli_options import SharedGroup, SharedOption, not_taking, shared_values
+from enforcer.shared.spec.validate import validate_application
 
 __all__ = ["CliError", "main"]
 
@@ -56,8 +58,29 @@ def _from_client_error(exc: ClientError, prefix: str = "") -> CliError:
     return CliError(prefix + first, rest)
 
 
-class _Group(click.Group):
-    """Turns every failure of a subcommand into a `CliError` line."""
+class _Group(SharedGroup):
+    """Takes the connection options before or after every command; turns every failure of a
+    subcommand into a `CliError` line."""
+
+    shared = (
+        SharedOption(
+            "--config",
+            "config_path",
+            envvar=CONFIG_ENV,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="The configuration file [default: /etc/edgeward/enforcer.toml].",
+        ),
+        SharedOption(
+            "--url",
+            envvar="EDGEWARD_URL",
+            help="Reach the daemon over TCP (http://host:port) instead of its socket.",
+        ),
+        SharedOption(
+            "--token",
+            envvar="EDGEWARD_TOKEN",
+            help="Bearer token (a tenant's token sees only its tenant); @FILE reads it from a file",
+        ),
+    )
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -81,25 +104,26 @@ class _Group(click.Group):
             raise CliError(f"unexpected error: {type(exc).__name__}: {exc}") from None
 
 
-@dataclass
 class _Options:
-    config_path: Path | None
-    state_dir: Path | None
-    url: str | None = None
-    token: str | None = None
+    """What the commands need: the configuration and a client, from the shared options."""
+
+    def __init__(self, ctx: click.Context, state_dir: Path | None) -> None:
+        self.given = shared_values(ctx)
+        self.state_dir = state_dir
 
     def config(self) -> EnforcerConfig:
-        return load_config(self.config_path, state_dir=self.state_dir)
+        return load_config(self.given.get("config_path"), state_dir=self.state_dir)
 
     def client(self) -> Client:
-        token = self.token
+        token: str | None = self.given.get("token")
         if token is not None and token.startswith("@"):
             try:
                 token = Path(token[1:]).read_text().strip()
             except OSError as exc:
                 raise CliError(f"cannot read the token file {token[1:]}: {exc.strerror}") from None
-        if self.url:
-            return Client(url=self.url, token=token)
+        url: str | None = self.given.get("url")
+        if url:
+            return Client(url=url, token=token)
         return Client(self.config().api.socket, token=token)
 
 
@@ -115,45 +139,24 @@ _output = click.option(
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV,
-    help="The configuration file [default: /etc/edgeward/enforcer.toml; env EDGEWARD_CONFIG].",
-)
-@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Overrides state-dir of the configuration.",
 )
-@click.option(
-    "--url",
-    envvar="EDGEWARD_ENFORCER_URL",
-    help="Reach the daemon over TCP (http://host:port) instead of its socket.",
-)
-@click.option(
-    "--token",
-    envvar="EDGEWARD_ENFORCER_TOKEN",
-    help="Bearer token (a tenant's token sees only its tenant); @FILE reads it from a file.",
-)
 @click.version_option(__version__, prog_name=PROG)
 @click.pass_context
-def main(
-    ctx: click.Context,
-    config_path: Path | None,
-    state_dir: Path | None,
-    url: str | None,
-    token: str | None,
-) -> None:
+def main(ctx: click.Context, state_dir: Path | None) -> None:
     """Edgeward's enforcer: runs this site's containers on Docker.
 
-    `run` is the daemon; the other commands talk to it through its local socket.
+    `run` is the daemon; the other commands talk to it through its local socket (or --url).
+    --config, --url and --token go before or after the command.
     """
-    ctx.obj = _Options(config_path, state_dir, url, token)
+    ctx.obj = _Options(ctx, state_dir)
 
 
 @main.command()
 @click.pass_obj
+@not_taking("url", "token")
 def run(opts: _Options) -> None:
     """Run the enforcer daemon (until SIGTERM or SIGINT)."""
     config = opts.config()
@@ -176,14 +179,27 @@ def enroll(opts: _Options, bundle: str) -> None:
     text = _read_text(bundle[1:]).strip() if bundle.startswith("@") else bundle.strip()
     if not text:
         raise CliError("the enrollment bundle is empty")
+    try:  # a running daemon enrolls itself and starts syncing at once
+        answer = opts.client().enroll(text)
+    except EnforcerUnreachable:
+        answer = None
+    except ClientError as exc:
+        raise _from_client_error(exc) from None
+    if answer is not None:
+        click.echo(f"enrolled as site {answer.get('site')} with control at {answer.get('control')}")
+        return
     from enforcer.link import enrollment
 
+    identity = enrollment.load_site_identity(config.state_dir)
+    if identity is not None:
+        raise CliError(
+            f"this site is enrolled already, as {identity.site} with control at {identity.url}"
+        )
     try:
         identity = asyncio.run(enrollment.enroll(text, config.state_dir))
     except Exception as exc:
         raise CliError(f"enrollment failed: {exc}") from None
-    site, url = getattr(identity, "site", ""), getattr(identity, "url", "")
-    click.echo(f"enrolled as site {site} with control at {url}" if site else "enrolled")
+    click.echo(f"enrolled as site {identity.site} with control at {identity.url}")
 
 
 @main.command()
@@ -209,7 +225,8 @@ def apply(opts: _Options, path: str) -> None:
         raise CliError(f"{source}: {exc}") from None
     name = document.get("name")
     if not isinstance(name, str) or not name:
-        raise CliError(f"{source}: the spec has no name")
+        problems = "".join(f"\n{e}" for e in validate_application(document)[1])
+        raise CliError(f"{source}: the spec has no name{problems}")
     content_type = "application/json" if fmt == "json" else "application/yaml"
     try:
         record, created = opts.client().apply(name, data, content_type)
@@ -238,35 +255,7 @@ def ps(opts: _Options, output: str) -> None:
     if output == "json":
         _echo_json(instances)
         return
-    now = time.time()
-    rows = [
-        [
-            str(i.get("id", "")),
-            str(i.get("app", "")),
-            str(i.get("service", "")),
-            str(i.get("host", "")),
-            str(i.get("state", "")),
-            "yes" if i.get("ready") else "no",
-            str(i.get("restarts", 0)),
-            _instance_reason(i, now),
-        ]
-        for i in instances
-    ]
-    headers = ["INSTANCE", "APP", "SERVICE", "HOST", "STATE", "READY", "RESTARTS", "REASON"]
-    click.echo(_table(headers, rows))
-
-
-def _instance_reason(instance: dict[str, Any], now: float) -> str:
-    reason = str(instance.get("reason") or "")
-    parts = [reason] if reason else []
-    code = instance.get("last_exit_code")
-    if code is not None and "exit code" not in reason:
-        parts.append(f"exit code {code}")
-    next_retry = instance.get("next_retry")
-    if instance.get("state") == "backoff" and isinstance(next_retry, int | float):
-        wait = next_retry - now
-        parts.append(f"next retry in {_duration(wait)}" if wait >= 0.5 else "retrying now")
-    return "; ".join(parts)
+    click.echo(instance_table(instances, time.time()))
 
 
 @main.command()
@@ -298,19 +287,8 @@ def events(opts: _Options, follow: bool, since: int, output: str) -> None:
             if output == "json":
                 click.echo(json.dumps(event))
             else:
-                click.echo(_event_line(event))
+                click.echo(event_line(event))
             sys.stdout.flush()
-
-
-def _event_line(event: dict[str, Any]) -> str:
-    when = event.get("time")
-    stamp = (
-        datetime.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
-        if isinstance(when, int | float)
-        else "-"
-    )
-    subject = event.get("instance") or event.get("app") or "-"
-    return f"{stamp}  {event.get('kind', '')}  {subject}  {event.get('message', '')}"
 
 
 @main.command()
@@ -322,51 +300,21 @@ def devices(opts: _Options, output: str) -> None:
     if output == "json":
         _echo_json(host)
         return
-    inventory = host.get("devices")
-    if isinstance(inventory, dict):
-        device_list, gpus = inventory.get("devices") or [], inventory.get("gpus") or []
-    else:
-        device_list, gpus = inventory or [], host.get("gpus") or []
-    labels = host.get("labels") or {}
-    click.echo(f"host {host.get('id', '?')}  " + (_labels(labels) if labels else "(no labels)"))
-    click.echo("")
-    if device_list:
-        rows = [
-            [
-                str(d.get("node") or d.get("path") or "-"),
-                str(d.get("subsystem", "")),
-                ",".join(str(label) for label in d.get("labels") or []) or "-",
-            ]
-            for d in device_list
-            if isinstance(d, dict)
-        ]
-        click.echo(_table(["DEVICE", "SUBSYSTEM", "LABELS"], rows))
-    else:
-        click.echo("no labelled devices")
-    click.echo("")
-    if gpus:
-        rows = [
-            [
-                str(g.get("index", "")),
-                str(g.get("vendor", "")),
-                str(g.get("model", "")),
-                _size(g.get("memory")),
-                ",".join(str(n) for n in g.get("nodes") or []),
-            ]
-            for g in gpus
-            if isinstance(g, dict)
-        ]
-        click.echo(_table(["GPU", "VENDOR", "MODEL", "MEMORY", "NODES"], rows))
-    else:
-        click.echo("no GPUs")
-    capacity = host.get("capacity")
-    if not isinstance(capacity, dict):
-        capacity = {"cpus": host.get("cpus"), "memory": host.get("memory")}
-    click.echo("")
-    click.echo(
-        f"capacity: {capacity.get('cpus', '?')} cpus, {_size(capacity.get('memory'))} memory, "
-        f"{len(gpus)} GPUs"
-    )
+    click.echo(host_text(host))
+
+
+def _host(host: Any) -> str:
+    """A member of the site: ``id (role, state)``."""
+    if isinstance(host, dict):
+        return f"{host.get('id')} ({host.get('role', '?')}, {host.get('state', '?')})"
+    return str(host)
+
+
+def _link(link: Any) -> str:
+    """The control link in its own words (its one-line description) when it has them."""
+    if isinstance(link, dict) and isinstance(link.get("description"), str):
+        return str(link["description"])
+    return describe(link)
 
 
 @main.command()
@@ -385,16 +333,20 @@ def status(opts: _Options, check: bool, output: str) -> None:
         labels = site.get("labels") or {}
         hosts = site.get("hosts") or []
         lines = [
-            ("site", f"{site.get('name', '?')}" + (f"  {_labels(labels)}" if labels else "")),
-            ("hosts", ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else str(hosts)),
+            ("site", f"{site.get('name', '?')}" + (f"  {labels_text(labels)}" if labels else "")),
+            (
+                "hosts",
+                ", ".join(_host(h) for h in hosts) if isinstance(hosts, list) else str(hosts),
+            ),
             ("leader", str(site.get("leader") or "none")),
-            ("control", _describe(site.get("control"))),
+            ("control", _link(site.get("control"))),
+            ("store", describe(site.get("store"))),
             ("runtime", str(health.get("runtime", "?"))),
             ("healthy", "yes" if healthy else "no"),
         ]
         checks = health.get("checks")
         if isinstance(checks, dict):
-            lines += [(f"  {name}", _describe(value)) for name, value in checks.items()]
+            lines += [(f"  {name}", describe(value)) for name, value in checks.items()]
         width = max(len(key) for key, _ in lines) + 2
         for key, value in lines:
             click.echo(f"{key + ':':<{width}}{value}")
@@ -438,57 +390,6 @@ def _read_text(path: str) -> str:
 
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    )
-
-
-def _labels(labels: Any) -> str:
-    if not isinstance(labels, dict):
-        return str(labels)
-    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def _describe(value: Any) -> str:
-    """A status value in one line: text as is, a mapping as ``state (k=v, ...)``."""
-    if isinstance(value, dict):
-        head = value.get("state") or value.get("status")
-        rest = ", ".join(f"{k}={v}" for k, v in value.items() if k not in ("state", "status"))
-        if head is None:
-            return rest or "-"
-        return f"{head} ({rest})" if rest else str(head)
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def _duration(seconds: float) -> str:
-    """4s, 2m5s, 1h3m, 2d3h."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60}s" if s % 60 else f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60}m" if s % 3600 >= 60 else f"{s // 3600}h"
-    return f"{s // 86400}d{s % 86400 // 3600}h" if s % 86400 >= 3600 else f"{s // 86400}d"
-
-
-def _size(value: Any) -> str:
-    if not isinstance(value, int) or isinstance(value, bool):
-        return "?"
-    for unit, factor in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if value >= factor:
-            amount = value / factor
-            return f"{amount:.0f}{unit}" if amount >= 10 else f"{amount:.1f}{unit}"
-    return f"{value}B"
 
 
 if __name__ == "__main__":

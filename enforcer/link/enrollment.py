@@ -1,102 +1,36 @@
 """Enrolling a site with control, and the site identity it leaves in the state directory.
 
-An enrollment bundle is one line: base64url (unpadded) of JSON ``{url, ca_fingerprint, secret,
-site}``. `enroll` fetches control's CA, checks it against the bundle's fingerprint and pins it,
-makes an EC P-256 key, sends a CSR with the secret over TLS verified against that CA, and writes
-``site/key.pem`` (0600), ``site/cert.pem``, ``site/ca.pem`` and ``site/site.json``.
+The bundle is `enforcer.shared.bundle` (control makes it). `enroll` fetches control's CA over
+aiohttp, checks it against the bundle's fingerprint and pins it, makes an EC P-256 key, sends
+a CSR with the secret over TLS verified against that CA, and writes ``site/key.pem`` (0600),
+``site/cert.pem``, ``site/ca.pem`` and ``site/site.json``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
-import re
+import os
 import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import aiohttp
 
 from enforcer.shared import pki
+from enforcer.shared.bundle import BundleError, parse_bundle
 
-__all__ = [
-    "Bundle",
-    "EnrollmentError",
-    "SiteIdentity",
-    "encode_bundle",
-    "enroll",
-    "load_site_identity",
-    "parse_bundle",
-    "site_dir",
-]
+__all__ = ["EnrollmentError", "SiteIdentity", "enroll", "load_site_identity", "site_dir"]
 
 log = logging.getLogger(__name__)
 
-_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
-_SITE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 ENROLL_TIMEOUT = 30.0
 
 
 class EnrollmentError(Exception):
     """Enrollment failed; the message says why in one line."""
-
-
-@dataclass(frozen=True)
-class Bundle:
-    url: str  # control's https URL
-    ca_fingerprint: str  # sha256 of control's CA certificate (DER), hex
-    secret: str
-    site: str
-
-
-def encode_bundle(bundle: Bundle) -> str:
-    doc = {
-        "url": bundle.url,
-        "ca_fingerprint": bundle.ca_fingerprint,
-        "secret": bundle.secret,
-        "site": bundle.site,
-    }
-    raw = json.dumps(doc, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def parse_bundle(text: str) -> Bundle:
-    """The bundle in `text` (surrounding white space is ignored); raises EnrollmentError."""
-    text = text.strip()
-    if not text:
-        raise EnrollmentError("the enrollment bundle is empty")
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        doc = json.loads(raw)
-    except (binascii.Error, ValueError) as e:
-        raise EnrollmentError(
-            "the enrollment bundle is garbled: it is not the one line that "
-            "`edge-control site token` printed"
-        ) from e
-    if not isinstance(doc, dict):
-        raise EnrollmentError("the enrollment bundle is garbled: not a JSON object")
-    missing = [
-        k
-        for k in ("url", "ca_fingerprint", "secret", "site")
-        if not isinstance(doc.get(k), str) or not doc[k]
-    ]
-    if missing:
-        raise EnrollmentError(f"the enrollment bundle lacks {', '.join(missing)}")
-    parts = urlsplit(doc["url"])
-    if parts.scheme != "https" or not parts.hostname:
-        raise EnrollmentError(f"the enrollment bundle's url {doc['url']!r} is not https://")
-    fingerprint = doc["ca_fingerprint"].lower().replace(":", "")
-    if not _FINGERPRINT.fullmatch(fingerprint):
-        raise EnrollmentError("the enrollment bundle's ca_fingerprint is not a SHA-256 in hex")
-    if not _SITE.fullmatch(doc["site"]):
-        raise EnrollmentError(f"the enrollment bundle's site {doc['site']!r} is not a site name")
-    return Bundle(doc["url"].rstrip("/"), fingerprint, doc["secret"], doc["site"])
 
 
 @dataclass(frozen=True)
@@ -152,35 +86,49 @@ def load_site_identity(state_dir: Path) -> SiteIdentity | None:
     return identity
 
 
-def _http(url: str, context: ssl.SSLContext, body: bytes | None = None) -> bytes:
-    """One HTTPS request (blocking; run in a thread); raises EnrollmentError on refusal."""
+async def _request(url: str, context: ssl.SSLContext | bool, body: bytes | None = None) -> bytes:
+    """One HTTPS request in a session of its own (no connection is shared between an unverified
+    and a verified request); raises EnrollmentError on refusal, one line."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
-    request = urllib.request.Request(
-        url, data=body, headers=headers, method="POST" if body is not None else "GET"
-    )
+    method = "POST" if body is not None else "GET"
     try:
-        with urllib.request.urlopen(request, timeout=ENROLL_TIMEOUT, context=context) as r:
-            data: bytes = r.read()
-            return data
-    except urllib.error.HTTPError as e:
-        message = f"HTTP {e.code}"
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            message = str(json.loads(e.read())["error"]["message"])
-        raise EnrollmentError(f"control refused the enrollment: {message}") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ENROLL_TIMEOUT)) as session,
+            session.request(method, url, data=body, headers=headers, ssl=context) as response,
+        ):
+            data = await response.read()
+            status = response.status
+    except aiohttp.ClientConnectorCertificateError as e:
+        problem = e.certificate_error
+        reason = getattr(problem, "verify_message", None) or str(problem)
+        raise EnrollmentError(f"cannot verify control at {url}: {reason}") from None
+    except aiohttp.ClientConnectorError as e:
+        errno = e.os_error.errno
+        reason = (os.strerror(errno) if errno else str(e.os_error)).lower()
         raise EnrollmentError(f"cannot reach control at {url}: {reason}") from None
+    except TimeoutError:
+        raise EnrollmentError(
+            f"control at {url} did not answer within {ENROLL_TIMEOUT:g}s"
+        ) from None
+    except aiohttp.ClientError as e:
+        raise EnrollmentError(f"cannot reach control at {url}: {e or type(e).__name__}") from None
+    if status >= 400:
+        message = f"HTTP {status}"
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            message = str(json.loads(data)["error"]["message"])
+        raise EnrollmentError(f"control refused the enrollment: {message}")
+    return data
 
 
 async def enroll(bundle: str, state_dir: Path) -> SiteIdentity:
     """Enroll with the control named in `bundle`; writes the identity under `state_dir/site`."""
-    parsed = parse_bundle(bundle)
+    try:
+        parsed = parse_bundle(bundle)
+    except BundleError as e:
+        raise EnrollmentError(str(e)) from None
     # The CA is fetched without verification and then checked against the pinned
     # fingerprint; the secret only travels over TLS verified against that CA.
-    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    ca_pem = await asyncio.to_thread(_http, f"{parsed.url}/v1/enrollment/ca", unverified)
+    ca_pem = await _request(f"{parsed.url}/v1/enrollment/ca", False)
     try:
         fingerprint = pki.cert_fingerprint(ca_pem)
     except ValueError as e:
@@ -194,8 +142,7 @@ async def enroll(bundle: str, state_dir: Path) -> SiteIdentity:
     key = pki.generate_key()
     csr = pki.make_csr(key, parsed.site)
     request = {"site": parsed.site, "secret": parsed.secret, "csr": csr.decode("ascii")}
-    raw = await asyncio.to_thread(
-        _http,
+    raw = await _request(
         f"{parsed.url}/v1/enrollment",
         pki.client_ssl_context(ca_pem),
         json.dumps(request).encode(),

@@ -3,10 +3,8 @@
 `SyncClient.run` keeps two loops over one mutual-TLS session: the poller asks for the desired
 state by revision (answered at once on change, else "not modified" after the wait) and hands
 new states to `on_desired`; the pusher sends sequence-numbered batches of the latest status and
-queued events. The event queue, the batch in flight and the last applied revision live in
-``site/sync.db`` (SQLite), so events queued while control is away survive a restart and reach
-control exactly once: a batch keeps its seq and contents until control acknowledges it.
-Failures back off exponentially with full jitter; a 503's ``Retry-After`` is honoured.
+queued events from the outbox (`enforcer.link.outbox`). Failures back off exponentially with
+full jitter up to a short cap; a ``Retry-After`` is honoured (`enforcer.link.backoff`).
 """
 
 from __future__ import annotations
@@ -14,28 +12,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import email.utils
-import json
 import logging
-import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from enforcer.link.backoff import BACKOFF_BASE, BACKOFF_CAP, Backoff, parse_retry_after
 from enforcer.link.enrollment import SiteIdentity, site_dir
+from enforcer.link.outbox import Batch, EventQueue
 
 __all__ = ["Backoff", "EventQueue", "SyncClient", "VaultKeyError", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
 POLL_WAIT = 300.0  # seconds a long-poll may wait at control
-MAX_EVENTS_PER_BATCH = 500
-MAX_QUEUED_EVENTS = 100_000
 
 OnDesired = Callable[[int, list[dict[str, Any]]], Awaitable[None]]
 # the site's vaults: [{"name", "tenant", "version", "unseal": "local"|"remote", "sealed": {...}}]
@@ -44,142 +37,6 @@ OnVaults = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 class VaultKeyError(Exception):
     """Control did not hand out the site's vault key; the message says why."""
-
-
-class Backoff:
-    """Exponential backoff with full jitter: attempt n sleeps U(0, min(cap, base * 2**n))."""
-
-    def __init__(
-        self, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None
-    ) -> None:
-        self.base, self.cap = base, cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 62))
-        self.attempt += 1
-        return self._rng.uniform(0.0, ceiling)
-
-    def after_retry_after(self, seconds: float) -> float:
-        """The delay when control asked for `seconds`: at least that, spread by up to half."""
-        self.attempt += 1
-        return seconds * self._rng.uniform(1.0, 1.5)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-@dataclass(frozen=True)
-class Batch:
-    seq: int
-    events: list[dict[str, Any]]
-    max_id: int  # the last queued event in the batch (0: none)
-
-
-class EventQueue:
-    """The persistent outbox: queued events, the batch in flight, the next seq, the revision."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS events "
-            "(id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
-        )
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _get(self, key: str, default: int) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else default
-
-    def _set(self, key: str, value: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
-
-    @property
-    def revision(self) -> int:
-        return self._get("revision", 0)
-
-    @revision.setter
-    def revision(self, value: int) -> None:
-        self._set("revision", value)
-
-    def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-
-    def push(self, event: Mapping[str, Any]) -> None:
-        body = json.dumps(event, separators=(",", ":"), default=str)
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("INSERT INTO events (body) VALUES (?)", (body,))
-            excess = len(self) - MAX_QUEUED_EVENTS
-            if excess > 0:  # drop the oldest events that are not in the batch in flight
-                floor = self._get("inflight_max_id", 0)
-                self._db.execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events "
-                    "WHERE id > ? ORDER BY id LIMIT ?)",
-                    (floor, excess),
-                )
-                log.warning("control unreachable for long: dropped %d queued events", excess)
-
-    def pending(self) -> bool:
-        return self._get("inflight_seq", 0) > 0 or len(self) > 0
-
-    def batch(self, limit: int = MAX_EVENTS_PER_BATCH) -> Batch:
-        """The batch to send: the one in flight if any, else a new one fixed from now on."""
-        seq = self._get("inflight_seq", 0)
-        if seq:
-            max_id = self._get("inflight_max_id", 0)
-        else:
-            seq = self._get("next_seq", 1)
-            row = self._db.execute(
-                "SELECT MAX(id) FROM (SELECT id FROM events ORDER BY id LIMIT ?)", (limit,)
-            ).fetchone()
-            max_id = int(row[0] or 0)
-            with self._db:
-                self._db.execute("BEGIN")
-                self._set("inflight_seq", seq)
-                self._set("inflight_max_id", max_id)
-        rows = self._db.execute(
-            "SELECT body FROM events WHERE id <= ? ORDER BY id", (max_id,)
-        ).fetchall()
-        return Batch(seq, [json.loads(r[0]) for r in rows], max_id)
-
-    def acknowledge(self, batch: Batch) -> None:
-        """Control applied `batch`: forget its events and move on to the next seq."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM events WHERE id <= ?", (batch.max_id,))
-            self._set("next_seq", batch.seq + 1)
-            self._set("inflight_seq", 0)
-            self._set("inflight_max_id", 0)
-
-    def renumber(self, seq: int) -> None:
-        """Control expects `seq` next (our numbering was stale): send the batch in flight as it."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._set("next_seq", seq)
-            if self._get("inflight_seq", 0):
-                self._set("inflight_seq", seq)
 
 
 class SyncClient:
@@ -192,8 +49,8 @@ class SyncClient:
         on_desired: OnDesired,
         state_dir: Path,
         poll_wait: float = POLL_WAIT,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 300.0,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
         on_vaults: OnVaults | None = None,
         on_quotas: OnVaults | None = None,
     ) -> None:
@@ -213,11 +70,12 @@ class SyncClient:
         self._since = time.time()
         self._last_contact: float | None = None
         self._error = ""
+        self._opened = False
 
     # --- what the daemon calls ------------------------------------------------------------
 
     def push_event(self, event: dict[str, Any]) -> None:
-        """Queue an event for control (persisted at once)."""
+        """Queue an event for control (persisted on the outbox's thread)."""
         self.queue.push(event)
         self._wakeup.set()
 
@@ -245,7 +103,7 @@ class SyncClient:
             "last_contact": self._last_contact,
             "error": self._error,
             "revision": self.revision,
-            "queued_events": len(self.queue),
+            "queued_events": self.queue.queued,
             "description": self.describe(),
         }
 
@@ -264,8 +122,15 @@ class SyncClient:
 
     # --- loops ----------------------------------------------------------------------------
 
+    async def open(self) -> None:
+        """Read the outbox's state (`run` does it too)."""
+        await self.queue.open()
+        self._opened = True
+
     async def run(self) -> None:
         """Sync until cancelled."""
+        if not self._opened:
+            await self.open()
         connector = aiohttp.TCPConnector(
             ssl=self.identity.ssl_context(), limit=4, keepalive_timeout=60.0
         )
@@ -289,7 +154,11 @@ class SyncClient:
             await asyncio.sleep(0.25)
 
     def close(self) -> None:
+        """Close the outbox from outside the event loop (`aclose` on it)."""
         self.queue.close()
+
+    async def aclose(self) -> None:
+        await self.queue.aclose()
 
     async def fetch_vault_key(self, timeout: float = 30.0) -> bytes:
         """The site's 32-byte vault key from control (``unseal = "remote"``): keep it in memory.
@@ -388,7 +257,7 @@ class SyncClient:
             log.exception("applying desired state revision %d failed; will retry", revision)
             await asyncio.sleep(self._poll_backoff.next())
             return
-        self.queue.revision = revision
+        await self.queue.set_revision(revision)
         self._status_version += 1  # the status now reports the new revision
         self._wakeup.set()
 
@@ -402,11 +271,11 @@ class SyncClient:
     async def _push_forever(self, session: aiohttp.ClientSession) -> None:
         url = f"{self.identity.url}/v1/sync/status"
         while True:
-            if not self.queue.pending() and self._status_sent == self._status_version:
+            if self._status_sent == self._status_version and not await self.queue.pending():
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 await asyncio.sleep(0.05)  # gather what comes in the same breath into one batch
-            batch = self.queue.batch()
+            batch = await self.queue.batch()
             version = self._status_version
             status = None
             if self._status is not None and self._status_sent != version:
@@ -424,7 +293,7 @@ class SyncClient:
                     if response.status == 200 and isinstance(answer, dict):
                         self._connected()
                         self._push_backoff.reset()
-                        self._acknowledged(batch, answer, version)
+                        await self._acknowledged(batch, answer, version)
                         continue
                     if response.status == 409 and isinstance(answer, dict):
                         expected = answer.get("error", {}).get("expected")
@@ -434,7 +303,7 @@ class SyncClient:
                                 expected,
                                 batch.seq,
                             )
-                            self.queue.renumber(expected)
+                            await self.queue.renumber(expected)
                             continue
                     await self._refused(response)
                     await self._delay(self._push_backoff, response)
@@ -442,16 +311,16 @@ class SyncClient:
                 self._failed("unreachable", _describe(e))
                 await self._delay(self._push_backoff, None)
 
-    def _acknowledged(self, batch: Batch, answer: Mapping[str, Any], version: int) -> None:
+    async def _acknowledged(self, batch: Batch, answer: Mapping[str, Any], version: int) -> None:
         last = answer.get("seq")
         if answer.get("duplicate") and isinstance(last, int) and last > batch.seq:
             # Control is ahead of our numbering (our state was reset): send this batch again.
             log.warning(
                 "control's last status seq is %d, ahead of ours (%d): renumbering", last, batch.seq
             )
-            self.queue.renumber(last + 1)
+            await self.queue.renumber(last + 1)
             return
-        self.queue.acknowledge(batch)
+        await self.queue.acknowledge(batch)
         if not answer.get("duplicate"):
             self._status_sent = version
 

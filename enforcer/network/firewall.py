@@ -1,114 +1,141 @@
-"""Outbound policy for application networks, as iptables rules in chains of our own.
+"""The iptables adapter of the outbound policy (the rules themselves: `enforcer.network.rules`).
 
-Docker's `--internal` networks cannot publish ports and still let containers reach the host,
-so `outbound: deny` is enforced here instead: new connections that enter the host or leave the
-bridge of an application network are dropped, except from the addresses of instances whose
-service says `outbound: allow`. Replies to inbound connections (published ports) pass, and
-traffic between containers of the same application stays on the bridge.
-
-The rule text is computed by a pure function and loaded with `iptables-restore --noflush`,
-which replaces our chains atomically and leaves every other chain alone.
+Rules are loaded with `iptables-restore --noflush` (and `ip6tables-restore`), which replaces
+our chains atomically and leaves every other chain alone. The policy fails closed in what it
+reports: `enforced` is False, and `status` says why, whenever a family's rules could not be
+loaded — no `iptables` on the machine, or an error — and `verify` (run every few seconds by the
+reconciler) puts hooks and rules back when a firewall reload or `iptables -F` removed them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import shutil
 from collections.abc import Mapping
 
+from enforcer.network.rules import Family, chain_names, hooks, missing, rules
+
 log = logging.getLogger(__name__)
 
 
-FORWARD_PARENT = "DOCKER-USER"
-
-
-def chain_names(owner: str) -> tuple[str, str]:
-    """Chain names unique per enforcer (several run side by side in tests)."""
-    digest = hashlib.sha1(owner.encode()).hexdigest()[:8]
-    return f"EW-FWD-{digest}", f"EW-IN-{digest}"
-
-
-def rules(owner: str, bridges: Mapping[str, frozenset[str]]) -> str:
-    """iptables-restore input for the filter table: bridge name -> addresses allowed out."""
-    fwd, inp = chain_names(owner)
-    lines = ["*filter", f":{fwd} - [0:0]", f":{inp} - [0:0]"]
-    for bridge in sorted(bridges):
-        for ip in sorted(bridges[bridge]):
-            lines.append(f"-A {fwd} -i {bridge} -s {ip}/32 -j RETURN")
-            lines.append(f"-A {inp} -i {bridge} -s {ip}/32 -j RETURN")
-        lines.append(f"-A {fwd} -i {bridge} ! -o {bridge} -m conntrack --ctstate NEW -j DROP")
-        lines.append(f"-A {inp} -i {bridge} -m conntrack --ctstate NEW -j DROP")
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
 class Firewall:
+    """`enforcer.reconcile.runtime.OutboundPolicy` over iptables and ip6tables."""
+
     def __init__(self, owner: str) -> None:
         self.owner = owner
-        self.available = shutil.which("iptables-restore") is not None
-        self.error = "" if self.available else "iptables-restore not found"
-        self._applied: str | None = None
-        self._hooked = False  # Docker never rewrites DOCKER-USER or INPUT: hook once
+        self._errors: dict[Family, str] = {}
+        for family in Family:
+            if shutil.which(family.restore) is None or shutil.which(family.value) is None:
+                self._errors[family] = f"{family.value} not found"
+        self._bridges: Mapping[str, frozenset[str]] | None = None
+        self._applied: dict[Family, str] = {}
+        self._hooked: set[Family] = set()
         self._lock = asyncio.Lock()
 
-    async def apply(self, bridges: Mapping[str, frozenset[str]]) -> None:
-        if not self.available:
-            return
-        text = rules(self.owner, bridges)
-        async with self._lock:
-            if text == self._applied:
-                return
-            try:
-                if not self._hooked:
-                    await self._hook()
-                    self._hooked = True
-                await _run(["iptables-restore", "--noflush", "--wait"], text)
-            except OSError as exc:
-                self.error = f"cannot program iptables: {exc}"
-                log.warning("outbound policy not enforced: %s", self.error)
-                return
-            self._applied = text
-            self.error = ""
+    # -- what health reports -------------------------------------------------------------
+    @property
+    def enforced(self) -> bool:
+        """True when the rules of both families are in place as last computed."""
+        return not self._errors
 
-    async def _hook(self) -> None:
-        fwd, inp = chain_names(self.owner)
-        # Forwarded traffic is hooked from DOCKER-USER: Docker jumps there first and never
-        # rewrites it, while it inserts every new network's ACCEPT rules at the top of FORWARD
-        # (above anything hooked into FORWARD before).
-        await _run(["iptables", "--wait", "-N", FORWARD_PARENT], check=False)
+    @property
+    def status(self) -> str:
+        """ "enforced", or "not enforced: " and why, per family."""
+        if not self._errors:
+            return "enforced"
+        return "not enforced: " + "; ".join(self._errors[f] for f in Family if f in self._errors)
+
+    @property
+    def error(self) -> str:
+        return "" if self.enforced else self.status
+
+    # -- OutboundPolicy ------------------------------------------------------------------
+    async def apply(self, bridges: Mapping[str, frozenset[str]]) -> None:
+        async with self._lock:
+            self._bridges = dict(bridges)
+            for family in Family:
+                await self._apply(family)
+
+    async def verify(self) -> None:
+        """Check that hooks and rules are still there; put back what vanished."""
+        async with self._lock:
+            if self._bridges is None:
+                return
+            for family in Family:
+                text = self._applied.get(family)
+                if text is None:  # never loaded (or failed): try again
+                    await self._apply(family)
+                    continue
+                try:
+                    saved = await _run([family.save, "-t", "filter"])
+                except OSError as exc:
+                    self._fail(family, f"cannot read {family.value} rules: {exc}")
+                    continue
+                gone = missing(self.owner, text, saved)
+                if gone:
+                    log.warning("outbound rules vanished (%s); loading them again", "; ".join(gone))
+                    self._applied.pop(family, None)
+                    self._hooked.discard(family)
+                    await self._apply(family)
+
+    async def _apply(self, family: Family) -> None:
+        if shutil.which(family.restore) is None or shutil.which(family.value) is None:
+            self._fail(family, f"{family.value} not found")
+            return
+        assert self._bridges is not None
+        text = rules(self.owner, self._bridges, family)
+        if text == self._applied.get(family):
+            return
         try:
-            await _run(["iptables", "--wait", "-C", "FORWARD", "-j", FORWARD_PARENT])
-        except OSError:
-            await _run(["iptables", "--wait", "-I", "FORWARD", "1", "-j", FORWARD_PARENT])
-        for parent, chain in ((FORWARD_PARENT, fwd), ("INPUT", inp)):
-            await _run(["iptables", "--wait", "-N", chain], check=False)
+            if family not in self._hooked:
+                await self._hook(family)
+                self._hooked.add(family)
+            await _run([family.restore, "--noflush", "--wait"], text)
+        except OSError as exc:
+            self._fail(family, f"cannot program {family.value}: {exc}")
+            return
+        self._applied[family] = text
+        self._errors.pop(family, None)
+
+    def _fail(self, family: Family, why: str) -> None:
+        if self._errors.get(family) != why:
+            log.warning("outbound policy not enforced: %s", why)
+        self._errors[family] = why
+        self._applied.pop(family, None)
+        self._hooked.discard(family)
+
+    async def _hook(self, family: Family) -> None:
+        for h in hooks(self.owner):
+            await _run([family.value, "--wait", "-N", h.chain], check=False)
             try:
-                await _run(["iptables", "--wait", "-C", parent, "-j", chain])
+                await _run(h.check(family))
             except OSError:
-                await _run(["iptables", "--wait", "-I", parent, "1", "-j", chain])
+                await _run(h.insert(family))
 
     async def remove(self) -> None:
         """Unhook and delete our chains (on purge of everything; not on normal shutdown)."""
-        if not self.available:
-            return
-        fwd, inp = chain_names(self.owner)
-        for parent, chain in ((FORWARD_PARENT, fwd), ("INPUT", inp)):
-            await _run(["iptables", "--wait", "-D", parent, "-j", chain], check=False)
-            await _run(["iptables", "--wait", "-F", chain], check=False)
-            await _run(["iptables", "--wait", "-X", chain], check=False)
-        self._applied = None
-        self._hooked = False
+        for family in Family:
+            if shutil.which(family.value) is None:
+                continue
+            for h in hooks(self.owner):
+                if h.chain not in chain_names(self.owner):
+                    continue  # DOCKER-USER is shared: left in place
+                await _run(h.delete(family), check=False)
+                await _run([family.value, "--wait", "-F", h.chain], check=False)
+                await _run([family.value, "--wait", "-X", h.chain], check=False)
+        self._applied.clear()
+        self._hooked.clear()
 
 
-async def _run(cmd: list[str], stdin: str | None = None, check: bool = True) -> None:
+async def _run(cmd: list[str], stdin: str | None = None, check: bool = True) -> str:
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
     if check and proc.returncode != 0:
         raise OSError(f"{' '.join(cmd[:2])} failed: {err.decode(errors='replace').strip()}")
+    return out.decode(errors="replace")

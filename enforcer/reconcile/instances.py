@@ -6,6 +6,10 @@ variables expanded, mounts, devices, limits, ports) and a config hash per contai
 decides whether a running container still matches (docker-compose's `config_hash`, with the
 image id folded in by the runtime).
 
+`desired_instance` raises only `InstanceError`: whatever an application holds (a stored spec
+that an older validator let through, a secret variable whose value is not there), computing
+one instance can fail only that instance, with the reason.
+
 Secret values reach an instance only through `secrets`: as env values (hashed as a digest,
 never as text) and as the files of secret volumes (`SecretFile`, written by
 `enforcer.secrets.files`). Neither shows in a repr.
@@ -19,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from enforcer.devices.passthrough import GpuPassthrough
 from enforcer.shared.spec.model import (
     Application,
     Container,
@@ -34,6 +39,16 @@ LABEL = "edgeward"
 MANAGED = f"{LABEL}.managed"
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 SecretValues = Mapping[tuple[str, str, str], str]  # (vault, secret, key) -> value
+
+
+class InstanceError(ValueError):
+    """One instance cannot be computed from its application; `reason` says why (a line for
+    ``ps``). The caller marks that instance failed and goes on with the others."""
+
+    def __init__(self, instance: str, reason: str) -> None:
+        super().__init__(f"{instance}: {reason}")
+        self.instance = instance
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -86,12 +101,13 @@ class ContainerConfig:
     files_digest: str  # digest of config-map contents, so that changing them recreates
     secret_env: tuple[str, ...] = ()  # env names whose values come from secrets
     secrets_digest: str = ""  # digest of restart-on-change secret files this container mounts
+    gpu_ids: tuple[str, ...] = ()  # device ids of the NVIDIA GPUs assigned to it ("": any)
 
     def config_hash(self, image_id: str) -> str:
         doc = asdict(self)
         # a secret goes into the hash input as a digest, never as its text
         doc["env"] = [[k, _digest(v) if k in self.secret_env else v] for k, v in doc["env"]]
-        for key in ("secret_env", "secrets_digest"):  # without secrets: the hash as before
+        for key in ("secret_env", "secrets_digest", "gpu_ids"):  # unused: the hash as before
             if not doc[key]:
                 del doc[key]
         # the version label alone does not make a container different: a new version of an
@@ -136,6 +152,7 @@ class DesiredInstance:
     needs_secrets: bool
     secret_files: tuple[SecretFile, ...] = ()  # files of secret volumes, under secrets_dir
     secrets_dir: str = ""  # host directory of this instance's secret volumes (on a tmpfs)
+    gpus: tuple[str, ...] = ()  # the host's GPUs assigned to it (`Gpu.id`), for `ps`
 
     @property
     def owner(self) -> ContainerConfig:
@@ -184,7 +201,7 @@ def variable_values(
     values = system_variables(app, service, instance, ctx)
     for var in service.variables:
         if var.value is not None:
-            values[var.name] = expand(var.value, values)
+            values[var.name] = _expand(f"variables.{var.name}", var.value, values)
         elif var.value_from_secret is not None and secrets is not None:
             ref = var.value_from_secret
             key = (ref.vault, ref.secret, ref.key or "")
@@ -213,44 +230,41 @@ def desired_instance(
     *,
     instances_dir: str,
     devices: tuple[str, ...] = (),
-    gpus: int = 0,
+    gpus: int | GpuPassthrough = 0,
     secrets: SecretValues | None = None,
     secrets_dir: str = "",
 ) -> DesiredInstance:
     """What should run for `instance`. Every secret the service refers to must be in
-    `secrets` (see `enforcer.secrets.vaults.missing_secret`)."""
-    values = variable_values(app, service, instance, ctx, secrets)
+    `secrets` (see `enforcer.secrets.vaults.missing_secret`). `gpus`: the GPUs assigned to it
+    (their render nodes belong in `devices` too), or a count of NVIDIA GPUs that Docker picks.
+    Raises `InstanceError` (and nothing else) when the instance cannot be computed."""
+    gpu = gpus if isinstance(gpus, GpuPassthrough) else GpuPassthrough(nvidia_ids=("",) * gpus)
     files_dir = f"{instances_dir}/{instance}"
     secret_files = _secret_files(service, secrets or {})
-    files: list[ConfigFile] = []
-    for vol in service.volumes:
-        if vol.kind is VolumeKind.CONFIG_MAP:
-            files.extend(ConfigFile(vol.name, it.name, expand(it.data, values)) for it in vol.items)
-    digest = hashlib.sha256(
-        json.dumps([asdict(f) for f in files], sort_keys=True).encode()
-    ).hexdigest()[:16]
     net = network_name(app.tenant, app.name)
     instance_secrets = f"{secrets_dir}/{instance}"
     tainted = secret_variables(service.variables)
-    containers = tuple(
-        _container_config(
-            app,
-            service,
-            instance,
-            c,
-            i == 0,
-            values,
-            net,
-            files_dir,
-            digest,
-            devices,
-            instance_secrets,
-            gpus,
-            tainted,
-            secret_files,
-        )
-        for i, c in enumerate(service.containers)
-    )
+    try:
+        values = variable_values(app, service, instance, ctx, secrets)
+        files = [
+            ConfigFile(vol.name, it.name, _expand(f"volumes.{vol.name}.{it.name}", it.data, values))
+            for vol in service.volumes
+            if vol.kind is VolumeKind.CONFIG_MAP
+            for it in vol.items
+        ]
+        digest = hashlib.sha256(
+            json.dumps([asdict(f) for f in files], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        containers = tuple(
+            _container_config(
+                app, service, instance, c, i == 0, values, net, files_dir, digest, devices,
+                instance_secrets, gpu, tainted, secret_files,
+            )
+            for i, c in enumerate(service.containers)
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise InstanceError(instance, reason) from exc
     return DesiredInstance(
         id=instance,
         app=app.name,
@@ -274,6 +288,7 @@ def desired_instance(
         or any(v.value_from_secret is not None for v in service.variables),
         secret_files=secret_files,
         secrets_dir=instance_secrets if secret_files or _has_secret_volume(service) else "",
+        gpus=gpu.assigned,
     )
 
 
@@ -321,7 +336,7 @@ def _container_config(
     files_digest: str,
     devices: tuple[str, ...],
     instance_secrets: str,
-    gpus: int,
+    gpu: GpuPassthrough,
     tainted: frozenset[str],
     secret_files: tuple[SecretFile, ...],
 ) -> ContainerConfig:
@@ -339,7 +354,8 @@ def _container_config(
             mounts.append(
                 MountConfig("volume", volume_name(instance, vol.name), m.path, m.read_only)
             )
-    env = tuple(sorted((k, expand(v, values)) for k, v in c.env))
+    at = f"containers.{c.name}"
+    env = tuple(sorted((k, _expand(f"{at}.env.{k}", v, values)) for k, v in c.env))
     secret_env = tuple(sorted(k for k, v in c.env if references(v) & tainted))
     watched = [f for f in secret_files if f.volume in restart_on]
     return ContainerConfig(
@@ -347,13 +363,16 @@ def _container_config(
         name=c.name,
         docker_name=docker_name(instance, c.name),
         image=c.image,
-        command=None if c.cmd is None else tuple(expand(a, values) for a in c.cmd),
-        entrypoint=None if c.entrypoint is None else tuple(expand(a, values) for a in c.entrypoint),
+        command=None if c.cmd is None else tuple(_expand(f"{at}.cmd", a, values) for a in c.cmd),
+        entrypoint=None
+        if c.entrypoint is None
+        else tuple(_expand(f"{at}.entrypoint", a, values) for a in c.entrypoint),
         env=env,
         labels=tuple(sorted(_labels(app, service, instance, c.name).items())),
         mounts=tuple(mounts),
         devices=devices,
-        gpus=gpus if owner else 0,
+        gpus=len(gpu.nvidia_ids) if owner else 0,
+        gpu_ids=tuple(i for i in gpu.nvidia_ids if i) if owner else (),
         cpus=service.resources.cpus,
         memory=service.resources.memory,
         network=network,
@@ -369,6 +388,13 @@ def _container_config(
         secret_env=secret_env,
         secrets_digest=_files_digest(watched) if restart_on else "",
     )
+
+
+def _expand(where: str, text: str, values: Mapping[str, str]) -> str:
+    try:
+        return expand(text, values)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _hostname(instance: str) -> str:

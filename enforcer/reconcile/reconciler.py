@@ -1,8 +1,11 @@
-"""The inner control loop: drive this host's Docker engine to the desired instances.
+"""The inner control loop: drive this host's container engine to the desired instances.
 
-Owns one `InstanceWorker` per instance, feeds them from Docker's event stream (immediate
-reaction) and a periodic full resync (nothing is missed), watches the engine's availability,
-and keeps the shared pieces — application networks, images, the outbound firewall — in step.
+Owns one `InstanceWorker` per live instance, feeds them from the engine's event stream
+(immediate reaction) and a full comparison with all the engine has — at once when the first
+desired state arrives, then periodically (nothing is missed) — watches the engine's
+availability, and keeps the shared pieces — application networks, images, the outbound
+firewall — in step. The engine, the firewall and the store are Protocols
+(`enforcer.reconcile.runtime`); the daemon wires the real ones in.
 """
 
 from __future__ import annotations
@@ -11,37 +14,44 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from enforcer.facade import InstanceState, InstanceStatus
-from enforcer.network.firewall import Firewall
 from enforcer.reconcile import restarts
+from enforcer.reconcile.images import Images
 from enforcer.reconcile.instances import Context, DesiredInstance, bridge_name
 from enforcer.reconcile.plan import plan_site
+from enforcer.reconcile.runtime import (
+    ObservedContainer,
+    OutboundPolicy,
+    RestartStore,
+    Runtime,
+    RuntimeUnavailable,
+)
 from enforcer.reconcile.worker import InstanceWorker
-from enforcer.runtime.docker import DockerRuntime, ObservedContainer, RuntimeUnavailable
 from enforcer.shared.spec.model import Application, Probes
-from enforcer.site.store import Store
 
 log = logging.getLogger(__name__)
 EventSink = Callable[..., Awaitable[None]]
+FIREWALL_CHECK = 5.0  # seconds between checks that the outbound rules are still in place
 
 
 class Reconciler:
     def __init__(
         self,
-        runtime: DockerRuntime,
-        store: Store,
+        runtime: Runtime,
+        store: RestartStore,
         ctx: Context,
         *,
         instances_dir: Path,
         backoff: restarts.BackoffPolicy,
         resync_interval: float,
         emit: EventSink,
-        firewall: Firewall,
+        firewall: OutboundPolicy,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -59,23 +69,28 @@ class Reconciler:
         self.held: dict[str, tuple[str, str]] = {}
         self.runtime_ok = True
         self.runtime_error = ""
-        self._images: dict[str, str] = {}
-        self._image_locks: dict[str, asyncio.Lock] = {}
-        self._pulls: dict[str, asyncio.Future[str]] = {}
+        self.on_pass: Callable[[float], None] | None = None  # seconds of each worker pass
+        self.images = Images(runtime)
         self._update_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._network_lock = asyncio.Lock()
         self._networks: set[str] = set()
-        self._saved: dict[str, tuple[int, int | None]] = {}
+        self._saved: dict[str, tuple[restarts.RestartState, str]] = {}  # and FinishedAt counted
         self._up = asyncio.Event()
         self._up.set()
         self._resync_now = asyncio.Event()
+        self._have_desired = asyncio.Event()  # the first comparison waits for the first state
         self._firewall_dirty = asyncio.Event()
         self.changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        self._saved = await self.store.restart_counts()
+        counts = await self.store.restart_counts()
+        backoffs = await self.store.backoffs()
+        for key in set(counts) | set(backoffs):
+            count, last = counts.get(key, (0, None))
+            streak, due, seen = backoffs.get(key, (0, None, ""))
+            self._saved[key] = (restarts.RestartState(count, streak, last, due), seen)
         for name, coro in (
             ("docker-events", self._event_loop()),
             ("resync", self._resync_loop()),
@@ -88,7 +103,7 @@ class Reconciler:
         """Stop the loops and workers — never the containers (they keep running)."""
         tasks = self._tasks + [w.task for w in self.workers.values() if w.task is not None]
         for w in self.workers.values():
-            w.stop_probes()
+            w.probes.end_all()
         for t in tasks:
             t.cancel()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
@@ -103,14 +118,23 @@ class Reconciler:
     ) -> None:
         """`held` instances (pending ones whose containers may run on) are neither created
         nor removed: their containers stay as they are until they are desired again."""
+        was_held = set(self.held)
         self.desired = dict(desired)
         self.pending = dict(pending)
         self.apps = dict(apps)
         self.held = dict(held or {})
+        moved = was_held ^ set(self.held)
+        # the live workers only: those of removed instances are dropped when done
         for iid in set(self.desired) | set(self.workers):
+            new = iid not in self.workers or self.workers[iid].done
             w = self._worker(iid)
-            w.desired = self.desired.get(iid)
-            w.wake()
+            wanted = self.desired.get(iid)
+            if new or w.desired != wanted or iid in moved:
+                w.desired = wanted
+                w.wake()
+        if not self._have_desired.is_set():  # the first state: compare all at once
+            self._have_desired.set()
+            self._resync_now.set()
         self._firewall_dirty.set()
         self.status_changed()
 
@@ -122,6 +146,10 @@ class Reconciler:
             self.workers[iid] = w
             w.start()
         return w
+
+    def worker_done(self, w: InstanceWorker) -> None:
+        if self.workers.get(w.id) is w:
+            del self.workers[w.id]
 
     def probes_of(self, desired: DesiredInstance, container: str) -> Probes:
         app = self.apps.get(desired.app)
@@ -163,53 +191,32 @@ class Reconciler:
             w.state, w.reason = InstanceState.UNKNOWN, f"runtime unavailable: {error}"
             w.details.clear()
 
-    def saved_restarts(self, iid: str, container: str) -> restarts.RestartState:
-        count, last = self._saved.get(f"{iid}/{container}", (0, None))
-        return restarts.RestartState(restarts=count, last_exit_code=last)
+    def saved_restarts(self, iid: str, container: str) -> tuple[restarts.RestartState, str]:
+        """The restart state kept for a container, and the exit (FinishedAt) it counted."""
+        return self._saved.get(f"{iid}/{container}", (restarts.RestartState(), ""))
 
-    def save_restarts(self, iid: str, container: str, st: restarts.RestartState) -> None:
+    def save_restarts(
+        self, iid: str, container: str, st: restarts.RestartState, seen_exit: str
+    ) -> None:
         key = f"{iid}/{container}"
-        self._saved[key] = (st.restarts, st.last_exit_code)
-        task = asyncio.get_running_loop().create_task(
-            self.store.put_restart_count(key, st.restarts, st.last_exit_code)
-        )
+        self._saved[key] = (st, seen_exit)
+        task = asyncio.get_running_loop().create_task(self._persist(key, st, seen_exit))
         task.add_done_callback(_log_failure)
 
-    async def forget(self, iid: str) -> None:
+    async def _persist(self, key: str, st: restarts.RestartState, seen_exit: str) -> None:
+        await self.store.put_restart_count(key, st.restarts, st.last_exit_code)
+        await self.store.put_backoff(key, st.streak, st.next_retry, seen_exit)
+
+    async def cleanup(self, iid: str) -> None:
+        """What is left of a removed instance: ephemeral volumes, files, restart state."""
+        for vol in await self.runtime.managed_volumes(instance=iid, ephemeral="true"):
+            await self.runtime.remove_volume(vol)
+        shutil.rmtree(Path(self.instances_dir) / iid, ignore_errors=True)
         for key in [k for k in self._saved if k.startswith(iid + "/")]:
             del self._saved[key]
         await self.store.forget_restarts(iid + "/")
+        await self.store.forget_backoffs(iid + "/")
         self._firewall_dirty.set()
-
-    async def image_id(self, ref: str) -> str | None:
-        """The local image id of `ref` (None: not pulled); one lookup for many instances."""
-        if ref in self._images:
-            return self._images[ref]
-        lock = self._image_locks.setdefault(ref, asyncio.Lock())
-        async with lock:
-            if ref not in self._images:
-                found = await self.runtime.image_id(ref)
-                if found is None:
-                    return None
-                self._images[ref] = found
-        return self._images[ref]
-
-    async def pull(self, ref: str) -> str:
-        """Pull once however many instances ask for the same image at the same time."""
-        fut = self._pulls.get(ref)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._pulls[ref] = fut
-            try:
-                image = await self.runtime.pull(ref)
-                self._images[ref] = image
-                fut.set_result(image)
-            except Exception as exc:
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: the waiters get it too
-            finally:
-                del self._pulls[ref]
-        return await asyncio.shield(fut)
 
     def update_lock(self, d: DesiredInstance) -> asyncio.Lock:
         """Rolling updates: one instance of a service is replaced at a time."""
@@ -269,6 +276,7 @@ class Reconciler:
                 await asyncio.sleep(1)
 
     async def _resync_loop(self) -> None:
+        await self._have_desired.wait()
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._resync_now.wait(), self.resync_interval)
@@ -317,7 +325,7 @@ class Reconciler:
                 continue
             log.info("container runtime is back")
             self.runtime_ok, self.runtime_error = True, ""
-            self._images.clear()
+            self.images.forget()
             self._networks.clear()  # the engine may have lost them: prepare() re-ensures
             await self._emit("runtime.available", "the container runtime is available again")
             self._up.set()
@@ -325,7 +333,11 @@ class Reconciler:
 
     async def _firewall_loop(self) -> None:
         while True:
-            await self._firewall_dirty.wait()
+            try:
+                await asyncio.wait_for(self._firewall_dirty.wait(), FIREWALL_CHECK)
+            except TimeoutError:
+                await self.firewall.verify()  # hooked again where a reload removed it
+                continue
             self._firewall_dirty.clear()
             await asyncio.sleep(0.05)  # coalesce bursts
             await self._apply_firewall()

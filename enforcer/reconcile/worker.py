@@ -1,8 +1,12 @@
 """One serial worker per service instance (kopf's per-object worker).
 
 The worker is the only code that touches its instance's containers, so nothing is created
-twice by racing loops. Woken by Docker events, probes, timers and resyncs, it observes the
-instance, asks `plan.plan_instance` what to do, and does it.
+twice by racing loops. Woken by engine events, probes, timers and resyncs, it observes the
+instance, asks `plan.plan_instance` what to do, and does it — through the `Runtime` Protocol.
+
+A change of the desired state reaches a busy worker: a pass stops between actions when its
+plan went stale, a rolling update re-reads the desired state once it holds the service's lock,
+and its wait for readiness ends when the desired state changes.
 """
 
 from __future__ import annotations
@@ -10,44 +14,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import shutil
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from enforcer.facade import ContainerStatus, InstanceState, InstanceStatus
+from enforcer.facade import InstanceState, InstanceStatus
 from enforcer.reconcile import restarts
 from enforcer.reconcile.instances import DesiredInstance
 from enforcer.reconcile.plan import Action, Observed, Op, plan_instance
-from enforcer.runtime.docker import (
+from enforcer.reconcile.probing import InstanceProbes
+from enforcer.reconcile.runtime import (
     ContainerDetails,
     ObservedContainer,
+    PullStalled,
     RuntimeRequestError,
     RuntimeUnavailable,
 )
-from enforcer.runtime.probes import ProbeRunner
+from enforcer.reconcile.status import instance_status, is_ready, state_after, write_config_files
 from enforcer.secrets.files import write_instance_files
-from enforcer.shared.spec.model import Outbound, Probes
+from enforcer.shared.spec.model import Outbound
 
 if TYPE_CHECKING:
     from enforcer.reconcile.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 READY_WAIT = 60.0  # how long a rolling update waits for a replaced instance to be ready
-
-
-def parse_docker_time(text: str) -> float:
-    """Docker's RFC 3339 timestamps with nanoseconds → unix time (0 for the zero time)."""
-    if not text or text.startswith("0001-"):
-        return 0.0
-    head, _, rest = text.partition(".")
-    frac = "".join(ch for ch in rest if ch.isdigit())[:6]
-    tz = "+00:00" if text.endswith("Z") else rest[len(rest.rstrip("+-:0123456789")) :]
-    stamp = f"{head}.{frac or '0'}{tz if tz.startswith(('+', '-')) else '+00:00'}"
-    return datetime.fromisoformat(stamp).timestamp()
 
 
 class InstanceWorker:
@@ -58,10 +49,9 @@ class InstanceWorker:
         self.state = InstanceState.PENDING
         self.reason = ""
         self.restart: dict[str, restarts.RestartState] = {}
-        self.seen_exit: dict[str, str] = {}  # container -> FinishedAt already counted
         self.liveness_failed: set[str] = set()
         self.start_failures: dict[str, int] = {}
-        self.probes: dict[str, tuple[str, ProbeRunner]] = {}  # container -> (docker id, runner)
+        self.probes = InstanceProbes(instance_id)
         self.details: dict[str, ContainerDetails] = {}
         self.pull_state = restarts.RestartState()
         self.next_wake: float | None = None
@@ -79,46 +69,52 @@ class InstanceWorker:
         self.task = asyncio.create_task(self._loop(), name=f"instance:{self.id}")
 
     def wake(self, observed: list[ObservedContainer] | None = None, inspect: bool = False) -> None:
-        """Run a pass soon. `inspect`: a container died — Docker's listing may still say
+        """Run a pass soon. `inspect`: a container died — the engine's listing may still say
         running for a few milliseconds after the die event, an inspect does not."""
         self._prefetched = observed
         self._inspect = self._inspect or inspect
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            timeout = None if self.next_wake is None else max(0.0, self.next_wake - time.time())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            self.next_wake = None
-            try:
-                finished = await self.sync()
-            except RuntimeUnavailable as exc:
-                self.state, self.reason = InstanceState.UNKNOWN, str(exc)
-                self.rec.runtime_down(str(exc))
-                continue  # the reconciler wakes us when the engine is back
-            except RuntimeRequestError as exc:
-                self.state, self.reason = InstanceState.FAILED, str(exc)
-                await self.rec.event("instance.failed", f"{self.id}: {exc}", self)
-                self.next_wake = time.time() + 5
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("instance %s: unexpected error", self.id)
-                self.state, self.reason = InstanceState.FAILED, "internal error, see the log"
-                self.next_wake = time.time() + 5
-                continue
-            if finished:
-                self.stop_probes()
-                self.done = True
-                return
+        try:
+            while not await self._turn():
+                pass
+        finally:
+            self.probes.end_all()
+            self.done = True
+            self.rec.worker_done(self)
+
+    async def _turn(self) -> bool:
+        """Wait for a reason, then one pass; True when the instance is gone."""
+        timeout = None if self.next_wake is None else max(0.0, self.next_wake - time.time())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+        self.next_wake = None
+        started = time.monotonic()
+        try:
+            return await self.sync()
+        except RuntimeUnavailable as exc:
+            self.state, self.reason = InstanceState.UNKNOWN, str(exc)
+            self.rec.runtime_down(str(exc))  # the reconciler wakes us when the engine is back
+        except RuntimeRequestError as exc:
+            self.state, self.reason = InstanceState.FAILED, str(exc)
+            await self.rec.event("instance.failed", f"{self.id}: {exc}", self)
+            self.next_wake = time.time() + 5
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("instance %s: unexpected error", self.id)
+            self.state, self.reason = InstanceState.FAILED, "internal error, see the log"
+            self.next_wake = time.time() + 5
+        finally:
+            if self.rec.on_pass is not None:
+                self.rec.on_pass(time.monotonic() - started)
+        return False
 
     # -- one pass ------------------------------------------------------------------------
     async def sync(self) -> bool:
         """Converge once; True when the instance is gone and the worker can end."""
-        rt = self.rec.runtime
         desired = self.desired
         if desired is None and self.id in self.rec.held:
             return False  # left as it is until it is desired again (its containers run on)
@@ -130,33 +126,33 @@ class InstanceWorker:
             observed = await self._observe_known(desired)  # a death: no listing needed
         if observed is None:
             if listed is None:
-                listed = await rt.list_managed(instance=self.id)
+                listed = await self.rec.runtime.list_managed(instance=self.id)
             self._listed = list(listed)
             observed = [await self._observe(c, desired, force) for c in listed]
         images: dict[str, str | None] = {}
         if desired is not None:
             for c in desired.containers:
-                images[c.image] = await self.rec.image_id(c.image)
+                images[c.image] = await self.rec.images.image_id(c.image)
         now = time.time()
         actions = plan_instance(
             desired, observed, images, now=now, liveness_failed=frozenset(self.liveness_failed)
         )
         if any(a.op is not Op.OK for a in actions):
-            log.debug(
-                "instance %s plan: %s",
-                self.id,
-                [(a.op.value, a.container, a.reason) for a in actions],
-            )
+            log.debug("instance %s plan: %s", self.id, [(a.op.value, a.container) for a in actions])
         try:
             for action in actions:
+                if self.desired != desired:  # changed meanwhile: this plan is stale
+                    self.wake()
+                    return False
                 if not await self._do(action, desired, images):
                     return False
         finally:
             await self._flush_events()
         if desired is None:
-            await self._cleanup()
+            await self.rec.cleanup(self.id)
+            self.state, self.reason = InstanceState.EXITED, "removed"
             return True
-        self._update_state(actions, now)
+        self.state, self.reason = state_after(self, actions, now)
         return False
 
     async def _observe(
@@ -174,27 +170,8 @@ class InstanceWorker:
         det = self.details[c.container]
         # a listing handed over by a resync may be older than the inspect just made
         running = det.running if fresh else c.state == "running"
-        if not running and det.finished_at and self.seen_exit.get(c.container) != det.finished_at:
-            self.seen_exit[c.container] = det.finished_at
-            ran_for = parse_docker_time(det.finished_at) - parse_docker_time(det.started_at)
-            prev = self.restart.get(c.container, self.rec.saved_restarts(self.id, c.container))
-            self.restart[c.container] = restarts.on_exit(
-                prev,
-                self.rec.backoff,
-                now=time.time(),
-                ran_for=ran_for,
-                exit_code=det.exit_code,
-                rng=self._rng,
-            )
-            self._stop_probe(c.container)
-            self._later.append(  # recorded after the restart: healing first
-                (
-                    "container.exited",
-                    f"{self.id}/{c.container} exited with code {det.exit_code}"
-                    + (" (out of memory)" if det.oom_killed else ""),
-                    {"exit_code": det.exit_code},
-                )
-            )
+        if not running and det.finished_at:
+            self._exited(c.container, det)
         st = self.restart.get(c.container)
         return Observed(
             id=c.id,
@@ -204,6 +181,33 @@ class InstanceWorker:
             exit_code=det.exit_code,
             started_at=det.started_at,
             restarting_due=st.next_retry if st is not None else None,
+        )
+
+    def _exited(self, name: str, det: ContainerDetails) -> None:
+        """Count an exit once (across enforcer restarts too) and plan its retry."""
+        saved, seen = self.rec.saved_restarts(self.id, name)
+        prev = self.restart.get(name, saved)
+        self.restart[name] = prev
+        if seen == det.finished_at:
+            return
+        st = restarts.on_exit(
+            prev,
+            self.rec.backoff,
+            now=time.time(),
+            ran_for=det.ran_for,
+            exit_code=det.exit_code,
+            rng=self._rng,
+        )
+        self.restart[name] = st
+        self.rec.save_restarts(self.id, name, st, det.finished_at)
+        self.probes.end(name)
+        oom = " (out of memory)" if det.oom_killed else ""
+        self._later.append(  # recorded after the restart: healing first
+            (
+                "container.exited",
+                f"{self.id}/{name} exited with code {det.exit_code}{oom}",
+                {"exit_code": det.exit_code},
+            )
         )
 
     async def _observe_known(self, desired: DesiredInstance | None) -> list[Observed] | None:
@@ -225,52 +229,64 @@ class InstanceWorker:
         self, action: Action, desired: DesiredInstance | None, images: dict[str, str | None]
     ) -> bool:
         """Carry out one action; False stops this pass (and schedules what comes next)."""
-        rt = self.rec.runtime
         op = action.op
         if op is Op.REMOVE:
             self.state = InstanceState.STOPPING
             await self._remove(action.container, action.container_id, desired)
         elif op is Op.PULL:
             return await self._pull(action.reason, images)
-        elif op in (Op.CREATE, Op.RECREATE):
+        elif op is Op.RECREATE:
             assert desired is not None
-            cfg = next(c for c in desired.containers if c.name == action.container)
-            if op is Op.RECREATE:
-                async with self.rec.update_lock(desired):
-                    await self._remove(cfg.name, action.container_id, desired)
-                    await self._create(desired, cfg.name, images)
-                    await self._wait_ready()
-                await self.rec.event("instance.updated", f"{self.id}/{cfg.name} recreated", self)
-            else:
-                await self._create(desired, cfg.name, images)
+            return await self._recreate(action, desired, images)
+        elif op is Op.CREATE:
+            assert desired is not None
+            await self._create(desired, action.container, images)
         elif op in (Op.START, Op.RESTART):
             assert desired is not None
-            if op is Op.RESTART:
-                self._stop_probe(action.container)
-                cfg = next(c for c in desired.containers if c.name == action.container)
-                await rt.stop(action.container_id, cfg.stop_timeout)
-                self.seen_exit.pop(action.container, None)
-            self.liveness_failed.discard(action.container)
-            try:
-                await rt.start(action.container_id)
-            except RuntimeRequestError as exc:
-                return await self._unstartable(action, desired, exc)
-            self.start_failures.pop(action.container, None)
-            self._count_restart(action.container)
-            self._start_probe(desired, action.container, action.container_id)
-            await self.rec.after_start(self, desired, action.container)
-            await self.rec.event(
-                "container.restarted", f"{self.id}/{action.container}: {action.reason}", self
-            )
+            return await self._start(action, desired)
         elif op is Op.WAIT:
             due = self.restart[action.container].next_retry or time.time()
             self.next_wake = due if self.next_wake is None else min(self.next_wake, due)
         return True
 
+    async def _recreate(
+        self, action: Action, desired: DesiredInstance, images: dict[str, str | None]
+    ) -> bool:
+        """Rolling update: one instance of a service at a time, each waiting for readiness."""
+        async with self.rec.update_lock(desired):
+            if self.desired != desired:  # changed while waiting for its turn: plan again
+                self.wake()
+                return False
+            await self._remove(action.container, action.container_id, desired)
+            await self._create(desired, action.container, images)
+            await self._wait_ready(desired)
+        await self.rec.event("instance.updated", f"{self.id}/{action.container} recreated", self)
+        return True
+
+    async def _start(self, action: Action, desired: DesiredInstance) -> bool:
+        rt = self.rec.runtime
+        if action.op is Op.RESTART:
+            self.probes.end(action.container)
+            cfg = next(c for c in desired.containers if c.name == action.container)
+            await rt.stop(action.container_id, cfg.stop_timeout)
+        self.liveness_failed.discard(action.container)
+        try:
+            await rt.start(action.container_id)
+        except RuntimeRequestError as exc:
+            return await self._unstartable(action, desired, exc)
+        self.start_failures.pop(action.container, None)
+        self._count_restart(action.container)
+        self._start_probe(desired, action.container, action.container_id)
+        await self.rec.after_start(self, desired, action.container)
+        await self.rec.event(
+            "container.restarted", f"{self.id}/{action.container}: {action.reason}", self
+        )
+        return True
+
     async def _unstartable(
         self, action: Action, desired: DesiredInstance, exc: RuntimeRequestError
     ) -> bool:
-        """A container Docker will not start again is replaced by a new one.
+        """A container the engine will not start again is replaced by a new one.
 
         Seen with Docker 20.10 after an engine restart: "task ... already exists", for ever.
         Any other refusal gets one more try first."""
@@ -292,18 +308,18 @@ class InstanceWorker:
             self.next_wake = self.pull_state.next_retry
             return False
         self.state, self.reason = InstanceState.PULLING, f"pulling {ref}"
+        self.rec.status_changed()
         try:
-            images[ref] = await self.rec.pull(ref)
+            images[ref] = await self.rec.images.pull(ref)
         except RuntimeRequestError as exc:
-            self.pull_state = restarts.on_exit(
-                self.pull_state, self.rec.backoff, now=now, ran_for=0, exit_code=None
-            )
-            self.pull_state = restarts.on_restarted(self.pull_state)
-            delay = max(self.rec.backoff.delay(self.pull_state.streak + 1), 1.0)
-            self.next_wake = now + delay
+            streak = self.pull_state.streak + 1
+            delay = max(self.rec.backoff.delay(streak + 1, self._rng), 1.0)
+            self.pull_state = restarts.RestartState(streak=streak, next_retry=now + delay)
+            self.next_wake = self.pull_state.next_retry
             self.state = InstanceState.IMAGE_PULL_FAILED
-            self.reason = f"cannot pull {ref}: {exc}"
-            await self.rec.event("image.pull-failed", f"{self.id}: {self.reason}", self)
+            self.reason = str(exc) if isinstance(exc, PullStalled) else f"cannot pull {ref}: {exc}"
+            kind = "image.pull-stalled" if isinstance(exc, PullStalled) else "image.pull-failed"
+            await self.rec.event(kind, f"{self.id}: {self.reason}", self)
             return False
         self.pull_state = restarts.RestartState()
         self.wake()  # plan again with the image present
@@ -315,7 +331,7 @@ class InstanceWorker:
         cfg = next(c for c in desired.containers if c.name == name)
         self.state, self.reason = InstanceState.CREATING, ""
         await self.rec.prepare(desired)
-        _write_files(desired)
+        write_config_files(desired)
         write_instance_files(desired)  # normally there already (enforcer.secrets.files)
         owner_id = None
         if not cfg.owner:
@@ -332,7 +348,7 @@ class InstanceWorker:
         await self.rec.event("container.started", f"{self.id}/{name} started", self)
 
     async def _remove(self, name: str, cid: str, desired: DesiredInstance | None) -> None:
-        self._stop_probe(name)
+        self.probes.end(name)
         self._listed = []
         timeout = None  # not desired any more: the stop timeout it was created with
         if desired is not None:
@@ -341,42 +357,29 @@ class InstanceWorker:
             await self.rec.runtime.stop(cid, timeout)
         await self.rec.runtime.remove(cid)
         self.details.pop(name, None)
-        self.seen_exit.pop(name, None)
 
-    async def _cleanup(self) -> None:
-        for vol in await self.rec.runtime.managed_volumes(instance=self.id, ephemeral="true"):
-            await self.rec.runtime.remove_volume(vol)
-        shutil.rmtree(Path(self.rec.instances_dir) / self.id, ignore_errors=True)
-        await self.rec.forget(self.id)
-        self.state, self.reason = InstanceState.EXITED, "removed"
-
-    async def _wait_ready(self) -> None:
+    async def _wait_ready(self, desired: DesiredInstance) -> None:
+        """Until ready, READY_WAIT at most — or until the desired state changes."""
         deadline = time.time() + READY_WAIT
-        while time.time() < deadline and not self._ready():
+        while time.time() < deadline and not self._ready() and self.desired == desired:
             await asyncio.sleep(0.1)
 
     # -- restarts and probes -------------------------------------------------------------
     def _count_restart(self, container: str) -> None:
-        prev = self.restart.get(container, self.rec.saved_restarts(self.id, container))
-        st = restarts.on_restarted(prev)
+        saved, seen = self.rec.saved_restarts(self.id, container)
+        st = restarts.on_restarted(self.restart.get(container, saved))
         self.restart[container] = st
-        self.rec.save_restarts(self.id, container, st)
+        self.rec.save_restarts(self.id, container, st, seen)
 
     def _start_probe(self, desired: DesiredInstance, name: str, cid: str) -> None:
-        self._stop_probe(name)
-        probes = self.rec.probes_of(desired, name)
-        if probes == Probes():
-            return
-        runner = ProbeRunner(
-            f"{self.id}/{name}",
-            probes,
-            ip=lambda: self._owner_ip(desired),
-            run_exec=lambda cmd, timeout: self.rec.runtime.exec(cid, cmd, timeout),
+        self.probes.begin(
+            name,
+            cid,
+            self.rec.probes_of(desired, name),
+            check=lambda probe: self.rec.runtime.probe(cid, self._owner_ip(desired), probe),
             on_failure=lambda why: self._probe_failed(name, why),
             on_change=self._probe_changed,
         )
-        self.probes[name] = (cid, runner)
-        runner.start()
 
     def _owner_ip(self, desired: DesiredInstance) -> str:
         det = self.details.get(desired.owner.name)
@@ -391,85 +394,12 @@ class InstanceWorker:
         log.info("instance %s/%s: %s, restarting it", self.id, name, why)
         self.wake()
 
-    def _stop_probe(self, name: str) -> None:
-        entry = self.probes.pop(name, None)
-        if entry is not None:
-            entry[1].stop()
-
-    def stop_probes(self) -> None:
-        for name in list(self.probes):
-            self._stop_probe(name)
-
     # -- status --------------------------------------------------------------------------
     def _ready(self) -> bool:
-        if self.desired is None:
-            return False
-        for c in self.desired.containers:
-            det = self.details.get(c.name)
-            if det is None and c.owner:
-                return False
-            entry = self.probes.get(c.name)
-            if entry is not None and (not entry[1].started or entry[1].ready is False):
-                return False
-        return self.state in (InstanceState.RUNNING, InstanceState.CREATING)
-
-    def _update_state(self, actions: list[Action], now: float) -> None:
-        waiting = [a for a in actions if a.op is Op.WAIT]
-        exited = [a for a in actions if a.op is Op.KEEP_EXITED]
-        if waiting:
-            st = self.restart[waiting[0].container]
-            self.state = InstanceState.BACKOFF
-            due = max(0.0, (st.next_retry or now) - now)
-            self.reason = f"{waiting[0].container} {waiting[0].reason}, next retry in {due:.0f}s"
-        elif exited and len(exited) == len(self.desired.containers if self.desired else []):
-            self.state, self.reason = InstanceState.EXITED, exited[0].reason
-        else:
-            starting = any(not r.started for _, r in self.probes.values())
-            self.state = InstanceState.STARTING if starting else InstanceState.RUNNING
-            self.reason = ""
+        return is_ready(self)
 
     def status(self) -> InstanceStatus:
-        d = self.desired
-        containers = []
-        total = 0
-        last_exit: int | None = None
-        next_retry: float | None = None
-        names = [c.name for c in d.containers] if d else sorted(self.details)
-        for name in names:
-            st = self.restart.get(name) or self.rec.saved_restarts(self.id, name)
-            total += st.restarts
-            last_exit = st.last_exit_code if st.last_exit_code is not None else last_exit
-            if st.next_retry is not None and st.next_retry > time.time():
-                next_retry = st.next_retry if next_retry is None else min(next_retry, st.next_retry)
-            det = self.details.get(name)
-            entry = self.probes.get(name)
-            containers.append(
-                ContainerStatus(
-                    name=name,
-                    state=det.state if det is not None else "missing",
-                    restarts=st.restarts,
-                    last_exit_code=st.last_exit_code,
-                    ready=entry[1].ready if entry is not None else None,
-                )
-            )
-        if self.state is InstanceState.IMAGE_PULL_FAILED:
-            next_retry = self.next_wake
-        app, _, rest = self.id.partition(".")
-        return InstanceStatus(
-            id=self.id,
-            app=d.app if d else app,
-            service=d.service if d else rest.rpartition(".")[0],
-            tenant=d.tenant if d else "",
-            host=self.rec.ctx.host,
-            version=d.version if d else "",
-            state=self.state,
-            ready=self._ready() and self.state is InstanceState.RUNNING,
-            restarts=total,
-            reason=self.reason,
-            last_exit_code=last_exit,
-            next_retry=next_retry,
-            containers=tuple(containers),
-        )
+        return instance_status(self, ready=self._ready())
 
     @property
     def outbound_allowed_ip(self) -> str:
@@ -477,17 +407,3 @@ class InstanceWorker:
         if d is None or d.outbound is not Outbound.ALLOW:
             return ""
         return self._owner_ip(d)
-
-
-def _write_files(desired: DesiredInstance) -> None:
-    """Render config-map files atomically under the instance's files directory."""
-    base = Path(desired.files_dir)
-    vols = {f.volume for f in desired.files}
-    for vol in vols:
-        (base / vol).mkdir(parents=True, exist_ok=True)
-    for f in desired.files:
-        target = base / f.volume / f.name
-        tmp = target.with_name(f".{f.name}.tmp")
-        tmp.write_text(f.data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import docker
@@ -21,58 +20,36 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, EndpointConfig, Mount, NetworkingConfig
 
-from enforcer.devices.udev import gpu_request
+from enforcer.devices.passthrough import gpu_request
 from enforcer.reconcile.instances import MANAGED, ContainerConfig
+from enforcer.reconcile.runtime import (
+    ContainerDetails,
+    ImageNotFound,
+    ObservedContainer,
+    PullStalled,
+    RuntimeRequestError,
+    RuntimeUnavailable,
+)
+from enforcer.runtime import probes
+from enforcer.runtime.processes import kill_tree
+from enforcer.runtime.streams import thread_iter
+from enforcer.shared.spec.model import Probe
+
+__all__ = [
+    "ContainerDetails",
+    "DockerRuntime",
+    "ImageNotFound",
+    "ObservedContainer",
+    "PullStalled",
+    "RuntimeRequestError",
+    "RuntimeUnavailable",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 API_VERSION = "1.41"  # Docker 20.10 (Debian 12); newer engines still speak it
-
-
-class RuntimeUnavailable(Exception):
-    """The Docker engine cannot be reached."""
-
-
-class RuntimeRequestError(Exception):
-    """The engine answered, but refused the request; str() is Docker's explanation."""
-
-
-class ImageNotFound(RuntimeRequestError):
-    pass
-
-
-@dataclass(frozen=True)
-class ObservedContainer:
-    id: str
-    name: str
-    labels: dict[str, str]
-    state: str  # created | running | paused | restarting | removing | exited | dead
-
-    @property
-    def instance(self) -> str:
-        return self.labels.get("edgeward.instance", "")
-
-    @property
-    def container(self) -> str:
-        return self.labels.get("edgeward.container", "")
-
-    @property
-    def config_hash(self) -> str:
-        return self.labels.get("edgeward.spec-hash", "")
-
-
-@dataclass(frozen=True)
-class ContainerDetails:
-    id: str
-    state: str
-    running: bool
-    exit_code: int | None
-    started_at: str
-    finished_at: str
-    oom_killed: bool
-    error: str
-    ip: str  # on the instance's network ('' for followers)
-    pid: int
+PULLS = 2  # image pulls in flight at once (beside the other calls' slots)
+PING_TIMEOUT = 5.0
 
 
 def _translate(exc: BaseException) -> Exception:
@@ -95,11 +72,32 @@ def _explain(exc: docker.errors.APIError) -> str:
 
 
 class DockerRuntime:
-    def __init__(self, base_url: str, parallelism: int = 4, timeout: float = 60) -> None:
+    """`enforcer.reconcile.runtime.Runtime` over the Docker engine at `base_url`.
+
+    Pulls and pings run beside the `parallelism` slots of the other calls: a slow registry
+    never holds a slot, and a pull that makes no progress for `pull_stall` seconds (or runs
+    past `pull_timeout`) ends with `PullStalled`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        parallelism: int = 4,
+        timeout: float = 60,
+        *,
+        pull_stall: float = 60.0,
+        pull_timeout: float = 3600.0,
+    ) -> None:
         self.base_url = base_url
+        self.pull_stall = pull_stall
+        self.pull_timeout = pull_timeout
         self._api = docker.APIClient(base_url=base_url, version=API_VERSION, timeout=int(timeout))
+        self._side_api = docker.APIClient(
+            base_url=base_url, version=API_VERSION, timeout=max(1, int(pull_stall))
+        )
         self._pool = ThreadPoolExecutor(max_workers=parallelism + 2, thread_name_prefix="docker")
+        self._side = ThreadPoolExecutor(max_workers=PULLS + 2, thread_name_prefix="docker-pull")
         self._slots = asyncio.Semaphore(parallelism)
+        self._pull_slots = asyncio.Semaphore(PULLS)
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -109,13 +107,26 @@ class DockerRuntime:
             except Exception as exc:
                 raise _translate(exc) from exc
 
+    async def _side_call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """A call beside the slots (pings, pulls), on threads of its own."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._side, fn), timeout)
+        except TimeoutError:
+            raise RuntimeUnavailable(f"Docker engine did not answer within {timeout}s") from None
+        except Exception as exc:
+            raise _translate(exc) from exc
+
     def close(self) -> None:
         self._api.close()
+        self._side_api.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._side.shutdown(wait=False, cancel_futures=True)
 
     # -- engine --------------------------------------------------------------------------
     async def ping(self) -> bool:
-        return bool(await self._call(self._api.ping))
+        """Whether the engine answers, within a few seconds, whatever the other calls do."""
+        return bool(await self._side_call(self._side_api.ping, PING_TIMEOUT))
 
     async def info(self) -> dict[str, Any]:
         return dict(await self._call(self._api.info))
@@ -209,7 +220,7 @@ class DockerRuntime:
         if cfg.memory:
             kwargs["mem_limit"] = cfg.memory
         if cfg.gpus:
-            kwargs["device_requests"] = [DeviceRequest(**gpu_request(cfg.gpus))]
+            kwargs["device_requests"] = [DeviceRequest(**gpu_request(cfg.gpus, cfg.gpu_ids))]
         return dict(self._api.create_host_config(**kwargs))
 
     async def start(self, container_id: str) -> None:
@@ -234,7 +245,8 @@ class DockerRuntime:
                 raise
 
     async def exec(self, container_id: str, cmd: list[str], timeout: float) -> int:
-        """Run `cmd` in the container; its exit code (124 when it outlives `timeout`)."""
+        """Run `cmd` in the container; its exit code, or 124 when it outlives `timeout` (it is
+        killed then, with what it started, so that hung probes do not pile up)."""
 
         exec_id: str = (
             await self._call(self._api.exec_create, container_id, cmd, stdout=False, stderr=False)
@@ -247,8 +259,12 @@ class DockerRuntime:
             if not info.get("Running"):
                 return int(info.get("ExitCode") or 0)
             if loop.time() > deadline:
+                kill_tree(int(info.get("Pid") or 0))
                 return 124
             await asyncio.sleep(0.05)
+
+    async def probe(self, container_id: str, ip: str, probe: Probe) -> bool | None:
+        return await probes.check(probe, ip, lambda cmd, t: self.exec(container_id, cmd, t))
 
     # -- images --------------------------------------------------------------------------
     async def image_id(self, ref: str) -> str | None:
@@ -260,13 +276,28 @@ class DockerRuntime:
 
     async def pull(self, ref: str) -> str:
         repository, tag = _split_ref(ref)
+        started = time.monotonic()
+        last = [started]  # the last sign of progress
 
         def pull() -> None:
-            for line in self._api.pull(repository, tag=tag, stream=True, decode=True):
-                if "error" in line:
-                    raise RuntimeRequestError(str(line["error"]).strip())
+            try:
+                for line in self._side_api.pull(repository, tag=tag, stream=True, decode=True):
+                    if "error" in line:
+                        raise RuntimeRequestError(str(line["error"]).strip())
+                    last[0] = time.monotonic()
+                    if last[0] - started > self.pull_timeout:
+                        raise PullStalled(
+                            f"pulling {ref} took longer than {self.pull_timeout:.0f}s"
+                        )
+            except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+                if time.monotonic() - last[0] >= self.pull_stall * 0.9:
+                    raise PullStalled(
+                        f"pulling {ref} stalled: no progress for {self.pull_stall:.0f}s"
+                    ) from exc
+                raise
 
-        await self._call(pull)
+        async with self._pull_slots:
+            await self._side_call(pull)
         image = await self.image_id(ref)
         if image is None:
             raise ImageNotFound(f"{ref} not found after pulling it")
@@ -334,7 +365,7 @@ class DockerRuntime:
             )
 
         stream = await self._call(open_stream)
-        async for chunk in _thread_iter(stream):
+        async for chunk in thread_iter(stream, _translate):
             yield chunk
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -349,7 +380,7 @@ class DockerRuntime:
             )
 
         stream = await self._call(open_stream)
-        async for ev in _thread_iter(stream):
+        async for ev in thread_iter(stream, _translate):
             yield ev
 
 
@@ -362,43 +393,3 @@ def _split_ref(ref: str) -> tuple[str, str]:
         repo, tag = name.rsplit(":", 1)
         return repo, tag
     return name, "latest"
-
-
-_END = object()
-
-
-async def _thread_iter(it: Iterator[T]) -> AsyncIterator[T]:
-    """Iterate a blocking iterator on its own thread, without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    aq: asyncio.Queue[Any] = asyncio.Queue()
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for item in it:
-                if stop.is_set():
-                    break
-                loop.call_soon_threadsafe(aq.put_nowait, item)
-        except Exception as exc:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(aq.put_nowait, _translate(exc))
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(aq.put_nowait, _END)
-
-    thread = threading.Thread(target=pump, name="docker-stream", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = await aq.get()
-            if item is _END:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        close = getattr(it, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()

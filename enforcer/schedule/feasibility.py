@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
 
-from enforcer.devices.udev import BUILTIN_LABELS
+from enforcer.schedule.hosts import HostState, host_state
 from enforcer.shared.labels import Expr, LabelSyntaxError, parse
 from enforcer.shared.spec.model import Placement, Resources
 from enforcer.shared.units import format_size
-from enforcer.site.hostinfo import HostInfo
 
 __all__ = [
     "HostState",
@@ -32,36 +29,6 @@ __all__ = [
     "milli",
     "static_reason",
 ]
-
-
-@dataclass(frozen=True)
-class HostState:
-    """A host as the scheduler sees it."""
-
-    id: str
-    labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
-    device_labels: frozenset[str] = frozenset()  # labels of the devices it has
-    gpus: int = 0
-    cpus: float = 0.0
-    memory: int = 0  # bytes
-    # Device labels its rules (and the built-ins) can give, present or not; empty: unknown.
-    defined_device_labels: frozenset[str] = frozenset()
-
-    @property
-    def label_map(self) -> Mapping[str, str]:
-        return MappingProxyType(dict(self.labels))
-
-
-def host_state(info: HostInfo) -> HostState:
-    return HostState(
-        id=info.id,
-        labels=info.labels,
-        device_labels=info.inventory.labels,
-        gpus=len(info.inventory.gpus),
-        cpus=info.cpus,
-        memory=info.memory,
-        defined_device_labels=info.inventory.defined_labels | BUILTIN_LABELS,
-    )
 
 
 def milli(cpus: float) -> int:

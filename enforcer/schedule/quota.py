@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from enforcer.schedule.scheduler import InstanceDemand
+from enforcer.schedule.demands import InstanceDemand
 from enforcer.shared.units import format_size
 
 RESOURCES = ("cpus", "memory", "gpus")

@@ -23,23 +23,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from enforcer.devices.udev import BUILTIN_LABELS
-from enforcer.schedule.feasibility import (
-    HostState,
-    describe_cpus,
-    describe_gpus,
-    describe_memory,
-    fit_reason,
-    host_state,
-    invalid_request,
-    label_expression,
-    milli,
-    static_reason,
-)
-from enforcer.shared.labels import Expr, LabelSyntaxError
-from enforcer.shared.spec.model import Application, Mode, Placement, Priority, Resources, Service
+from enforcer.schedule.demands import InstanceDemand, demands, warnings
+from enforcer.schedule.feasibility import invalid_request, label_expression, static_reason
+from enforcer.schedule.hosts import HostState, host_state
+from enforcer.schedule.load import HostLoad, demand_size
+from enforcer.schedule.preemption import choose_victims
+from enforcer.shared.labels import LabelSyntaxError
+from enforcer.shared.spec.model import Application, Placement, Priority, Resources
 
 __all__ = ["HostState", "InstanceDemand", "Schedule", "demands", "host_state", "schedule"]
 
@@ -47,29 +39,13 @@ PREEMPTING = Priority.HIGH  # this priority and above may preempt
 
 
 @dataclass(frozen=True)
-class InstanceDemand:
-    instance_id: str
-    app: str
-    service: str
-    tenant: str
-    priority: Priority
-    placement: Placement
-    resources: Resources
-    host: str | None = None  # one-per-matching-host: the only host it may run on
-    ordinal: int = 0  # n of a replicated instance
-    host_ports: tuple[str, ...] = ()  # ingress "port/protocol" it publishes on its host
-
-    @property
-    def order(self) -> tuple[int, str, str, int, str]:
-        """Scheduling order: higher priority first, then by name (replica numbers as numbers)."""
-        return (-int(self.priority), self.app, self.service, self.ordinal, self.host or "")
-
-
-@dataclass(frozen=True)
 class Schedule:
     assignments: dict[str, str]  # instance id -> host id, sorted by instance id
     pending: dict[str, tuple[str, ...]]  # instance id -> one reason per host, or one reason
     evicted: tuple[str, ...]  # instances preempted off their current host, sorted
+    # instance id -> the GPUs of its host assigned to it (`HostState.gpu_names`), when it asks
+    # for any: no two instances on a host get the same GPU
+    gpus: dict[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     demands: tuple[InstanceDemand, ...] = field(default=(), repr=False)
     _index: dict[str, InstanceDemand] = field(default_factory=dict, repr=False, compare=False)
@@ -86,155 +62,13 @@ class Schedule:
         return [i for i, h in self.assignments.items() if h == host_id]
 
 
-# -- demands -------------------------------------------------------------------------------
-
-
-def _matcher(service: Service) -> Expr | LabelSyntaxError:
-    return label_expression(service.placement.match_host_labels)
-
-
-def _qualifies(host: HostState, service: Service, expr: Expr) -> bool:
-    """Whether a one-per-matching-host service gets an instance on `host`."""
-    placement = service.placement
-    if not expr.matches(host.label_map):
-        return False
-    if invalid_request(placement, service.resources) is not None:
-        return True  # an instance that shows why it cannot run
-    return placement.gpus <= host.gpus and all(d in host.device_labels for d in placement.devices)
-
-
-def demands(
-    applications: Sequence[Application], hosts: Sequence[HostState]
-) -> list[InstanceDemand]:
-    """Every instance the applications ask for, in scheduling order."""
-    out: list[InstanceDemand] = []
-    for app in applications:
-        for service in app.services:
-            base = InstanceDemand(
-                "", app.name, service.name, app.tenant, service.priority,
-                service.placement, service.resources,
-                host_ports=tuple(f"{i.host_port}/{i.protocol}" for i in service.network.ingress),
-            )  # fmt: skip
-            prefix = f"{app.name}.{service.name}."
-            if service.mode is Mode.ONE_PER_MATCHING_HOST:
-                expr = _matcher(service)
-                if isinstance(expr, LabelSyntaxError):
-                    continue
-                for host in hosts:
-                    if _qualifies(host, service, expr):
-                        out.append(replace(base, instance_id=prefix + host.id, host=host.id))
-            else:
-                for n in range(max(service.replicas, 0)):
-                    out.append(replace(base, instance_id=f"{prefix}{n}", ordinal=n))
-    out.sort(key=lambda d: d.order)
-    return out
-
-
-def _warnings(applications: Sequence[Application], hosts: Sequence[HostState]) -> list[str]:
-    out: list[str] = []
-    known = set(BUILTIN_LABELS)
-    for host in hosts:
-        known |= host.defined_device_labels | host.device_labels
-    rules_known = any(host.defined_device_labels for host in hosts)  # else: hand-made hosts
-    most_gpus = max((h.gpus for h in hosts), default=0)
-    most_cpus = max((milli(h.cpus) for h in hosts), default=0)
-    most_memory = max((h.memory for h in hosts), default=0)
-    for app in applications:
-        for service in app.services:
-            name = f"{app.name}.{service.name}"
-            placement, resources = service.placement, service.resources
-            expr = _matcher(service)
-            if isinstance(expr, LabelSyntaxError):
-                text = placement.match_host_labels
-                out.append(f'{name}: match-host-labels "{text}" does not parse: {expr}')
-                continue
-            invalid = invalid_request(placement, resources)
-            if invalid is not None:
-                out.append(f"{name}: {invalid}")
-                continue
-            if not hosts:
-                continue
-            for label in placement.devices:
-                if rules_known and label not in known:
-                    out.append(f'{name}: no device rule on any host defines the label "{label}"')
-            if placement.gpus > most_gpus:
-                needs = describe_gpus(placement.gpus)
-                out.append(f"{name}: needs {needs}, more than any host has")
-            if milli(resources.cpus) > most_cpus:
-                needs = describe_cpus(milli(resources.cpus))
-                out.append(f"{name}: needs {needs}, more than any host has")
-            if resources.memory > most_memory:
-                needs = describe_memory(resources.memory)
-                out.append(f"{name}: needs {needs} memory, more than any host has")
-            if service.mode is Mode.ONE_PER_MATCHING_HOST and not any(
-                _qualifies(h, service, expr) for h in hosts
-            ):
-                out.append(f"{name}: no host qualifies for one-per-matching-host")
-    return sorted(set(out))
-
-
 # -- scheduling ----------------------------------------------------------------------------
-
-
-class _Host:
-    """One host's bookkeeping during a single `schedule` call."""
-
-    __slots__ = (
-        "cpus", "free_cpus", "free_gpus", "free_memory", "id", "memory", "per_byte", "per_cpu",
-        "placed", "ports", "spread",
-    )  # fmt: skip
-
-    def __init__(self, host: HostState) -> None:
-        self.id = host.id
-        self.cpus = milli(host.cpus)
-        self.memory = host.memory
-        self.free_cpus = self.cpus
-        self.free_memory = host.memory
-        self.free_gpus = host.gpus
-        self.placed: dict[str, InstanceDemand] = {}
-        self.ports: dict[str, str] = {}  # published host port -> the instance holding it
-        self.spread: dict[tuple[str, str], int] = {}
-        # Weights that make "share of CPUs + share of memory" a mean over the known dimensions.
-        dims = (self.cpus > 0) + (self.memory > 0)
-        self.per_cpu = 1 / (self.cpus * dims) if self.cpus > 0 else 0.0
-        self.per_byte = 1 / (self.memory * dims) if self.memory > 0 else 0.0
-
-    def add(self, d: InstanceDemand, sign: int = 1) -> None:
-        self.free_cpus -= sign * milli(d.resources.cpus)
-        self.free_memory -= sign * d.resources.memory
-        self.free_gpus -= sign * d.placement.gpus
-        key = (d.app, d.service)
-        self.spread[key] = self.spread.get(key, 0) + sign
-        if sign > 0:
-            self.placed[d.instance_id] = d
-            self.ports.update((port, d.instance_id) for port in d.host_ports)
-        else:
-            del self.placed[d.instance_id]
-            for port in d.host_ports:
-                self.ports.pop(port, None)
-
-    def port_taken(self, d: InstanceDemand) -> str | None:
-        """Why `d` cannot publish its host ports here, or None."""
-        for port in d.host_ports:
-            holder = self.ports.get(port)
-            if holder is not None and holder != d.instance_id:
-                return f"host port {port} is taken by {holder}"
-        return None
-
-    def fit(self, d: InstanceDemand, extra: tuple[int, int, int] = (0, 0, 0)) -> str | None:
-        taken = self.port_taken(d) if d.host_ports else None
-        if taken is not None:
-            return taken
-        return fit_reason(
-            milli(d.resources.cpus), d.resources.memory, d.placement.gpus,
-            self.free_cpus + extra[0], self.free_memory + extra[1], self.free_gpus + extra[2],
-        )  # fmt: skip
 
 
 class _Run:
     def __init__(self, hosts: Sequence[HostState]) -> None:
         self.states = sorted(hosts, key=lambda h: h.id)
-        self.hosts = [_Host(h) for h in self.states]
+        self.hosts = [HostLoad(h) for h in self.states]
         self.by_id = {h.id: h for h in self.hosts}
         self.position = {h.id: i for i, h in enumerate(self.hosts)}
         if len(self.by_id) != len(self.hosts):
@@ -246,6 +80,7 @@ class _Run:
         self.pending: dict[str, tuple[str, ...]] = {}
         self.evicted: set[str] = set()
         self.preempted_by: dict[str, tuple[str, str]] = {}  # victim -> (host, instance)
+        self.current_gpus: Mapping[str, Sequence[str]] = {}  # the GPUs instances had
 
     def static(self, d: InstanceDemand) -> tuple[str | None, ...]:
         """Per host (in id order): why it can never take `d`, or None."""
@@ -274,8 +109,8 @@ class _Run:
             return list(range(len(self.hosts)))
         return [self.position[d.host]] if d.host in self.position else []
 
-    def place(self, d: InstanceDemand, host: _Host) -> None:
-        host.add(d)
+    def place(self, d: InstanceDemand, host: HostLoad) -> None:
+        host.add(d, gpus=self.current_gpus.get(d.instance_id, ()))
         self.assignments[d.instance_id] = host.id
 
     def keep(self, d: InstanceDemand, host_id: str | None) -> bool:
@@ -317,13 +152,13 @@ class _Run:
         self.place(d, host)
         return victims
 
-    def best_host(self, d: InstanceDemand) -> _Host | None:
+    def best_host(self, d: InstanceDemand) -> HostLoad | None:
         """The best-ranked host that can take `d` now: fewest instances of its service (spread),
         then least allocated once it is added, then fewest instances, then host id."""
-        cpus, memory, gpus = _size(d)
+        cpus, memory, gpus = demand_size(d)
         service = (d.app, d.service)
         best: tuple[int, float, int, str] | None = None
-        chosen: _Host | None = None
+        chosen: HostLoad | None = None
         feasible = self.feasible(d)
         if d.host is not None:
             static = self.static(d)
@@ -345,21 +180,21 @@ class _Run:
                 best, chosen = rank, host
         return chosen
 
-    def _explain(self, d: InstanceDemand, host: _Host, reason: str) -> str:
+    def _explain(self, d: InstanceDemand, host: HostLoad, reason: str) -> str:
         by = self.preempted_by.get(d.instance_id)
         if by is not None and by[0] == host.id:
             return f"{host.id}: preempted by {by[1]}"
         return f"{host.id}: {reason}"
 
-    def preemption(self, d: InstanceDemand) -> tuple[_Host, list[InstanceDemand]] | None:
+    def preemption(self, d: InstanceDemand) -> tuple[HostLoad, list[InstanceDemand]] | None:
         """The host, and the fewest and lowest-priority victims there, that make room for `d`."""
-        best: tuple[tuple[int, int, int, str], _Host, list[InstanceDemand]] | None = None
+        best: tuple[tuple[int, int, int, str], HostLoad, list[InstanceDemand]] | None = None
         static = self.static(d)
         for i in self.scope(d):
             host = self.hosts[i]
             if static[i] is not None or (d.host_ports and host.port_taken(d) is not None):
                 continue  # preemption frees resources, not ports
-            victims = _victims(d, host)
+            victims = choose_victims(d, host)
             if victims is None:
                 continue
             priorities = [int(v.priority) for v in victims]
@@ -367,66 +202,6 @@ class _Run:
             if best is None or cost < best[0]:
                 best = (cost, host, victims)
         return None if best is None else (best[1], sorted(best[2], key=lambda v: v.order))
-
-
-def _victims(d: InstanceDemand, host: _Host) -> list[InstanceDemand] | None:
-    """Instances of lower priority than `d` on `host` whose eviction lets `d` fit, or None.
-
-    Lowest priority first; within one priority, the smallest instance that completes the room
-    alone, else the one that frees most of what is still missing (as Nomad does); instances
-    that free nothing that is missing are never chosen. Victims that turn out not to be needed
-    are spared again, higher priority first.
-    """
-    need = _size(d)
-    capacity = (max(host.cpus, 1), max(host.memory, 1), max(host.free_gpus + need[2], 1))
-    candidates = sorted(  # ties go to the last replica: min() keeps the first it sees
-        (v for v in host.placed.values() if v.priority < d.priority),
-        key=lambda v: v.order,
-        reverse=True,
-    )
-    most = _plus((host.free_cpus, host.free_memory, host.free_gpus), candidates, 1)
-    if any(m < n for m, n in zip(most, need, strict=True)):
-        return None  # evicting every candidate would not be enough
-    victims: list[InstanceDemand] = []
-    freed = (0, 0, 0)
-    while host.fit(d, freed) is not None:
-        free = (host.free_cpus + freed[0], host.free_memory + freed[1], host.free_gpus + freed[2])
-        missing = tuple(max(n - f, 0) for n, f in zip(need, free, strict=True))
-        useful = [
-            v for v in candidates if any(s and m for s, m in zip(_size(v), missing, strict=True))
-        ]
-        if not useful:
-            return None
-        level = min(v.priority for v in useful)
-        victim = min(
-            (v for v in useful if v.priority == level),
-            key=lambda v: _victim_score(v, missing, capacity),
-        )
-        candidates.remove(victim)
-        victims.append(victim)
-        freed = _plus(freed, [victim], 1)
-    for victim in sorted(victims, key=lambda v: v.order):  # spare the higher priority first
-        less = _plus(freed, [victim], -1)
-        if host.fit(d, less) is None:
-            victims.remove(victim)
-            freed = less
-    return victims
-
-
-def _victim_score(
-    v: InstanceDemand, missing: Sequence[int], capacity: Sequence[int]
-) -> tuple[bool, float]:
-    """Smaller is a better victim: one that covers what is missing, the smallest such; else
-    the one that frees the largest share of it."""
-    size = _size(v)
-    covers = all(s >= m for s, m in zip(size, missing, strict=True))
-    if covers:
-        return (False, sum(s / c for s, c in zip(size, capacity, strict=True)))
-    return (True, -sum(min(s, m) / c for s, m, c in zip(size, missing, capacity, strict=True)))
-
-
-def _size(d: InstanceDemand) -> tuple[int, int, int]:
-    return (milli(d.resources.cpus), d.resources.memory, d.placement.gpus)
 
 
 def _invalid(d: InstanceDemand) -> str | None:
@@ -437,24 +212,19 @@ def _invalid(d: InstanceDemand) -> str | None:
     return invalid_request(d.placement, d.resources)
 
 
-def _plus(
-    amounts: tuple[int, int, int], demands: Sequence[InstanceDemand], sign: int
-) -> tuple[int, int, int]:
-    """`amounts` (CPUs in thousandths, bytes, GPUs) plus (or minus) what `demands` use."""
-    cpus, memory, gpus = amounts
-    for d in demands:
-        size = _size(d)
-        cpus, memory, gpus = cpus + sign * size[0], memory + sign * size[1], gpus + sign * size[2]
-    return (cpus, memory, gpus)
-
-
 def schedule(
     hosts: Sequence[HostState],
     applications: Sequence[Application],
     current: Mapping[str, str],
+    current_gpus: Mapping[str, Sequence[str]] | None = None,
 ) -> Schedule:
-    """Assign every instance of `applications` to a host, keeping `current` where it holds."""
+    """Assign every instance of `applications` to a host, keeping `current` where it holds,
+    and the GPUs of `current_gpus` (instance id -> GPU ids) where they are still free."""
     run = _Run(hosts)
+    run.current_gpus = current_gpus or {}
+    reserved = frozenset(g for ids in run.current_gpus.values() for g in ids)
+    for host in run.hosts:
+        host.reserved = reserved
     everything = demands(applications, run.states)
     todo: list[tuple[tuple[int, str, str, int, str], InstanceDemand]] = []
     for d in everything:  # already in scheduling order: higher priority keeps its place first
@@ -469,6 +239,7 @@ def schedule(
         assignments=dict(sorted(run.assignments.items())),
         pending=dict(sorted(run.pending.items())),
         evicted=tuple(sorted(run.evicted)),
-        warnings=tuple(_warnings(applications, run.states)),
+        gpus=dict(sorted((i, g) for host in run.hosts for i, g in host.gpus_of.items())),
+        warnings=tuple(warnings(applications, run.states)),
         demands=tuple(everything),
     )

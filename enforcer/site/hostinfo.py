@@ -11,12 +11,11 @@ from __future__ import annotations
 import platform
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import psutil
 
-from enforcer.devices.udev import Inventory
+from enforcer.devices.inventory import Inventory
+from enforcer.schedule.hosts import HostInfo
 
 __all__ = ["SYSTEM_PREFIX", "HostInfo", "default_host_id", "gather_host_info", "system_labels"]
 
@@ -36,19 +35,6 @@ _ARCH = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    id: str
-    labels: tuple[tuple[str, str], ...]  # sorted (key, value) pairs, system labels included
-    inventory: Inventory = field(default_factory=Inventory)
-    cpus: float = 0.0
-    memory: int = 0  # bytes
-
-    @property
-    def label_map(self) -> Mapping[str, str]:
-        return MappingProxyType(dict(self.labels))
 
 
 def system_labels(inventory: Inventory, hostname: str | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The enforcer's durable state in SQLite: desired applications, restart counts, events, vaults.
+"""The enforcer's durable state in SQLite: applications, restart counts, events, vaults, hosts.
 
 One file under the state directory (`enforcer.db`). Writes are transactions; a failed write
 (full disk, read-only file system) raises `StoreError` and leaves the previous state intact.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS restarts (
     restarts INTEGER NOT NULL,
     last_exit INTEGER
 );
+CREATE TABLE IF NOT EXISTS backoff (
+    container TEXT PRIMARY KEY,
+    streak INTEGER NOT NULL,
+    next_retry REAL,
+    seen_exit TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -45,6 +51,12 @@ CREATE TABLE IF NOT EXISTS events (
     fields TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    role TEXT NOT NULL,
+    renewed REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS vaults (
     name TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -68,6 +80,16 @@ class StoredVault:
     version: int
     unseal: str  # local: under the key in <state-dir>/site/vault.key; remote: control's key
     encrypted: bytes = field(repr=False)  # encrypt_at_rest() under that key
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """A member of the site: the host's id, address, role and when it last renewed its lease."""
+
+    id: str
+    address: str
+    role: str  # controller: holds the site store; worker: keeps no site state
+    renewed: float  # unix time
 
 
 class Store:
@@ -158,6 +180,27 @@ class Store:
     async def forget_restarts(self, prefix: str) -> None:
         await self._write("DELETE FROM restarts WHERE container LIKE ?", (prefix + "%",))
 
+    # -- crash-loop backoff (kept across enforcer restarts) ----------------------------------
+    async def backoffs(self) -> dict[str, tuple[int, float | None, str]]:
+        """container -> (crash streak, next retry as unix time, Docker FinishedAt counted)."""
+        rows = await self.db.execute_fetchall(
+            "SELECT container, streak, next_retry, seen_exit FROM backoff"
+        )
+        return {r[0]: (int(r[1]), r[2], str(r[3])) for r in rows}
+
+    async def put_backoff(
+        self, container: str, streak: int, next_retry: float | None, seen_exit: str
+    ) -> None:
+        await self._write(
+            "INSERT INTO backoff (container, streak, next_retry, seen_exit) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(container) DO UPDATE SET streak=excluded.streak, "
+            "next_retry=excluded.next_retry, seen_exit=excluded.seen_exit",
+            (container, streak, next_retry, seen_exit),
+        )
+
+    async def forget_backoffs(self, prefix: str) -> None:
+        await self._write("DELETE FROM backoff WHERE container LIKE ?", (prefix + "%",))
+
     # -- events --------------------------------------------------------------------------
     async def add_event(
         self,
@@ -199,6 +242,23 @@ class Store:
             (key, value),
         )
 
+    async def gpu_assignments(self) -> dict[str, tuple[str, ...]]:
+        """The GPUs assigned to each instance (instance id -> GPU ids), as last stored."""
+        try:
+            stored = json.loads(await self.get("gpu-assignments") or "{}")
+        except ValueError:
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {
+            str(iid): tuple(str(g) for g in ids)
+            for iid, ids in stored.items()
+            if isinstance(ids, list)
+        }
+
+    async def put_gpu_assignments(self, gpus: Mapping[str, Sequence[str]]) -> None:
+        await self.set("gpu-assignments", json.dumps({k: list(v) for k, v in gpus.items()}))
+
     # -- vaults (encrypted at rest) ------------------------------------------------------
     async def vaults(self) -> list[StoredVault]:
         rows = await self.db.execute_fetchall(
@@ -217,3 +277,28 @@ class Store:
 
     async def delete_vault(self, name: str) -> None:
         await self._write("DELETE FROM vaults WHERE name = ?", (name,))
+
+    # -- membership ----------------------------------------------------------------------
+    async def put_host(self, host: HostRecord) -> None:
+        await self._write(
+            "INSERT INTO hosts (id, address, role, renewed) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET address=excluded.address, role=excluded.role, "
+            "renewed=excluded.renewed",
+            (host.id, host.address, host.role, host.renewed),
+        )
+
+    async def hosts(self) -> list[HostRecord]:
+        rows = await self.db.execute_fetchall(
+            "SELECT id, address, role, renewed FROM hosts ORDER BY id"
+        )
+        return [HostRecord(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+    # -- health --------------------------------------------------------------------------
+    async def check(self) -> str:
+        """ "" when the database answers a read of every table, else why not."""
+        try:
+            for table in ("applications", "events", "kv", "vaults", "hosts"):
+                await self.db.execute_fetchall(f"SELECT 1 FROM {table} LIMIT 1")
+        except (sqlite3.Error, StoreError, ValueError) as exc:
+            return f"cannot read the state database {self.path}: {exc}"
+        return ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.control_harness import ControlProcess
+from tests.support.control import ControlProcess
 
 
 @pytest.fixture()

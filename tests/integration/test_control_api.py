@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from enforcer.link.enrollment import EnrollmentError, encode_bundle, enroll, parse_bundle
-from tests.integration.control_harness import (
+from enforcer.link.enrollment import EnrollmentError, enroll
+from enforcer.shared.bundle import encode_bundle, parse_bundle
+from tests.support.control import (
     ControlProcess,
     Site,
     api_error,
@@ -53,20 +54,20 @@ def test_first_start_writes_ca_and_a_private_admin_token(control: ControlProcess
     token = control.state_dir / "admin-token"
     assert token.stat().st_mode & 0o777 == 0o600
     assert (control.state_dir / "ca.pem").read_text().startswith("-----BEGIN CERTIFICATE")
-    assert control.cli.client().get("/v1/health") == {"status": "ok"}
-    assert "/v1/sync/desired" in control.cli.client().get("/v1/openapi.json")["paths"]
-    metrics = control.cli.client().get("/v1/metrics")
+    assert control.client().get("/v1/health") == {"status": "ok"}
+    assert "/v1/sync/desired" in control.client().get("/v1/openapi.json")["paths"]
+    metrics = control.client().get("/v1/metrics")
     assert "edgeward_control_sites 0" in metrics
 
 
 def test_operator_calls_without_or_with_a_wrong_token_are_refused(control: ControlProcess) -> None:
     for token in ("", "ewt_wrong"):
-        error = api_error(partial(control.cli.client(token).get, "/v1/sites"))
+        error = api_error(partial(control.client(token).get, "/v1/sites"))
         assert error.status == 401 and error.code == "unauthorized"
-    result = control.cli.main("site", "ls", "--token", "ewt_wrong")
+    result = control.cli("site", "ls", "--token", "ewt_wrong")
     assert result.returncode == 1
     assert result.stderr.strip() == "edge-control: the token is not valid"
-    assert control.cli.main("site", "ls").returncode == 0  # defaults to the local admin token
+    assert control.cli("site", "ls").returncode == 0  # defaults to the local admin token
 
 
 def test_cli_reaches_control_through_environment_variables(
@@ -77,7 +78,7 @@ def test_cli_reaches_control_through_environment_variables(
         "EDGEWARD_TOKEN": control.admin_token,
         "EDGEWARD_CA": str(control.state_dir / "ca.pem"),
     }
-    result = control.cli.main(
+    result = control.cli(
         "--state-dir", str(tmp_path / "elsewhere"), "tenant", "ls", "-o", "json", env=env
     )
     assert result.returncode == 0, result.stderr
@@ -85,13 +86,13 @@ def test_cli_reaches_control_through_environment_variables(
 
 
 def test_tenant_token_sees_only_its_own_tenant(control: ControlProcess) -> None:
-    assert control.cli.main("tenant", "create", "acme").returncode == 0
-    assert control.cli.main("tenant", "create", "acme-eu", "--parent", "acme").returncode == 0
-    assert control.cli.main("tenant", "create", "other").returncode == 0
-    token = control.cli.main("token", "create", "--tenant", "acme").stdout.strip()
-    tenants = control.cli.client(token).get("/v1/tenants")["tenants"]
+    assert control.cli("tenant", "create", "acme").returncode == 0
+    assert control.cli("tenant", "create", "acme-eu", "--parent", "acme").returncode == 0
+    assert control.cli("tenant", "create", "other").returncode == 0
+    token = control.cli("token", "create", "--tenant", "acme").stdout.strip()
+    tenants = control.client(token).get("/v1/tenants")["tenants"]
     assert sorted(t["name"] for t in tenants) == ["acme", "acme-eu"]
-    error = api_error(lambda: control.cli.client(token).post("/v1/enrollment/tokens", {"site": "x"}))
+    error = api_error(lambda: control.client(token).post("/v1/enrollment/tokens", {"site": "x"}))
     assert error.status == 403
 
 
@@ -103,27 +104,27 @@ def test_pushing_a_version_again_is_idempotent_and_a_different_spec_conflicts(
         "name: vision\nversion: '1.0'\nservices:\n  - name: d\n    containers:\n"
         "      - {name: main, image: busybox}\n"
     )
-    first = control.cli.main("app", "push", "-f", str(spec), "-o", "json")
+    first = control.cli("app", "push", "-f", str(spec), "-o", "json")
     assert first.returncode == 0 and json.loads(first.stdout)["created"] is True
-    again = control.cli.main("app", "push", "-f", str(spec), "-o", "json")
+    again = control.cli("app", "push", "-f", str(spec), "-o", "json")
     assert again.returncode == 0 and json.loads(again.stdout)["created"] is False
     spec.write_text(spec.read_text().replace("busybox", "busybox:2"))
-    conflict = control.cli.main("app", "push", "-f", str(spec))
+    conflict = control.cli("app", "push", "-f", str(spec))
     assert conflict.returncode == 1
     assert "exists with a different spec" in conflict.stderr
     assert len(conflict.stderr.strip().splitlines()) == 1
     error = api_error(
-        lambda: control.cli.client().put(
+        lambda: control.client().put(
             "/v1/applications/vision/versions/1.0", app_document("vision", "1.0", "other")
         )
     )
     assert error.status == 409
-    shown = control.cli.main("app", "show", "vision", "-o", "json")
+    shown = control.cli("app", "show", "vision", "-o", "json")
     assert json.loads(shown.stdout)["spec"]["services"][0]["containers"][0]["image"] == "busybox"
 
 
 def test_bad_input_gets_clear_4xx_errors_and_nothing_is_stored(control: ControlProcess) -> None:
-    client = control.cli.client()
+    client = control.client()
     bad_app = app_document("vision", "1.0")
     bad_app["services"][0]["replicaz"] = 2
     error = api_error(lambda: client.put("/v1/applications/vision/versions/1.0", bad_app))
@@ -173,7 +174,7 @@ def test_a_bundle_enrolls_once(control: ControlProcess, tmp_path: Path) -> None:
     assert identity.ca_path.read_bytes() == (control.state_dir / "ca.pem").read_bytes()
     with pytest.raises(EnrollmentError, match="already used"):
         run(enroll(bundle, tmp_path / "again"))
-    sites = control.cli.client().get("/v1/sites")["sites"]
+    sites = control.client().get("/v1/sites")["sites"]
     assert [(s["name"], s["state"], s["labels"]["customer"]) for s in sites] == [
         ("store-1", "enrolled", "acme")
     ]
@@ -221,19 +222,19 @@ def test_deploying_by_labels_and_relabelling_adds_and_removes_applications(
         spec = acme.applications[0]["spec"]
         assert spec["name"] == "vision" and acme.applications[0]["tenant"] == "system"
         assert other.app_names == []
-        await asyncio.to_thread(control.cli.main, "site", "label", "store-2", "customer=acme")
+        await asyncio.to_thread(control.cli, "site", "label", "store-2", "customer=acme")
         await other.wait_for(lambda: other.app_names == ["vision@1.0"])
-        await asyncio.to_thread(control.cli.main, "site", "label", "store-1", "customer-")
+        await asyncio.to_thread(control.cli, "site", "label", "store-1", "customer-")
         await acme.wait_for(lambda: acme.app_names == [])
         control.push_app("vision", "2.0")
         await other.wait_for(lambda: other.app_names == ["vision@2.0"])
         status = await asyncio.to_thread(
-            control.cli.main, "deployment", "status", "vision-acme", "-o", "json"
+            control.cli, "deployment", "status", "vision-acme", "-o", "json"
         )
         sites = json.loads(status.stdout)["sites"]
         assert [s["site"] for s in sites] == ["store-2"]
         await eventually(
-            lambda: control.cli.client().get("/v1/deployments/vision-acme/status")["sites"][0][
+            lambda: control.client().get("/v1/deployments/vision-acme/status")["sites"][0][
                 "in_sync"
             ]
         )
@@ -271,7 +272,7 @@ def test_a_revoked_site_is_refused(control: ControlProcess) -> None:
         site = await Site.enroll(control, "store-1")
         status, _ = await raw_get(site, "/v1/sync/desired?revision=0&wait=0")
         assert status == 200
-        result = await asyncio.to_thread(control.cli.main, "site", "revoke", "store-1")
+        result = await asyncio.to_thread(control.cli, "site", "revoke", "store-1")
         assert result.returncode == 0, result.stderr
         status, body = await raw_get(site, "/v1/sync/desired?revision=0&wait=0")
         assert status == 403 and b"revoked" in body
@@ -327,7 +328,7 @@ def test_status_batches_apply_once_and_gaps_are_refused(control: ControlProcess)
         status, body = await raw_post(site, "/v1/sync/status", {**batch, "seq": 3})
         assert status == 409 and body["error"]["code"] == "out-of-order"
         assert "expected seq 2" in body["error"]["message"] and body["error"]["expected"] == 2
-        events = control.cli.client().get("/v1/sites/store-1/events")["events"]
+        events = control.client().get("/v1/sites/store-1/events")["events"]
         assert [e["event"] for e in events] == [{"type": "started", "n": 1}]
 
     run(scenario())
@@ -356,7 +357,7 @@ def test_control_restart_on_the_same_state_dir_keeps_everything(control: Control
         assert status == 304  # same revision, same certificate still valid
         _, body = await raw_get(site, "/v1/sync/desired?revision=0&wait=0")
         assert json.loads(body) == before
-        assert [d["name"] for d in control.cli.client().get("/v1/deployments")["deployments"]] == ["v"]
+        assert [d["name"] for d in control.client().get("/v1/deployments")["deployments"]] == ["v"]
 
     run(scenario())
 
@@ -408,7 +409,7 @@ def test_sites_reconnect_after_a_control_outage_and_deliver_every_event_once(
             await site.wait_for(partial(has_apps, site, ["vision@2.0"]), timeout=20)
 
         def delivered(name: str) -> list[int]:
-            events = control.cli.client().get(f"/v1/sites/{name}/events", limit="1000")["events"]
+            events = control.client().get(f"/v1/sites/{name}/events", limit="1000")["events"]
             return [e["event"]["n"] for e in events]
 
         for name, numbers in sent.items():

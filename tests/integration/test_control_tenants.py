@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from control.cli.client import ApiError
 from enforcer.shared.sealing import unseal
-from tests.integration.control_harness import ControlProcess, Site, api_error, app_document, run
+from tests.support.control import ControlProcess, Site, api_error, app_document, run
 
 SECRET_VALUE = "pa55-Vx9-unique-secret-value-7f3a"
 ROTATED_VALUE = "rotated-Qz8-unique-secret-value-2b1c"
@@ -74,13 +74,13 @@ def test_only_matching_sites_get_the_vault_sealed_to_their_key_and_rotation_reac
         inside.site.start()
         outside.site.start()
         create = await asyncio.to_thread(
-            control.cli.main, "vault", "create", "vision", "--distribute", "customer = acme"
+            control.cli, "vault", "create", "vision", "--distribute", "customer = acme"
         )
         assert create.returncode == 0, create.stderr
         value_file = tmp_path / "token.txt"
         value_file.write_text(SECRET_VALUE)
         put = await asyncio.to_thread(
-            control.cli.main,
+            control.cli,
             "secret",
             "put",
             "vision",
@@ -101,7 +101,7 @@ def test_only_matching_sites_get_the_vault_sealed_to_their_key_and_rotation_reac
         assert outside.vaults == []
         # rotation while the site is away: it gets the new version when it comes back
         await inside.site.stop()
-        control.cli.client().put(
+        control.client().put(
             "/v1/vaults/vision/secrets/creds", {"data": {"api-key": ROTATED_VALUE}}
         )
         inside.vaults = None
@@ -109,7 +109,7 @@ def test_only_matching_sites_get_the_vault_sealed_to_their_key_and_rotation_reac
         await inside.site.wait_for(lambda: inside.opened().get("vision", (0,))[0] == 3, timeout=15)
         assert inside.opened()["vision"][2] == {"creds": {"api-key": ROTATED_VALUE}}
         # remote unseal: the site's vault key comes from control, the same every time
-        control.cli.client().put(
+        control.client().put(
             "/v1/vaults/vision", {"distribute": "customer = acme", "unseal": "remote"}
         )
         await inside.site.wait_for(lambda: inside.opened()["vision"][1] == "remote")
@@ -117,10 +117,10 @@ def test_only_matching_sites_get_the_vault_sealed_to_their_key_and_rotation_reac
         key = await inside.site.client.fetch_vault_key()
         assert len(key) == 32 and key == await inside.site.client.fetch_vault_key()
         # revocation: secret rm, then vault rm
-        rm = await asyncio.to_thread(control.cli.main, "secret", "rm", "vision", "creds")
+        rm = await asyncio.to_thread(control.cli, "secret", "rm", "vision", "creds")
         assert rm.returncode == 0, rm.stderr
         await inside.site.wait_for(lambda: inside.opened()["vision"][2] == {})
-        await asyncio.to_thread(control.cli.main, "vault", "rm", "vision")
+        await asyncio.to_thread(control.cli, "vault", "rm", "vision")
         await inside.site.wait_for(lambda: inside.vaults == [])
         await inside.site.stop()
         await outside.site.stop()
@@ -129,7 +129,7 @@ def test_only_matching_sites_get_the_vault_sealed_to_their_key_and_rotation_reac
 
 
 def test_a_secret_value_never_leaks(control: ControlProcess) -> None:
-    admin = control.cli.client()
+    admin = control.client()
     admin.put("/v1/vaults/vision", {"distribute": "customer = acme"})
     admin.put("/v1/vaults/vision/secrets/creds", {"data": {"api-key": SECRET_VALUE}})
     seen = [
@@ -164,7 +164,7 @@ def test_a_secret_value_never_leaks(control: ControlProcess) -> None:
 
 
 def test_a_wrong_master_key_makes_control_refuse_to_start(control: ControlProcess) -> None:
-    control.cli.client().put("/v1/vaults/vision", {"distribute": "customer = acme"})
+    control.client().put("/v1/vaults/vision", {"distribute": "customer = acme"})
     control.stop()
     master = control.state_dir / "master.key"
     original = master.read_bytes()
@@ -174,11 +174,11 @@ def test_a_wrong_master_key_makes_control_refuse_to_start(control: ControlProces
     assert "refuses to start" in control.log.read_text()
     master.write_bytes(original)
     control.start()
-    assert [v["name"] for v in control.cli.client().get("/v1/vaults")["vaults"]] == ["vision"]
+    assert [v["name"] for v in control.client().get("/v1/vaults")["vaults"]] == ["vision"]
 
 
 def test_an_app_naming_a_missing_secret_is_refused_at_push(control: ControlProcess) -> None:
-    admin = control.cli.client()
+    admin = control.client()
     doc = app_document("vision", "1")
     doc["services"][0]["volumes"] = [
         {"name": "creds", "secret": {"vault": "vision", "secret": "creds"}}
@@ -255,7 +255,7 @@ def test_a_tenant_cannot_reach_another_tenants_objects(
     two_tenants: tuple[ControlProcess, str], method: str, path: str, body: Any
 ) -> None:
     control, alpha_token = two_tenants
-    alpha = control.cli.client(alpha_token)
+    alpha = control.client(alpha_token)
     if path == "/v1/deployments/beta-deploy" and method == "PUT":
         body = beta_deployment()
     try:
@@ -272,7 +272,7 @@ def test_a_tenant_cannot_reach_another_tenants_objects(
     else:
         raise AssertionError(f"{method} {path} succeeded for another tenant")
     # nothing changed for beta
-    admin = control.cli.client()
+    admin = control.client()
     assert admin.get("/v1/deployments/beta-deploy")["tenant"] == "beta"
     assert admin.get("/v1/vaults/beta-vault")["secrets"] == {"beta-secret": ["k"]}
 
@@ -281,7 +281,7 @@ def test_a_tenants_listings_show_nothing_of_another_tenant(
     two_tenants: tuple[ControlProcess, str],
 ) -> None:
     control, alpha_token = two_tenants
-    alpha = control.cli.client(alpha_token)
+    alpha = control.client(alpha_token)
     for path in LISTINGS:
         text = json.dumps(alpha.get(path))
         for name in ["beta", *BETA_NAMES]:
@@ -289,14 +289,14 @@ def test_a_tenants_listings_show_nothing_of_another_tenant(
 
 
 def test_a_tenant_deploys_only_within_its_per_site_quota(control: ControlProcess) -> None:
-    admin = control.cli.client()
-    made = control.cli.main(
+    admin = control.client()
+    made = control.cli(
         "tenant", "create", "acme", "--parent", "system", "--quota", "cpus=1,memory=1Gi,gpus=0"
     )
     assert made.returncode == 0, made.stderr
     control.bundle("store-1", {"customer": "acme"})
     admin.post("/v1/sites/store-1/assign", {"tenant": "acme"})
-    acme = control.cli.client(admin.post("/v1/tokens", {"tenant": "acme"})["token"])
+    acme = control.client(admin.post("/v1/tokens", {"tenant": "acme"})["token"])
     doc = app_document("heavy", "1")
     doc["services"][0]["replicas"] = 3
     doc["services"][0]["resources"] = {"cpus": 0.5}
@@ -320,12 +320,12 @@ def test_a_tenant_deploys_only_within_its_per_site_quota(control: ControlProcess
 
 
 def test_a_site_shared_by_two_tenants_shows_each_only_its_own(control: ControlProcess) -> None:
-    admin = control.cli.client()
+    admin = control.client()
     tokens = {}
     for name in ("alpha", "beta"):
         admin.post("/v1/tenants", {"name": name, "parent": "system"})
         tokens[name] = str(admin.post("/v1/tokens", {"tenant": name})["token"])
-    alpha, beta = control.cli.client(tokens["alpha"]), control.cli.client(tokens["beta"])
+    alpha, beta = control.client(tokens["alpha"]), control.client(tokens["beta"])
 
     async def scenario() -> None:
         shared = await Site.enroll(control, "shared", {"customer": "both"})

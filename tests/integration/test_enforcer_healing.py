@@ -86,7 +86,7 @@ def test_crash_loop_backs_off_exponentially_while_other_apps_keep_reconciling(
 def _events(enforcer: EnforcerProc) -> list[dict[str, object]]:
     import json
 
-    res = enforcer.cli.main("events", "-o", "json")
+    res = enforcer.cli("events", "-o", "json")
     assert res.returncode == 0, res.stderr
     out = res.stdout.strip()
     if out.startswith("["):
@@ -234,7 +234,7 @@ def test_removing_an_app_removes_everything_but_persistent_volumes_until_purge(
     vols = {v.name for v in docker_client.volumes.list(filters={"label": "edgeward.app=store"})}
     assert vols == {"ew.store.db.0.data", "ew.store.db.0.tmp"}
 
-    assert enforcer.cli.main("rm", "store").returncode == 0
+    assert enforcer.cli("rm", "store").returncode == 0
     assert docker_client.containers.list(all=True, filters={"label": "edgeward.app=store"}) == []
     assert docker_client.networks.list(names=["ew.system.store"]) == []
     vols = {v.name for v in docker_client.volumes.list(filters={"label": "edgeward.app=store"})}
@@ -242,6 +242,33 @@ def test_removing_an_app_removes_everything_but_persistent_volumes_until_purge(
 
     enforcer.apply(app("store", svc))
     enforcer.wait_running("store.db.0")
-    res = enforcer.cli.main("rm", "store", "--purge")
+    res = enforcer.cli("rm", "store", "--purge")
     assert res.returncode == 0, res.stderr
     assert docker_client.volumes.list(filters={"label": "edgeward.app=store"}) == []
+
+
+def test_http_probes_see_the_page_and_a_missing_page_restarts_the_container(
+    enforcer: EnforcerProc, test_image: str
+) -> None:
+    httpd = ("httpd", "-f", "-p", "8080", "-h", "/www")
+    ready = {"readiness": {"http": {"port": 8080, "path": "/index.html"}, "period": "200ms"}}
+    gone = {
+        "liveness": {
+            "http": {"port": 8080, "path": "/missing.html"},
+            "period": "300ms",
+            "failure-threshold": 2,
+        }
+    }
+    enforcer.apply(
+        app(
+            "probed",
+            service("ok", container("main", test_image, *httpd, probes=ready)),
+            service("bad", container("main", test_image, *httpd, probes=gone)),
+        )
+    )
+    ps = enforcer.wait_ps(
+        lambda p: p.get("probed.ok.0", {}).get("ready") is True
+        and p.get("probed.bad.0", {}).get("restarts", 0) >= 1,
+        timeout=20,
+    )
+    assert ps["probed.ok.0"]["restarts"] == 0

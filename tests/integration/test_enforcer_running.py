@@ -150,7 +150,7 @@ def test_containers_without_the_managed_label_are_never_touched(
     try:
         enforcer.apply(app("shop", sleeper("web", test_image)))
         enforcer.wait_running("shop.web.0")
-        assert enforcer.cli.main("rm", "shop", "--purge").returncode == 0
+        assert enforcer.cli("rm", "shop", "--purge").returncode == 0
         foreign.reload()
         stopped.reload()
         assert foreign.status == "running"

@@ -26,7 +26,7 @@ def test_docker_engine_restart_is_reported_and_everything_converges_after(
     engine.proc.wait(60)
     deadline = time.monotonic() + 15
     while True:
-        check = enforcer.cli.main("status", "--check")
+        check = enforcer.cli("status", "--check")
         if check.returncode == 1 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -38,7 +38,7 @@ def test_docker_engine_restart_is_reported_and_everything_converges_after(
     engine.proc = None
     engine.start()
     enforcer.wait_running("durable.s.0", "durable.s.1", timeout=30)
-    assert enforcer.cli.main("status", "--check").returncode == 0
+    assert enforcer.cli("status", "--check").returncode == 0
     names = {
         c.name for c in docker_client.containers.list(filters={"label": "edgeward.app=durable"})
     }
@@ -70,21 +70,21 @@ def test_bad_input_gets_one_clear_error_and_disturbs_nothing(
         ): "duplicate",
     }  # fmt: skip
     for text, expected in cases.items():
-        res = enforcer.cli.main("apply", "-f", "-", input=text)
+        res = enforcer.cli("apply", "-f", "-", input=text)
         assert res.returncode == 1, (text, res.stdout)
         assert expected in res.stderr, (expected, res.stderr)
         assert "Traceback" not in res.stderr
 
-    res = enforcer.cli.main("rm", "no-such-app")
+    res = enforcer.cli("rm", "no-such-app")
     assert res.returncode == 1 and "no-such-app" in res.stderr and "Traceback" not in res.stderr
-    res = enforcer.cli.main("logs", "no.such.0")
+    res = enforcer.cli("logs", "no.such.0")
     assert res.returncode == 1 and "no.such.0" in res.stderr
 
     assert docker_client.containers.get("ew.steady.s.0.main").attrs["State"]["StartedAt"] == before
     assert set(enforcer.ps()) == {"steady.s.0"}
 
     enforcer.stop()
-    res = enforcer.cli.main("ps")
+    res = enforcer.cli("ps")
     assert res.returncode == 1
     assert str(enforcer.socket) in res.stderr and "Traceback" not in res.stderr
 
@@ -101,12 +101,12 @@ def test_logs_and_events_and_metrics_come_from_the_real_daemon(
     enforcer.wait_running("talk.t.0")
     deadline = time.monotonic() + 10
     while True:
-        res = enforcer.cli.main("logs", "talk.t.0", "--tail", "1")
+        res = enforcer.cli("logs", "talk.t.0", "--tail", "1")
         if res.stdout.strip() == "two" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert res.returncode == 0 and res.stdout.strip() == "two"
-    events = enforcer.cli.main("events").stdout
+    events = enforcer.cli("events").stdout
     assert "talk" in events
     from enforcer.cli.client import Client
 

@@ -38,7 +38,10 @@ def live(engine: DockerEngine) -> Iterator[LiveDaemon]:
     d.start()
     yield d
     try:
-        for name in sorted({i["app"] for i in d.ps().values()}):
+        d.control_desired(1_000_000, [])  # control's applications go as control removes them
+        local = {a["name"] for a in Client(d.socket).applications()}
+        d.wait_ps(lambda ps: {i["app"] for i in ps.values()} <= local)
+        for name in sorted(local):
             d.cli("rm", name, "--purge")
     finally:
         d.stop()

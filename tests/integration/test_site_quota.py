@@ -15,12 +15,12 @@ from tests.realparts import DockerEngine
 def test_a_new_latest_version_beyond_the_quota_runs_only_what_fits(
     control: ControlProcess, engine: DockerEngine, test_image: str
 ) -> None:
-    admin = control.cli.client()
-    made = control.cli.main("tenant", "create", "acme", "--parent", "system", "--quota", "cpus=1")
+    admin = control.client()
+    made = control.cli("tenant", "create", "acme", "--parent", "system", "--quota", "cpus=1")
     assert made.returncode == 0, made.stderr
     bundle = control.bundle("store-q", {"customer": "acme"})
     admin.post("/v1/sites/store-q/assign", {"tenant": "acme"})
-    acme = control.cli.client(admin.post("/v1/tokens", {"tenant": "acme"})["token"])
+    acme = control.client(admin.post("/v1/tokens", {"tenant": "acme"})["token"])
 
     root = Path(tempfile.mkdtemp(prefix="quota-", dir="/tmp"))
     enf = EnforcerProc(root, engine.url, extra_config=f'[control]\nenrollment = "{bundle}"\n')

@@ -61,7 +61,7 @@ def test_deploy_by_labels_relabel_moves_it_and_sites_ride_out_a_control_outage(
     b = enrolled(control, second_engine, "store-b", {"customer": "other"})
     client_b = docker.DockerClient(base_url=second_engine.url)
     try:
-        control.cli.client().put("/v1/applications/shop/versions/1", app("shop", sleeper("s", test_image)))
+        control.client().put("/v1/applications/shop/versions/1", app("shop", sleeper("s", test_image)))
         control.deploy(
             {"name": "shop-acme", "application": "shop", "version": "latest",
              "placement": {"match-site-labels": "customer = acme"}}
@@ -70,9 +70,9 @@ def test_deploy_by_labels_relabel_moves_it_and_sites_ride_out_a_control_outage(
         assert running_apps(client_b) == set()
 
         # re-labelling moves the application
-        assert control.cli.main("site", "label", "store-b", "customer=acme", "--url", control.url,
+        assert control.cli("site", "label", "store-b", "customer=acme", "--url", control.url,
                            "--token", control.admin_token, "--ca", str(control.state_dir / "ca.pem")).returncode == 0  # fmt: skip
-        assert control.cli.main("site", "label", "store-a", "customer-", "--url", control.url,
+        assert control.cli("site", "label", "store-a", "customer-", "--url", control.url,
                            "--token", control.admin_token, "--ca", str(control.state_dir / "ca.pem")).returncode == 0  # fmt: skip
         wait(lambda: running_apps(client_b) == {"shop"}, 30, "shop on store-b")
         wait(lambda: running_apps(docker_client) == set(), 30, "shop gone from store-a")
@@ -96,9 +96,9 @@ def test_deploy_by_labels_relabel_moves_it_and_sites_ride_out_a_control_outage(
 
         # control is back: the sites reconnect and pick up what changed meanwhile
         control.start()
-        control.cli.client().put("/v1/applications/shop/versions/2", app("shop", sleeper("s", test_image), sleeper("t", test_image), version="2"))
+        control.client().put("/v1/applications/shop/versions/2", app("shop", sleeper("s", test_image), sleeper("t", test_image), version="2"))
         wait(lambda: "shop.t.0" in b.ps() and b.ps()["shop.t.0"]["state"] == "running", 60, "v2 at store-b")
-        status = control.cli.client().get("/v1/deployments/shop-acme/status")
+        status = control.client().get("/v1/deployments/shop-acme/status")
         assert "store-b" in json.dumps(status)
     finally:
         for enf in (a, b):

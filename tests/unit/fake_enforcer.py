@@ -68,6 +68,7 @@ class FakeEnforcer:
         self.event_followers = 0
         self._wakeup: asyncio.Event | None = None
         self.healthy = True
+        self.enrolled_bundles: list[str] = []
         self.host_error: Exception | None = None
         self.host_record: dict[str, Any] = {
             "id": "host-a",
@@ -204,18 +205,41 @@ class FakeEnforcer:
             raise self.host_error
         return self.host_record
 
-    def site(self) -> dict[str, Any]:
+    async def site(self) -> dict[str, Any]:
         return {
             "name": "store-042",
             "labels": {"customer": "acme", "system/name": "store-042"},
-            "hosts": ["host-a"],
+            "hosts": [
+                {
+                    "id": "host-a",
+                    "address": "host-a.local",
+                    "role": "controller",
+                    "state": "alive",
+                    "lease-age": 1.5,
+                }
+            ],
             "leader": "host-a",
-            "control": "not enrolled (site-local)",
+            "store": {"kind": "sqlite", "path": "/x/enforcer.db", "state": "ok", "error": ""},
+            "control": {
+                "enrolled": False,
+                "state": "not enrolled",
+                "description": "not enrolled (site-local)",
+            },
         }
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         runtime = "available" if self.healthy else "unavailable: cannot connect to Docker"
         return {"healthy": self.healthy, "runtime": runtime, "checks": {"runtime": runtime}}
 
     def metrics(self) -> str:
         return "# TYPE edgeward_instances gauge\nedgeward_instances 2\n"
+
+    async def enroll(self, bundle: str) -> dict[str, Any]:
+        from enforcer.link.enrollment import EnrollmentError
+
+        if self.enrolled_bundles:
+            raise Conflict("this site is enrolled already, as store-042 with control at https://c")
+        if bundle == "expired":
+            raise EnrollmentError("control refused: the bundle has expired")
+        self.enrolled_bundles.append(bundle)
+        return {"site": "store-042", "control": "https://c"}

@@ -21,7 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from enforcer.api import make_app, serve
-from enforcer.api.openapi import ERROR_CODES
+from enforcer.api.openapi import ERROR_CODES, openapi_document
+from enforcer.api.routes import ROUTES
 from enforcer.facade import InstanceState
 
 from .fake_enforcer import INVALID_SPEC_MESSAGE, FakeEnforcer, instance
@@ -437,7 +438,7 @@ async def test_an_unexpected_error_is_a_generic_500_and_other_requests_go_on(
 ) -> None:
     fake = FakeEnforcer()
     fake.host_error = RuntimeError("password=hunter2 in /secret/path")
-    with caplog.at_level(logging.ERROR, logger="enforcer.api.server"):
+    with caplog.at_level(logging.ERROR, logger="enforcer.api"):
         async with api(fake) as client:
             response = await client.get("/v1/host")
             assert response.status == 500
@@ -495,6 +496,35 @@ def refs(node: Any) -> list[str]:
     return []
 
 
+def served_routes(app: web.Application) -> dict[str, set[str]]:
+    routes: dict[str, set[str]] = {}
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        routes.setdefault(path, set()).add(route.method.lower())
+    return routes
+
+
+def documented_routes(document: dict[str, Any]) -> dict[str, set[str]]:
+    return {
+        path: {m for m in item if m in ("get", "put", "delete", "post", "patch")}
+        for path, item in document["paths"].items()
+    }
+
+
+def drift(app: web.Application, document: dict[str, Any]) -> list[str]:
+    """Every disagreement between the routes served and the routes documented."""
+    served, documented = served_routes(app), documented_routes(document)
+    out = []
+    for path in sorted(set(served) | set(documented)):
+        for method in sorted(served.get(path, set()) - documented.get(path, set())):
+            out.append(f"served, not documented: {method.upper()} {path}")
+        for method in sorted(documented.get(path, set()) - served.get(path, set())):
+            out.append(f"documented, not served: {method.upper()} {path}")
+    return out
+
+
 @async_test
 async def test_openapi_describes_every_route_with_its_parameters() -> None:
     app = make_app(FakeEnforcer())
@@ -503,17 +533,8 @@ async def test_openapi_describes_every_route_with_its_parameters() -> None:
         assert response.status == 200
         document = await response.json()
     assert document["openapi"].startswith("3.0")
-    routes: dict[str, set[str]] = {}
-    for route in app.router.routes():
-        if route.method == "HEAD":
-            continue
-        path = route.resource.canonical if route.resource is not None else ""
-        routes.setdefault(path, set()).add(route.method.lower())
-    described = {
-        path: {m for m in item if m in ("get", "put", "delete", "post")}
-        for path, item in document["paths"].items()
-    }
-    assert described == routes
+    assert drift(app, document) == []
+    described = documented_routes(document)
     for path, item in document["paths"].items():
         names = {p["name"] for p in item.get("parameters", []) if p["in"] == "path"}
         for method in described[path]:
@@ -524,6 +545,34 @@ async def test_openapi_describes_every_route_with_its_parameters() -> None:
         assert resolve(document, ref) is not None
     error = document["components"]["schemas"]["Error"]
     assert error["properties"]["error"]["required"] == ["code", "message"]
+
+
+def test_a_route_served_but_not_documented_or_documented_but_not_served_is_drift() -> None:
+    document = openapi_document()
+    app = make_app(FakeEnforcer())
+    assert drift(app, document) == []
+    app.router.add_post("/v1/undocumented", lambda request: web.Response())  # type: ignore[arg-type,return-value]
+    del document["paths"]["/v1/metrics"]["get"]
+    document["paths"]["/v1/ghost"] = {"get": {"responses": {"200": {"description": "-"}}}}
+    assert drift(app, document) == [
+        "documented, not served: GET /v1/ghost",
+        "served, not documented: GET /v1/metrics",
+        "served, not documented: POST /v1/undocumented",
+    ]
+
+
+def test_every_route_of_the_table_is_served_once_by_its_own_handler() -> None:
+    app = make_app(FakeEnforcer())
+    table = {(r.method, r.path) for r in ROUTES}
+    assert len(table) == len(ROUTES)
+    served = {(m.upper(), path) for path, methods in served_routes(app).items() for m in methods}
+    assert served == table
+    assert {r.operation for r in ROUTES} == {
+        op["operationId"]
+        for item in openapi_document()["paths"].values()
+        for key, op in item.items()
+        if key != "parameters"
+    }
 
 
 # --- serve() on a unix socket and TCP -----------------------------------------------------------
@@ -607,3 +656,40 @@ async def test_closing_the_server_ends_following_streams(tmp_path: Path) -> None
 
 def test_app_factory_returns_an_aiohttp_application() -> None:
     assert isinstance(make_app(FakeEnforcer(), token="t", max_body=10), web.Application)
+
+
+# --- enrollment of the running enforcer ---------------------------------------------------------
+
+
+@async_test
+async def test_post_enrollment_hands_the_bundle_over_and_a_second_is_409() -> None:
+    fake = FakeEnforcer()
+    async with api(fake) as client:
+        response = await client.post("/v1/enrollment", json={"bundle": " b1 \n"})
+        assert response.status == 200
+        assert await response.json() == {"site": "store-042", "control": "https://c"}
+        assert fake.enrolled_bundles == ["b1"]
+        response = await client.post("/v1/enrollment", json={"bundle": "b2"})
+        assert response.status == 409
+        error = await error_of(response)
+        assert error["message"].startswith("this site is enrolled already")
+        assert fake.enrolled_bundles == ["b1"]
+
+
+@async_test
+async def test_a_bad_enrollment_request_is_400_415_or_422_with_a_message() -> None:
+    async with api() as client:
+        for body, code in ((b"{}", "invalid-body"), (b"[1", "invalid-body")):
+            response = await client.post(
+                "/v1/enrollment", data=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status == 400 and (await error_of(response))["code"] == code
+        response = await client.post("/v1/enrollment", data=b"x", headers=YAML)
+        assert response.status == 415
+        response = await client.post("/v1/enrollment", json={"bundle": "expired"})
+        assert response.status == 422
+        error = await error_of(response)
+        assert error == {
+            "code": "enrollment-failed",
+            "message": "enrollment failed: control refused: the bundle has expired",
+        }

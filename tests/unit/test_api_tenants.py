@@ -101,6 +101,8 @@ async def test_a_tenant_token_cannot_apply_site_local_apps_or_read_site_metrics(
         assert (await error_of(response))["code"] == "forbidden"
         response = await client.get("/v1/metrics", headers=bearer(ACME))
         assert response.status == 403
+        response = await client.post("/v1/enrollment", json={"bundle": "b"}, headers=bearer(ACME))
+        assert response.status == 403
         assert (await client.get("/v1/health", headers=bearer(ACME))).status == 200
         response = await client.put(
             "/v1/applications/vision", data=SPEC_YAML, headers={**YAML, **bearer(ADMIN)}

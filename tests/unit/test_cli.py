@@ -297,16 +297,18 @@ def test_a_socket_nobody_listens_on_is_connection_refused(tmp_path: Path) -> Non
     assert line.endswith("enforcer.sock: connection refused (is edge-enforcer running?)")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may connect to any socket")
-def test_a_socket_without_permission_says_so(tmp_path: Path) -> None:
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(tmp_path / "enforcer.sock"))
-    listener.listen()
-    os.chmod(tmp_path / "enforcer.sock", 0)
-    try:
-        line = one_error_line(run_without_daemon(tmp_path, "ps"))
-    finally:
-        listener.close()
+def test_a_socket_without_permission_says_so() -> None:
+    from tests.support.users import as_user, open_dir  # root may connect to any socket
+
+    with open_dir() as where:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(where / "enforcer.sock"))
+        listener.listen()
+        os.chmod(where / "enforcer.sock", 0)
+        try:
+            line = as_user(lambda: one_error_line(run_without_daemon(where, "ps")))
+        finally:
+            listener.close()
     assert line.endswith("enforcer.sock: permission denied (run as root or as a member of the "
                          "group edgeward)")  # fmt: skip
 
@@ -404,7 +406,7 @@ def test_the_client_over_tcp_sends_its_token(tmp_path: Path) -> None:
 def test_run_hands_the_loaded_config_to_the_daemon(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    daemon = pytest.importorskip("enforcer.daemon")
+    from enforcer import daemon
     seen: list[EnforcerConfig] = []
     monkeypatch.setattr(daemon, "run_daemon", seen.append)
     config = write_config(tmp_path, tmp_path / "enforcer.sock")
@@ -417,7 +419,7 @@ def test_run_hands_the_loaded_config_to_the_daemon(
 def test_enroll_reads_the_bundle_from_a_file_and_reports_failure_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    enrollment = pytest.importorskip("enforcer.link.enrollment")
+    from enforcer.link import enrollment
     calls: list[tuple[str, Path]] = []
 
     async def enroll(bundle: str, state_dir: Path) -> Any:
@@ -438,3 +440,84 @@ def test_enroll_reads_the_bundle_from_a_file_and_reports_failure_in_one_line(
     assert calls == [("BUNDLE-TEXT", tmp_path / "state")]
     line = one_error_line(cli("enroll", "bad"))
     assert line == "edge-enforcer: error: enrollment failed: the bundle has expired"
+
+
+# --- connection options: before or after the command, or from the environment ---------------
+
+
+@pytest.fixture
+def tcp_api(tmp_path: Path) -> Iterator[str]:
+    fake = FakeEnforcer()
+    fake.instance_list = [instance("vision.detector.0")]
+    api = BackgroundApi(fake, tmp_path / "enforcer.sock", "127.0.0.1:0", "s3cret")
+    try:
+        assert api.server.tcp_address is not None
+        host, port = api.server.tcp_address
+        yield f"http://{host}:{port}"
+    finally:
+        api.stop()
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(main, args, env=env, catch_exceptions=False)
+
+
+def test_url_and_token_go_before_or_after_the_command(tcp_api: str) -> None:
+    for args in (
+        ["--url", tcp_api, "--token", "s3cret", "ps"],
+        ["ps", "--url", tcp_api, "--token", "s3cret"],
+        ["--url", tcp_api, "ps", "-o", "json", "--token", "s3cret"],
+    ):
+        result = invoke(args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "vision.detector.0" in result.stdout
+
+
+def test_an_option_after_the_command_wins_over_one_before_it(tcp_api: str) -> None:
+    assert invoke(["--url", tcp_api, "--token", "wrong", "ps", "--token", "s3cret"]).exit_code == 0
+    line = one_error_line(invoke(["--url", tcp_api, "--token", "s3cret", "ps", "--token", "no"]))
+    assert line == "edge-enforcer: error: wrong bearer token"
+
+
+def test_url_and_token_come_from_the_environment_below_the_command_line(
+    tcp_api: str, tmp_path: Path
+) -> None:
+    env = {"EDGEWARD_URL": tcp_api, "EDGEWARD_TOKEN": "s3cret"}
+    assert invoke(["ps"], env).exit_code == 0
+    assert invoke(["status", "--check"], env).exit_code == 0
+    line = one_error_line(invoke(["ps"], {**env, "EDGEWARD_TOKEN": "wrong"}))
+    assert line == "edge-enforcer: error: wrong bearer token"
+    wrong = {**env, "EDGEWARD_TOKEN": "wrong"}
+    assert invoke(["--token", "s3cret", "ps"], wrong).exit_code == 0
+    assert invoke(["ps", "--token", "s3cret"], wrong).exit_code == 0
+    elsewhere = {"EDGEWARD_URL": "http://127.0.0.1:1", "EDGEWARD_TOKEN": "s3cret"}
+    assert invoke(["ps", "--url", tcp_api], elsewhere).exit_code == 0
+
+
+def test_config_goes_before_or_after_the_command(cli: Cli) -> None:
+    cli.fake.instance_list = [instance("vision.detector.0")]
+    for args in (["--config", str(cli.config), "ps"], ["ps", "--config", str(cli.config)]):
+        result = invoke(args, {"EDGEWARD_CONFIG": "/nonexistent.toml"})
+        assert result.exit_code == 0, (args, result.output)
+        assert "vision.detector.0" in result.stdout
+    line = one_error_line(invoke(["ps"], {"EDGEWARD_CONFIG": "/nonexistent.toml"}))
+    assert line.endswith("/nonexistent.toml: no such file")
+
+
+def test_the_daemon_takes_config_after_run_but_no_connection_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enforcer import daemon
+
+    seen: list[EnforcerConfig] = []
+    monkeypatch.setattr(daemon, "run_daemon", seen.append)
+    config = write_config(tmp_path, tmp_path / "enforcer.sock")
+    assert invoke(["run", "--config", str(config)]).exit_code == 0
+    assert seen[0].api.socket == tmp_path / "enforcer.sock"
+    refused = invoke(["run", "--url", "http://127.0.0.1:7700"])
+    assert refused.exit_code == 2
+    assert "No such option: --url" in refused.stderr or "No such option '--url'" in refused.stderr

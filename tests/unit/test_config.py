@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from enforcer.config import load as config_module
 from enforcer.config.load import (
     ApiConfig,
     ConfigError,
@@ -17,7 +18,6 @@ from enforcer.config.load import (
     load_config,
     parse_listen,
 )
-from enforcer.config import load as config_module
 
 FULL = """\
 # every key
@@ -147,13 +147,13 @@ def test_every_key_is_read(tmp_path: Path) -> None:
 
 
 def test_device_rules_are_parsed_by_enforcer_devices_where_it_exists(tmp_path: Path) -> None:
-    devices = pytest.importorskip("enforcer.devices.udev")
+    from enforcer.devices import rules as devices
+
     config = load_config(write(tmp_path, FULL))
     assert config.devices.rules == tuple(devices.parse_rules(config.devices.raw_rules))
 
 
 def test_a_bad_device_rule_names_its_line(tmp_path: Path) -> None:
-    pytest.importorskip("enforcer.devices.udev")
     text = '[[devices.rule]]\nlabel = "a"\nmatch = { A = "b" }\n\n[[devices.rule]]\nmatch = {}\n'
     message = error_of(tmp_path, text)
     assert message.startswith(f"{tmp_path / 'enforcer.toml'}:")

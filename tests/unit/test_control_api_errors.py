@@ -10,8 +10,14 @@ from typing import Any
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from control.api.routes import MAX_BODY, ControlAPI
-from control.service import Metrics
+from control.api.app import MAX_BODY, ControlAPI
+from control.model import Unauthorized
+from control.service.core import Metrics
+
+
+class FakeTenants:
+    async def authenticate(self, token: str | None) -> Any:
+        raise Unauthorized("the token is not valid")
 
 
 class FakeService:
@@ -19,11 +25,7 @@ class FakeService:
 
     def __init__(self) -> None:
         self.metrics = Metrics()
-
-    async def authenticate(self, token: str | None) -> Any:
-        from control.model import Unauthorized
-
-        raise Unauthorized("the token is not valid")
+        self.tenants = FakeTenants()
 
 
 def with_api(max_concurrent: int, body: Callable[[ClientSession, str], Awaitable[None]]) -> None:
@@ -67,3 +69,13 @@ def test_unknown_endpoints_and_oversized_bodies_get_json_errors() -> None:
             assert r.status == 422 and "not valid JSON" in (await r.json())["error"]["message"]
 
     with_api(10, body)
+
+
+def test_operators_issuing_bundles_are_never_shed_while_enrollments_are() -> None:
+    async def body(session: ClientSession, url: str) -> None:
+        async with session.post(url + "/v1/enrollment/tokens", json={"site": "s"}) as r:
+            assert r.status == 401  # reached the handler: not turned away as busy
+        async with session.post(url + "/v1/enrollment", json={}) as r:
+            assert r.status == 503 and "Retry-After" in r.headers
+
+    with_api(0, body)

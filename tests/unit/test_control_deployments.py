@@ -10,17 +10,12 @@ from control.fleet.deployments import (
     DeploymentError,
     DeploymentSpec,
     OnFailure,
-    Phase,
-    Rollout,
-    SiteView,
     Strategy,
-    advance,
-    applications_for_site,
     deployment_to_document,
-    observe_status,
     parse_deployment,
-    start_rollout,
 )
+from control.fleet.placement import applications_for_site
+from control.fleet.rollout import Phase, Rollout, SiteView, advance, observe_status, start_rollout
 
 
 def doc(**changes: Any) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from control.fleet.deployments import Phase, Rollout, parse_deployment
+from control.fleet.deployments import parse_deployment
+from control.fleet.rollout import Phase, Rollout
 from control.fleet.state import DeploymentState, Fleet
 from control.model import AppVersion, Deployment, Site, Tenant
 

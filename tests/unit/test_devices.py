@@ -17,23 +17,21 @@ import docker
 import psutil
 import pytest
 
-from enforcer.devices.udev import (
-    DeviceRule,
-    DeviceWatcher,
+from enforcer.devices.inventory import (
     Inventory,
     InventoryState,
     apply_event,
-    classify,
+    inventory_from_properties,
+    recognise_gpu,
+)
+from enforcer.devices.passthrough import (
     device_nodes_for,
     docker_devices,
     gpu_request,
     gpu_requests_for,
-    inventory_from_properties,
-    parse_rules,
-    recognise_gpu,
-    scan,
-    scan_state,
 )
+from enforcer.devices.rules import DeviceRule, classify, parse_rules
+from enforcer.devices.watcher import DeviceWatcher, scan, scan_state
 from enforcer.shared.spec.model import Placement
 from enforcer.site.hostinfo import default_host_id, gather_host_info, system_labels
 
@@ -433,7 +431,7 @@ def test_the_watcher_keeps_the_startup_inventory_when_udevd_is_absent(
         await watcher.stop()
         return inventory, monitoring
 
-    with caplog.at_level(logging.WARNING, logger="enforcer.devices.udev"):
+    with caplog.at_level(logging.WARNING, logger="enforcer.devices.watcher"):
         inventory, monitoring = asyncio.run(main())
     assert inventory.nodes_for("null") == ["/dev/null"]
     assert not monitoring

@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
-from enforcer.devices.udev import Gpu, Inventory, inventory_from_properties, parse_rules
+from enforcer.devices.inventory import Gpu, Inventory, inventory_from_properties
+from enforcer.devices.rules import parse_rules
+from enforcer.schedule.hosts import HostInfo
 from enforcer.schedule.scheduler import HostState, Schedule, demands, host_state, schedule
 from enforcer.shared.spec.model import (
     Application,
@@ -18,7 +20,6 @@ from enforcer.shared.spec.model import (
     Resources,
     Service,
 )
-from enforcer.site.hostinfo import HostInfo
 
 GI = 1024**3
 MI = 1024**2
@@ -698,6 +699,7 @@ def test_host_state_comes_from_host_info() -> None:
         2.0,
         4 * GI,
         frozenset({"serial", "camera"}),
+        ("0000:17:00.0",),
     )
     assert state.label_map == {"system/gpu": "nvidia", "zone": "a"}
 

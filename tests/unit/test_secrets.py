@@ -170,7 +170,7 @@ async def test_a_malformed_entry_is_refused_without_disturbing_the_others(site: 
         [
             {"name": "x", "tenant": "acme", "version": "1", "sealed": {}},
             {"name": "y", "tenant": "acme", "version": 1, "sealed": {}, "unseal": "maybe"},
-            "junk",
+            "junk",  # type: ignore[list-item]
             good,
         ],
         "local",

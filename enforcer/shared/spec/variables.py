@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 __all__ = [
     "SYSTEM_VARIABLES",
     "expand",
+    "expanded_length",
     "is_variable_name",
     "references",
 ]
@@ -67,6 +68,12 @@ def _pieces(text: str) -> Iterator[tuple[str, bool]]:
 def references(text: str) -> set[str]:
     """The variable names that `text` refers to with ``${NAME}``."""
     return {piece for piece, is_name in _pieces(text) if is_name}
+
+
+def expanded_length(text: str, lengths: Mapping[str, int]) -> int:
+    """The length of `text` once expanded, where variable NAME stands for ``lengths[NAME]``
+    characters (0 for names `lengths` lacks). Raises ValueError as `references` does."""
+    return sum(lengths.get(p, 0) if is_name else len(p) for p, is_name in _pieces(text))
 
 
 def expand(text: str, values: Mapping[str, str]) -> str:

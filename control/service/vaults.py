@@ -1,17 +1,18 @@
-"""Control's vault operations, mixed into `control.service.ControlService`.
+"""Vaults at control: operators change them, sites get them sealed to their certificate's key.
 
 Secrets are decrypted only to change them or to seal them for a site; a site gets a vault
 sealed to its certificate's key once per (site, vault, version, certificate), then from a cache.
-No message, log line or listing ever holds a secret value.
+The cryptography runs in a worker thread, never on the event loop. No message, log line or
+listing ever holds a secret value.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from control.fleet.access import Principal
-from control.fleet.state import Fleet
 from control.model import Invalid, NotFound, Site, check_name
-from control.store.sqlite import Store
+from control.service.core import Core
 from control.vaults.envelope import (
     CryptoError,
     Envelope,
@@ -40,7 +40,12 @@ MASTER_CHECK = "master-key-check"
 MAX_KEY_NAME = 253
 
 SealKey = tuple[str, str]  # site, vault
-Sealed = tuple[int, str, dict[str, Any]]  # vault version, certificate serial, the entry
+SealMark = tuple[int, str, str]  # vault version, unseal mode, certificate serial
+Sealed = tuple[SealMark, bytes]  # what it was sealed for, the entry (JSON)
+
+
+def _mark(vault: Vault, site: Site) -> SealMark:
+    return vault.version, vault.unseal, site.cert_serial
 
 
 def _check_key_name(vault: str, secret: str, key: Any) -> str:
@@ -59,35 +64,32 @@ def _check_key_name(vault: str, secret: str, key: Any) -> str:
     return key
 
 
-class VaultOperations:
-    store: Store
-    fleet: Fleet
-    envelope: Envelope
-    clock: Any
-    _lock: asyncio.Lock
-    _sealed: dict[SealKey, Sealed]
-    master_key_path: Path
+class Vaults:
+    def __init__(self, core: Core, envelope: Envelope, master_key_path: Path) -> None:
+        self.core = core
+        self.envelope = envelope
+        self.master_key_path = master_key_path
+        self._sealed: dict[SealKey, Sealed] = {}
 
-    async def _recompute(self, names: Iterable[str] | None = None) -> None:
-        raise NotImplementedError
-
-    async def _load_vaults(self) -> None:
-        check = await self.store.set_meta_once(MASTER_CHECK, self.envelope.check_value())
+    async def load(self) -> None:
+        """Check the master key against the database, then load the vaults."""
+        store = self.core.store.vaults
+        check = await store.set_meta_once(MASTER_CHECK, self.envelope.check_value())
         self.envelope.verify(check, self.master_key_path)
-        self.fleet.vaults = {v.name: v for v in await self.store.list_vaults()}
+        self.core.fleet.vaults = {v.name: v for v in await store.load()}
 
     # --- operators ------------------------------------------------------------------------
 
-    def vault(self, who: Principal, name: str) -> Vault:
-        vault = self.fleet.vaults.get(name)
+    def get(self, who: Principal, name: str) -> Vault:
+        vault = self.core.fleet.vaults.get(name)
         if vault is None or vault.tenant not in who.visible:
             raise NotFound(f"vault {name} does not exist")
         return vault
 
-    def list_vaults(self, who: Principal) -> list[Vault]:
-        return [v for _, v in sorted(self.fleet.vaults.items()) if v.tenant in who.visible]
+    def visible(self, who: Principal) -> list[Vault]:
+        return [v for _, v in sorted(self.core.fleet.vaults.items()) if v.tenant in who.visible]
 
-    async def put_vault(
+    async def put(
         self,
         who: Principal,
         name: str,
@@ -100,11 +102,11 @@ class VaultOperations:
         if not isinstance(distribute, str):
             raise Invalid("distribute: a label expression is required", [("distribute", "missing")])
         check_distribute(distribute)
-        async with self._lock:
-            existing = self.fleet.vaults.get(name)
-            now = self.clock()
+        async with self.core.lock:
+            existing = self.core.fleet.vaults.get(name)
+            now = self.core.clock()
             if existing is not None:
-                self.vault(who, name)
+                self.get(who, name)
                 if tenant is not None and tenant != existing.tenant:
                     raise Invalid(f"vault {name} belongs to tenant {existing.tenant}")
                 mode = existing.unseal if unseal is None else str(unseal)
@@ -117,15 +119,15 @@ class VaultOperations:
                         "updated": now,
                     }
                 )
-                await self.store.put_vault(updated, existing.version)
-                self.fleet.vaults[name] = updated
-                await self._recompute()
+                await self.core.store.vaults.put(updated, existing.version)
+                self.core.fleet.vaults[name] = updated
+                await self.core.recompute()
                 return False, updated
             owner = str(tenant) if tenant else who.tenant
             who.require_visible(owner, f"tenant {owner!r}")
             mode = "local" if unseal is None else str(unseal)
             check_unseal(mode)
-            _, wrapped = self.envelope.new_data_key(name)
+            wrapped, blob = await asyncio.to_thread(self._new_vault_key, name)
             vault = Vault(
                 name=name,
                 tenant=owner,
@@ -133,30 +135,30 @@ class VaultOperations:
                 unseal=mode,
                 version=1,
                 wrapped_key=wrapped,
-                blob=self.envelope.close_vault(wrapped, {}, name),
+                blob=blob,
                 keys={},
                 created=now,
                 updated=now,
             )
-            await self.store.put_vault(vault, None)
-            self.fleet.vaults[name] = vault
-            await self._recompute()
+            await self.core.store.vaults.put(vault, None)
+            self.core.fleet.vaults[name] = vault
+            await self.core.recompute()
         log.info("vault %s created for tenant %s", name, owner)
         return True, vault
 
-    async def delete_vault(self, who: Principal, name: str) -> None:
-        self.vault(who, name)
-        async with self._lock:
-            await self.store.delete_vault(name)
-            self.fleet.vaults.pop(name, None)
+    async def delete(self, who: Principal, name: str) -> None:
+        self.get(who, name)
+        async with self.core.lock:
+            await self.core.store.vaults.delete(name)
+            self.core.fleet.vaults.pop(name, None)
             for key in [k for k in self._sealed if k[1] == name]:
                 del self._sealed[key]
-            await self._recompute()
+            await self.core.recompute()
         log.info("vault %s deleted", name)
 
     async def put_secret(self, who: Principal, vault_name: str, secret: str, values: Any) -> Vault:
         """Set a secret's keys and values (replacing the secret); the vault's version moves on."""
-        self.vault(who, vault_name)
+        self.get(who, vault_name)
         check_name(secret, "secret")
         if not isinstance(values, dict) or not values:
             raise Invalid(f"secret {vault_name}/{secret}: send at least one key and its value")
@@ -170,7 +172,7 @@ class VaultOperations:
         return await self._change_secrets(who, vault_name, secret, clean)
 
     async def delete_secret(self, who: Principal, vault_name: str, secret: str) -> Vault:
-        vault = self.vault(who, vault_name)
+        vault = self.get(who, vault_name)
         if secret not in vault.keys:
             raise NotFound(f"secret {vault_name}/{secret} does not exist")
         return await self._change_secrets(who, vault_name, secret, None)
@@ -178,10 +180,12 @@ class VaultOperations:
     async def _change_secrets(
         self, who: Principal, vault_name: str, secret: str, values: Mapping[str, str] | None
     ) -> Vault:
-        async with self._lock:
-            vault = self.vault(who, vault_name)
+        async with self.core.lock:
+            vault = self.get(who, vault_name)
             try:
-                secrets = self.envelope.open_vault(vault.wrapped_key, vault.blob, vault.name)
+                secrets = await asyncio.to_thread(
+                    self.envelope.open_vault, vault.wrapped_key, vault.blob, vault.name
+                )
             except CryptoError as e:
                 raise Invalid(f"vault {vault.name} cannot be opened with the master key") from e
             if values is None:
@@ -189,19 +193,22 @@ class VaultOperations:
             else:
                 secrets[secret] = dict(values)
             check_vault_size(vault.name, secrets)
-            now = self.clock()
+            blob = await asyncio.to_thread(
+                self.envelope.close_vault, vault.wrapped_key, secrets, vault.name
+            )
+            now = self.core.clock()
             updated = Vault(
                 **{
                     **vault.__dict__,
                     "version": vault.version + 1,
-                    "blob": self.envelope.close_vault(vault.wrapped_key, secrets, vault.name),
+                    "blob": blob,
                     "keys": {s: sorted(k) for s, k in sorted(secrets.items())},
                     "updated": now,
                 }
             )
-            await self.store.put_vault(updated, vault.version)
-            self.fleet.vaults[vault.name] = updated
-            await self._recompute()
+            await self.core.store.vaults.put(updated, vault.version)
+            self.core.fleet.vaults[vault.name] = updated
+            await self.core.recompute()
         log.info(
             "vault %s: secret %s %s (version %d)",
             vault.name,
@@ -215,7 +222,7 @@ class VaultOperations:
         """422 for an application naming a vault, secret or key that does not exist (to it)."""
         errors: list[tuple[str, str]] = []
         for path, vault_name, secret, key in secret_references(document):
-            vault = self.fleet.vaults.get(vault_name)
+            vault = self.core.fleet.vaults.get(vault_name)
             if vault is None or vault.tenant not in who.visible:
                 errors.append((path, f"vault {vault_name!r} does not exist"))
             elif secret not in vault.keys:
@@ -231,26 +238,39 @@ class VaultOperations:
 
     # --- sites ----------------------------------------------------------------------------
 
-    def vaults_for_site(self, site: Site) -> list[Vault]:
-        return [self.fleet.vaults[name] for name, _, _ in self.fleet.vault_part(site)]
+    def for_site(self, site: Site) -> list[Vault]:
+        return [self.core.fleet.vaults[name] for name, _, _ in self.core.fleet.vault_part(site)]
 
-    def sealed_vaults(self, site: Site) -> list[dict[str, Any]]:
-        """The site's vaults, each sealed to its certificate's key (cached per version)."""
-        entries = []
-        for vault in self.vaults_for_site(site):
-            cached = self._sealed.get((site.name, vault.name))
-            if cached is not None and cached[:2] == (vault.version, site.cert_serial):
-                entry = cached[2]
-            else:
-                made = self._seal(site, vault)
-                if made is None:
-                    continue
-                entry = made
-                self._sealed[(site.name, vault.name)] = (vault.version, site.cert_serial, entry)
-            entries.append({**entry, "unseal": vault.unseal})
-        return entries
+    async def sealed(self, site: Site) -> list[bytes]:
+        """The site's vaults (JSON objects), each sealed to its certificate's key and cached
+        per (vault version, unseal mode, certificate); what is not cached yet is sealed and
+        serialised in a worker thread."""
+        vaults = self.for_site(site)
+        missing = [v for v in vaults if self._cached(site, v) is None]
+        if missing:
+            made = await asyncio.to_thread(self._seal_all, site, missing)
+            for vault, entry in zip(missing, made, strict=True):
+                if entry is not None:
+                    self._sealed[(site.name, vault.name)] = (_mark(vault, site), entry)
+        return [e for e in (self._cached(site, v) for v in vaults) if e is not None]
 
-    def _seal(self, site: Site, vault: Vault) -> dict[str, Any] | None:
+    def _cached(self, site: Site, vault: Vault) -> bytes | None:
+        cached = self._sealed.get((site.name, vault.name))
+        if cached is not None and cached[0] == _mark(vault, site):
+            return cached[1]
+        return None
+
+    def _new_vault_key(self, name: str) -> tuple[bytes, bytes]:
+        """A new vault's wrapped data key and its empty blob (in a worker thread)."""
+        _, wrapped = self.envelope.new_data_key(name)
+        return wrapped, self.envelope.close_vault(wrapped, {}, name)
+
+    def _seal_all(self, site: Site, vaults: list[Vault]) -> list[bytes | None]:
+        """Seal `vaults` for `site` (in a worker thread: no shared state is touched)."""
+        return [self._seal(site, vault) for vault in vaults]
+
+    def _seal(self, site: Site, vault: Vault) -> bytes | None:
+        """The vault's entry of the site's desired state (JSON), sealed to the site's key."""
         try:
             public = serialization.load_pem_public_key(site.public_key.encode())
             if not isinstance(public, ec.EllipticCurvePublicKey):
@@ -260,34 +280,18 @@ class VaultOperations:
         except (ValueError, CryptoError, VaultError) as e:
             log.error("vault %s cannot be sealed for site %s: %s", vault.name, site.name, e)
             return None
-        return {
+        entry = {
             "name": vault.name,
             "tenant": vault.tenant,
             "version": vault.version,
             "sealed": sealed,
+            "unseal": vault.unseal,
         }
+        return json.dumps(entry, separators=(",", ":")).encode()
 
-    async def site_vault_key(self, site: Site) -> bytes:
+    async def site_key(self, site: Site) -> bytes:
         """The site's vault key for remote unseal, made on first request (kept wrapped)."""
         label = f"site|{site.name}"
-        fresh = self.envelope.wrap(os.urandom(32), label)
-        wrapped = await self.store.site_vault_key(site.name, fresh, self.clock())
-        return self.envelope.unwrap(wrapped, label)
-
-
-def vault_view(vault: Vault) -> dict[str, Any]:
-    """What the API shows of a vault: names and keys, never a value."""
-    return {
-        "name": vault.name,
-        "tenant": vault.tenant,
-        "distribute": vault.distribute,
-        "unseal": vault.unseal,
-        "version": vault.version,
-        "secrets": {name: list(keys) for name, keys in sorted(vault.keys.items())},
-        "created": vault.created,
-        "updated": vault.updated,
-    }
-
-
-def encode_key(key: bytes) -> str:
-    return base64.b64encode(key).decode()
+        fresh = await asyncio.to_thread(self.envelope.wrap, os.urandom(32), label)
+        wrapped = await self.core.store.vaults.site_key(site.name, fresh, self.core.clock())
+        return await asyncio.to_thread(self.envelope.unwrap, wrapped, label)

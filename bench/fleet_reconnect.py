@@ -1,0 +1,128 @@
+"""The reconnect storm: control down for a while under a fleet of real sync clients.
+
+Every site runs the enforcer's own `SyncClient` (`bench.fleet_sites.RealSite`: its defaults,
+its backoff with jitter and `Retry-After`). Once all are in sync, control is stopped for
+`outage` seconds and started again on the same port and state; the moment it answers, a new
+version of the fleet's application is pushed. A site is back in sync when it holds that
+version. Meanwhile a probe asks control's `/v1/health` every 100 ms over one connection: its
+latency is what an operator (or a site) waits for control during the storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import ssl
+import time
+from typing import Any
+
+import aiohttp
+
+from bench.common import median, percentile
+from bench.fleet_sites import app_doc, enrolled_fleet, metric, print_goal_table, running_fleet
+from tests.support.control import ControlProcess
+
+SYNC_GOAL_P50 = 5.0
+SYNC_GOAL_MAX = 30.0
+LATENCY_GOAL_P99 = 5.0
+
+
+async def probe(control: ControlProcess, latencies: list[float], done: asyncio.Event) -> None:
+    """GET /v1/health every 100 ms until `done`; each answer's latency (a failure counts as
+    the time until it failed)."""
+    context = ssl.create_default_context(cafile=str(control.state_dir / "ca.pem"))
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=1)) as s:
+        while not done.is_set():
+            t0 = time.monotonic()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                async with s.get(f"{control.url}/v1/health", timeout=timeout) as r:
+                    await r.read()
+            latencies.append(time.monotonic() - t0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.1)
+
+
+async def run_reconnect(
+    n: int, workers: int, outage: float, wait_limit: float, keep: bool
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"sites": n, "outage": outage}
+    async with running_fleet(f"edgeward-reconnect-{n}-", keep) as fleet:
+        control, pool = fleet.control, fleet.pool
+        slices = await enrolled_fleet(fleet, n, workers, result)
+        started = time.monotonic()
+        await asyncio.gather(
+            *(
+                w.ask({"cmd": "sync", "sites": names, "client": "real"})
+                for w, names in zip(pool, slices, strict=True)
+            )
+        )
+        result["connect_seconds"] = time.monotonic() - started
+        print(f"[{n}] {n} real sync clients in sync after {time.monotonic() - started:.1f}s")
+        await asyncio.sleep(5)  # status pushes done, every long-poll waiting
+
+        control.stop()
+        print(f"[{n}] control stopped; starting it again in {outage:g} s", flush=True)
+        await asyncio.sleep(outage)
+        control.start()
+        back = time.time()
+        cpu0, wall0 = control.cpu_seconds(), time.monotonic()
+        print(f"[{n}] control is back; pushing version 2", flush=True)
+        latencies: list[float] = []
+        done = asyncio.Event()
+        prober = asyncio.create_task(probe(control, latencies, done))
+        expect = [
+            asyncio.create_task(
+                w.ask({"cmd": "expect", "version": "2", "t0": back, "timeout": wait_limit})
+            )
+            for w in pool
+        ]
+        await control.call("PUT", "/v1/applications/fleet/versions/2", app_doc("2"))
+        answers = await asyncio.gather(*expect)
+        done.set()
+        await prober
+        result["storm_cpu"] = (control.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+        synced = [x for a in answers for x in a["latencies"]]
+        result["missing"] = sum(a["missing"] for a in answers)
+        result["sync_p50"] = median(synced)
+        result["sync_p99"] = percentile(synced, 99)
+        result["sync_max"] = max(synced, default=math.nan)
+        result["latency_p50"] = median(latencies)
+        result["latency_p99"] = percentile(latencies, 99)
+        result["latency_max"] = max(latencies, default=math.nan)
+        result["probes"] = len(latencies)
+        result["shed"] = int(metric(await control.call("GET", "/v1/metrics"), "http_shed_total"))
+        result["rss"] = control.rss_mb()
+    return result
+
+
+def print_reconnect(results: list[dict[str, Any]], wait_limit: float) -> None:
+    def cells(key: str, pattern: str) -> list[str]:
+        return [pattern.format(r[key]) if key in r else "-" for r in results]
+
+    rows = [
+        ("control down", "-", cells("outage", "{:g} s")),
+        ("back in sync after return, p50", f"< {SYNC_GOAL_P50:g} s", cells("sync_p50", "{:.2f} s")),
+        ("back in sync after return, p99", "-", cells("sync_p99", "{:.2f} s")),
+        ("back in sync after return, max", f"< {SYNC_GOAL_MAX:g} s", cells("sync_max", "{:.2f} s")),
+        (f"not back within {wait_limit:g} s", "0", cells("missing", "{:,}")),
+        ("control latency in the storm, p50", "-", cells("latency_p50", "{:.3f} s")),
+        ("control latency in the storm, p99", f"< {LATENCY_GOAL_P99:g} s",
+         cells("latency_p99", "{:.3f} s")),
+        ("control latency in the storm, max", "-", cells("latency_max", "{:.3f} s")),
+        ("latency probes (GET /v1/health)", "-", cells("probes", "{:,}")),
+        ("503 + Retry-After answers", "-", cells("shed", "{:,}")),
+        ("control CPU in the storm", "-", cells("storm_cpu", "{:.0%}")),
+        ("control RSS after", "-", cells("rss", "{:.0f} MiB")),
+        ("first sync of all sites took", "-", cells("connect_seconds", "{:.1f} s")),
+    ]  # fmt: skip
+    print_goal_table("reconnect storm (real SyncClient)", results, rows)
+    for r in results:
+        verdicts = [
+            ("p50", r.get("sync_p50", 1e9) < SYNC_GOAL_P50),
+            ("all", r.get("missing", 1) == 0 and r.get("sync_max", 1e9) < SYNC_GOAL_MAX),
+            ("control p99", r.get("latency_p99", 1e9) < LATENCY_GOAL_P99),
+        ]
+        said = ", ".join(f"{what} {'met' if ok else 'MISSED'}" for what, ok in verdicts)
+        print(f"{r['sites']:,} sites: {said}")

@@ -1,0 +1,262 @@
+"""Sites in control's SQLite store: enrollment secrets, site records, status batches, events.
+
+Status batches arriving together are committed together (group commit): a fleet answering a
+change at once costs a few transactions, not one per site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from control.model import Forbidden, NotFound, OutOfOrder, Site, StatusResult
+from control.store.base import UNKNOWN_SECRET, SiteRecords
+from control.store.sqlite_db import Database, dumps
+
+EVENTS_KEPT_PER_SITE = 1000
+STATUS_GROUP = 1000  # status batches committed in one transaction at most
+
+_PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
+
+
+class SQLiteSites(SiteRecords):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending_status: list[_PendingStatus] = []
+        self._status_writer: asyncio.Task[None] | None = None
+
+    # --- enrollment -----------------------------------------------------------------------
+
+    async def create_enrollment(
+        self, secret_hash: str, site: Site, expires: float, now: float
+    ) -> None:
+        async with self.db.tx() as db:
+            await self._write(db, site)
+            await db.execute(
+                "INSERT INTO enrollments VALUES (?, ?, ?, ?, NULL)",
+                (secret_hash, site.name, now, expires),
+            )
+
+    async def check_enrollment(self, secret_hash: str, site: str, now: float) -> None:
+        rows = await self.db.rows(
+            "SELECT site, expires, used FROM enrollments WHERE secret_hash = ?", (secret_hash,)
+        )
+        _check_enrollment(rows[0] if rows else None, site, now)
+
+    async def consume_enrollment(
+        self, secret_hash: str, site: str, serial: str, now: float, public_key: str = ""
+    ) -> None:
+        async with self.db.tx() as db:
+            async with db.execute(
+                "SELECT site, expires, used FROM enrollments WHERE secret_hash = ?", (secret_hash,)
+            ) as c:
+                row = await c.fetchone()
+            _check_enrollment(row, site, now)
+            await db.execute(
+                "UPDATE enrollments SET used = ? WHERE secret_hash = ?", (now, secret_hash)
+            )
+            await db.execute(
+                "UPDATE sites SET cert_serial = ?, enrolled = ?, revoked = 0, "
+                "last_seq = 0, public_key = ? WHERE name = ?",
+                (serial, now, public_key, site),
+            )
+
+    # --- sites ----------------------------------------------------------------------------
+
+    _SITE_COLUMNS = (
+        "name, labels, created, tenants, cert_serial, enrolled, revoked, revision, "
+        "digest, last_seq, last_contact, status, status_time, ready, failed, public_key"
+    )
+
+    async def load(self) -> list[Site]:
+        rows = await self.db.rows(f"SELECT {self._SITE_COLUMNS} FROM sites ORDER BY name")
+        return [
+            Site(
+                name=r[0],
+                labels=json.loads(r[1]),
+                created=r[2],
+                tenants=json.loads(r[3]),
+                cert_serial=r[4],
+                enrolled=r[5],
+                revoked=bool(r[6]),
+                revision=r[7],
+                digest=r[8],
+                last_seq=r[9],
+                last_contact=r[10],
+                status=json.loads(r[11]) if r[11] else None,
+                status_time=r[12],
+                ready=json.loads(r[13]),
+                failed=json.loads(r[14]),
+                public_key=r[15],
+            )
+            for r in rows
+        ]
+
+    async def _write(self, db: aiosqlite.Connection, s: Site) -> None:
+        await db.execute(
+            f"INSERT OR REPLACE INTO sites ({self._SITE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                s.name,
+                dumps(s.labels),
+                s.created,
+                dumps(s.tenants),
+                s.cert_serial,
+                s.enrolled,
+                int(s.revoked),
+                s.revision,
+                s.digest,
+                s.last_seq,
+                s.last_contact,
+                dumps(s.status) if s.status is not None else None,
+                s.status_time,
+                dumps(s.ready),
+                dumps(s.failed),
+                s.public_key,
+            ),
+        )
+
+    async def save(self, site: Site) -> None:
+        async with self.db.tx() as db:
+            await self._write(db, site)
+
+    async def save_revisions(self, changes: Sequence[tuple[str, int, str]]) -> None:
+        async with self.db.tx() as db:
+            await db.executemany(
+                "UPDATE sites SET revision = ?, digest = ?, ready = '{}' WHERE name = ?",
+                [(r, d, n) for n, r, d in changes],
+            )
+
+    async def save_contacts(self, contacts: Iterable[tuple[str, float]]) -> None:
+        async with self.db.tx() as db:
+            await db.executemany(
+                "UPDATE sites SET last_contact = ? WHERE name = ?", [(t, n) for n, t in contacts]
+            )
+
+    async def apply_status(
+        self, site: Site, seq: int, events: Sequence[Any], now: float
+    ) -> StatusResult:
+        """Apply batch `seq` exactly once; `site` already holds the new status to record.
+
+        Batches arriving together are committed together (group commit): a fleet answering
+        a change at once costs a few transactions, not one per site.
+        """
+        future: asyncio.Future[StatusResult] = asyncio.get_running_loop().create_future()
+        self._pending_status.append((site, seq, events, now, future))
+        if self._status_writer is None or self._status_writer.done():
+            self._status_writer = asyncio.create_task(
+                self._write_statuses(), name="store-status-writer"
+            )
+        return await future
+
+    async def _write_statuses(self) -> None:
+        while self._pending_status:
+            batch, self._pending_status = (
+                self._pending_status[:STATUS_GROUP],
+                self._pending_status[STATUS_GROUP:],
+            )
+            try:
+                await self._apply_statuses(batch)
+            except Exception as e:  # the whole transaction failed: so does every batch in it
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+
+    async def _apply_statuses(self, batch: list[_PendingStatus]) -> None:
+        names = sorted({item[0].name for item in batch})
+        async with self.db.tx() as db:
+            last: dict[str, int] = {}
+            for i in range(0, len(names), 500):
+                chunk = names[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT name, last_seq FROM sites WHERE name IN ({marks})", chunk
+                ) as c:
+                    last.update({str(r[0]): int(r[1]) for r in await c.fetchall()})
+            updates: dict[str, tuple[Any, ...]] = {}
+            inserts: list[tuple[str, int, float, str]] = []
+            outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = []
+            for site, seq, events, now, future in batch:
+                if site.name not in last:
+                    outcomes.append((future, NotFound(f"site {site.name!r} does not exist")))
+                    continue
+                previous = last[site.name]
+                if seq <= previous:
+                    outcomes.append((future, StatusResult(applied=False, last_seq=previous)))
+                    continue
+                if seq != previous + 1:
+                    outcomes.append(
+                        (
+                            future,
+                            OutOfOrder(
+                                f"status batch {seq} is out of order: expected seq {previous + 1}",
+                                expected=previous + 1,
+                            ),
+                        )
+                    )
+                    continue
+                last[site.name] = seq
+                updates[site.name] = (
+                    seq,
+                    dumps(site.status) if site.status is not None else None,
+                    now,
+                    dumps(site.ready),
+                    dumps(site.failed),
+                    now,
+                    site.name,
+                )
+                inserts.extend((site.name, seq, now, dumps(e)) for e in events)
+                outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
+            await db.executemany(
+                "UPDATE sites SET last_seq = ?, status = ?, status_time = ?, ready = ?, "
+                "failed = ?, last_contact = ? WHERE name = ?",
+                list(updates.values()),
+            )
+            if inserts:
+                await db.executemany(
+                    "INSERT INTO site_events (site, seq, received, event) VALUES (?, ?, ?, ?)",
+                    inserts,
+                )
+                trimmed = sorted({row[0] for row in inserts})
+                await db.executemany(
+                    "DELETE FROM site_events WHERE site = ? AND id <= (SELECT id FROM "
+                    "site_events WHERE site = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    [(n, n, EVENTS_KEPT_PER_SITE) for n in trimmed],
+                )
+        for future, outcome in outcomes:
+            if future.done():
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def events(self, site: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self.db.rows(
+            "SELECT seq, received, event FROM site_events WHERE site = ? ORDER BY id DESC LIMIT ?",
+            (site, limit),
+        )
+        return [{"seq": r[0], "received": r[1], "event": json.loads(r[2])} for r in rows[::-1]]
+
+
+def _check_enrollment(row: Any, site: str, now: float) -> None:
+    """Forbidden unless `row` (site, expires, used) is an unused, unexpired secret of `site`;
+    an unknown secret and another site's secret get the same answer."""
+    if row is None or row[0] != site:
+        raise Forbidden(UNKNOWN_SECRET)
+    if row[2] is not None:
+        raise Forbidden(
+            f"the enrollment bundle was already used at {_iso(row[2])}; "
+            "a bundle works once (issue a new one)"
+        )
+    if row[1] < now:
+        raise Forbidden(f"the enrollment bundle expired at {_iso(row[1])} (issue a new one)")
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -1,0 +1,174 @@
+"""The enforcer's link to control: enrollment (at start or while running) and the sync client.
+
+A site-local enforcer (no bundle in the config, no identity in the state directory) loads no
+TLS stack at all. `ControlLink.enroll` enrolls a running enforcer and starts syncing at once;
+a site that is enrolled already is refused with `AlreadyEnrolled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from enforcer.link.enrollment import SiteIdentity
+    from enforcer.link.sync import OnDesired, OnVaults, SyncClient
+
+__all__ = ["AlreadyEnrolled", "ControlLink", "enrolled_site"]
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 2.0  # seconds between instance snapshots handed to the sync client
+
+
+class AlreadyEnrolled(Exception):
+    """This site is enrolled with control already."""
+
+
+def enrolled_site(state_dir: Path) -> str:
+    """The site name of an enrolled enforcer, read without loading the TLS stack."""
+    try:
+        return str(json.loads((state_dir / "site" / "site.json").read_text())["site"])
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def read_bundle(configured: str) -> str:
+    """The bundle of ``[control] enrollment``: the text, or the file ``@PATH`` names (which may
+    not be there yet: zero-touch provisioning drops it later)."""
+    if not configured.startswith("@"):
+        return configured.strip()
+    try:
+        return Path(configured[1:]).read_text().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        log.error("cannot read the enrollment bundle %s: %s", configured[1:], exc)
+        return ""
+
+
+class ControlLink:
+    """Enrollment and sync for one enforcer; the daemon hands in what sync calls back."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        on_desired: OnDesired,
+        on_vaults: OnVaults,
+        on_quotas: OnVaults,
+        on_identity: Callable[[str], Awaitable[None]],
+        status: Callable[[], dict[str, Any]],
+        emit: Callable[[str, str], Awaitable[None]],
+        key_fetcher: Callable[[Callable[[], Awaitable[bytes]]], None],
+    ) -> None:
+        self.state_dir = state_dir
+        self._on_desired = on_desired
+        self._on_vaults = on_vaults
+        self._on_quotas = on_quotas
+        self._on_identity = on_identity  # the site's name as control knows it
+        self._status = status
+        self._emit = emit
+        self._key_fetcher = key_fetcher  # gets how to fetch the vault key from control
+        self.sync: SyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._enrolling = asyncio.Lock()
+
+    @property
+    def enrolled(self) -> bool:
+        return bool(enrolled_site(self.state_dir))
+
+    async def start(self, configured_bundle: str) -> None:
+        """Enroll with the configured bundle when not enrolled yet, then sync if enrolled."""
+        bundle = read_bundle(configured_bundle) if configured_bundle else ""
+        if not bundle and not self.enrolled:
+            return  # a site-local enforcer: no TLS stack loaded (about 8 MB less)
+        from enforcer.link import enrollment
+
+        if bundle and enrollment.load_site_identity(self.state_dir) is None:
+            try:
+                await enrollment.enroll(bundle, self.state_dir)
+            except Exception as exc:
+                log.error("enrollment with control failed: %s", exc)
+                await self._emit("control.enrollment-failed", str(exc))
+        identity = enrollment.load_site_identity(self.state_dir)
+        if identity is not None:
+            await self._start_sync(identity)
+
+    async def enroll(self, bundle: str) -> SiteIdentity:
+        """Enroll this running enforcer with `bundle` and start syncing at once.
+
+        Raises AlreadyEnrolled, or what `enforcer.link.enrollment.enroll` raises."""
+        from enforcer.link import enrollment
+
+        async with self._enrolling:
+            identity = enrollment.load_site_identity(self.state_dir)
+            if identity is not None:
+                raise AlreadyEnrolled(
+                    f"this site is enrolled already, as {identity.site} with control at "
+                    f"{identity.url}"
+                )
+            identity = await enrollment.enroll(bundle, self.state_dir)
+            await self._emit(
+                "control.enrolled", f"enrolled as site {identity.site} with {identity.url}"
+            )
+            await self._start_sync(identity)
+            return identity
+
+    async def _start_sync(self, identity: SiteIdentity) -> None:
+        from enforcer.link.sync import SyncClient
+
+        await self._on_identity(identity.site)
+        self.sync = SyncClient(
+            identity,
+            on_desired=self._on_desired,
+            on_vaults=self._on_vaults,
+            on_quotas=self._on_quotas,
+            state_dir=self.state_dir,
+        )
+        await self.sync.open()
+        self._key_fetcher(self.sync.fetch_vault_key)
+        for coro, name in ((self.sync.run(), "control-sync"), (self._status_loop(), "status")):
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(_log_if_failed)
+            self._tasks.append(task)
+
+    async def _status_loop(self) -> None:
+        while True:
+            if self.sync is not None:
+                self.sync.set_status(self._status())
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    def push_event(self, event: dict[str, Any]) -> None:
+        if self.sync is not None:
+            self.sync.push_event(event)
+
+    def link(self) -> dict[str, Any]:
+        """The control link for `GET /v1/site` and `edge-enforcer status`."""
+        if self.sync is None:
+            return {
+                "enrolled": False,
+                "state": "not enrolled",
+                "description": "not enrolled (site-local)",
+            }
+        return {"enrolled": True, **self.sync.link}
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self.sync is not None:
+            await self.sync.aclose()
+
+
+def _log_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: %s", task.get_name(), task.exception(), exc_info=task.exception())
