@@ -20,7 +20,14 @@ from typing import Any
 import aiohttp
 
 from bench.common import median, percentile
-from bench.fleet_sites import app_doc, enrolled_fleet, metric, print_goal_table, running_fleet
+from bench.fleet_sites import (
+    app_doc,
+    enrolled_fleet,
+    metric,
+    print_goal_table,
+    raise_nofile,
+    running_fleet,
+)
 from tests.support.control import ControlProcess
 
 SYNC_GOAL_P50 = 5.0
@@ -44,9 +51,33 @@ async def probe(control: ControlProcess, latencies: list[float], done: asyncio.E
                 await asyncio.wait_for(done.wait(), 0.1)
 
 
+CONTROL_FDS_PER_SITE = 2  # the long poll and the status push, each a kept-alive connection
+WORKER_FDS_PER_SITE = 5  # those two, and the outbox's SQLite database, WAL and shared memory
+SPARE_FDS = 500
+
+
+def largest_fleet(open_files: int) -> int:
+    """The most real sync clients that one control can hold with `open_files`."""
+    return (open_files - SPARE_FDS) // CONTROL_FDS_PER_SITE
+
+
+def workers_for(n: int, workers: int, open_files: int) -> int:
+    """At least `workers` worker processes, and as many as `n` real clients' files need."""
+    per_worker = (open_files - SPARE_FDS) // WORKER_FDS_PER_SITE
+    return max(workers, -(-n // per_worker))
+
+
 async def run_reconnect(
     n: int, workers: int, outage: float, wait_limit: float, keep: bool
 ) -> dict[str, Any]:
+    open_files = raise_nofile()
+    if n > largest_fleet(open_files):
+        raise SystemExit(
+            f"{n:,} real sync clients need {n * CONTROL_FDS_PER_SITE + SPARE_FDS:,} open files "
+            f"at control; this machine allows {open_files:,} (ulimit -Hn): the largest fleet "
+            f"here is --sites {largest_fleet(open_files)}"
+        )
+    workers = workers_for(n, workers, open_files)
     result: dict[str, Any] = {"sites": n, "outage": outage}
     async with running_fleet(f"edgeward-reconnect-{n}-", keep) as fleet:
         control, pool = fleet.control, fleet.pool
@@ -59,7 +90,11 @@ async def run_reconnect(
             )
         )
         result["connect_seconds"] = time.monotonic() - started
-        print(f"[{n}] {n} real sync clients in sync after {time.monotonic() - started:.1f}s")
+        print(
+            f"[{n}] {n} real sync clients ({workers} worker processes) in sync after "
+            f"{time.monotonic() - started:.1f}s",
+            flush=True,
+        )
         await asyncio.sleep(5)  # status pushes done, every long-poll waiting
 
         control.stop()
@@ -92,7 +127,9 @@ async def run_reconnect(
         result["latency_p99"] = percentile(latencies, 99)
         result["latency_max"] = max(latencies, default=math.nan)
         result["probes"] = len(latencies)
-        result["shed"] = int(metric(await control.call("GET", "/v1/metrics"), "http_shed_total"))
+        metrics = await control.call("GET", "/v1/metrics")
+        result["shed"] = int(metric(metrics, "http_shed_total"))
+        result["statuses"] = int(metric(metrics, "status_batches_applied_total"))
         result["rss"] = control.rss_mb()
     return result
 
@@ -113,6 +150,7 @@ def print_reconnect(results: list[dict[str, Any]], wait_limit: float) -> None:
         ("control latency in the storm, max", "-", cells("latency_max", "{:.3f} s")),
         ("latency probes (GET /v1/health)", "-", cells("probes", "{:,}")),
         ("503 + Retry-After answers", "-", cells("shed", "{:,}")),
+        ("status batches applied since return", "-", cells("statuses", "{:,}")),
         ("control CPU in the storm", "-", cells("storm_cpu", "{:.0%}")),
         ("control RSS after", "-", cells("rss", "{:.0f} MiB")),
         ("first sync of all sites took", "-", cells("connect_seconds", "{:.1f} s")),

@@ -54,7 +54,8 @@ _CAUSES = {
 
 
 class Client:
-    """The local API at `socket_path`, or at `url` (``http://host:port``) with `token`.
+    """The local API at `socket_path`, or at `url` (``http://host:port``, or ``https://`` that
+    `ca` or the system's trust store verifies) with `token`.
 
     `timeout` bounds connecting and every read except those of following streams."""
 
@@ -64,11 +65,13 @@ class Client:
         *,
         url: str | None = None,
         token: str | None = None,
+        ca: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.socket_path = Path(socket_path)
         self.url = url
         self.token = token
+        self.ca = ca
         self.timeout = timeout
         self.where = url if url is not None else str(self.socket_path)
 
@@ -180,6 +183,16 @@ class Client:
             headers["Content-Type"] = content_type
         return _Exchange(self, method, base + path, dict(query or {}), headers, body, stream).open()
 
+    def tls(self) -> ssl.SSLContext:
+        """The context that verifies an https daemon: against `ca`, else the system's store."""
+        try:
+            return ssl.create_default_context(cafile=None if self.ca is None else str(self.ca))
+        except (OSError, ssl.SSLError) as exc:
+            reason = (getattr(exc, "strerror", None) or str(exc)).lower()
+            raise EnforcerUnreachable(
+                f"cannot read the CA certificate {self.ca}: {reason}"
+            ) from None
+
     def unreachable(self, exc: BaseException) -> EnforcerUnreachable:
         if isinstance(exc, TimeoutError):
             cause = f"no answer within {self.timeout:g}s"
@@ -237,7 +250,7 @@ class _Exchange:
         connector = (
             aiohttp.UnixConnector(path=str(client.socket_path))
             if client.url is None
-            else aiohttp.TCPConnector()
+            else aiohttp.TCPConnector(ssl=client.tls())
         )
         timeout = aiohttp.ClientTimeout(
             total=None,

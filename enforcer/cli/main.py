@@ -80,6 +80,12 @@ class _Group(SharedGroup):
             envvar="EDGEWARD_TOKEN",
             help="Bearer token (a tenant's token sees only its tenant); @FILE reads it from a file",
         ),
+        SharedOption(
+            "--ca",
+            envvar="EDGEWARD_CA",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="The certificate to trust for an https --url (the daemon's api-tls/cert.pem).",
+        ),
     )
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -123,7 +129,7 @@ class _Options:
                 raise CliError(f"cannot read the token file {token[1:]}: {exc.strerror}") from None
         url: str | None = self.given.get("url")
         if url:
-            return Client(url=url, token=token)
+            return Client(url=url, token=token, ca=self.given.get("ca"))
         return Client(self.config().api.socket, token=token)
 
 
@@ -156,7 +162,7 @@ def main(ctx: click.Context, state_dir: Path | None) -> None:
 
 @main.command()
 @click.pass_obj
-@not_taking("url", "token")
+@not_taking("url", "token", "ca")
 def run(opts: _Options) -> None:
     """Run the enforcer daemon (until SIGTERM or SIGINT)."""
     config = opts.config()

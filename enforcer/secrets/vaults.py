@@ -83,8 +83,9 @@ class _Open:
 
 
 def _visible(app_tenant: str, vault_tenant: str) -> bool:
-    """A tenant's applications use its own vaults; site-local (system) ones may use any."""
-    return app_tenant in ("system", vault_tenant)
+    """An application uses its own tenant's vaults only: a site-local application (tenant
+    ``system``) reads the site's ``system`` vaults, never a tenant's."""
+    return app_tenant == vault_tenant
 
 
 def missing_secret(tenant: str, service: Service, vaults: SiteVaults) -> str:

@@ -41,6 +41,11 @@ ENVIRONMENT = {
     "edge-enforcer": [
         ("EDGEWARD_CONFIG", "The configuration file, as --config."),
         ("EDGEWARD_LOG_LEVEL", "The daemon's log level (default INFO)."),
+        (
+            "EDGEWARD_URL, EDGEWARD_TOKEN",
+            "The daemon's TCP address and a bearer token for the site-local commands, as --url "
+            "and --token.",
+        ),
     ],
     "edge-control": [
         ("EDGEWARD_CONFIG", "The configuration file, as --config."),

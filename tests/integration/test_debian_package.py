@@ -449,7 +449,7 @@ def enforcer_daemon(name: str, config: Path, log: Path) -> Daemon:
 @pytest.fixture(scope="module")
 def bundle(control: Control) -> str:
     """A one-time enrollment bundle from the installed `edge-control site token`."""
-    res = control.cli.main("site", "token", "--name", "store-042", "--labels", "customer=acme")
+    res = control.cli("site", "token", "--name", "store-042", "--labels", "customer=acme")
     return res.stdout.strip().splitlines()[-1]
 
 
@@ -572,7 +572,7 @@ def test_the_enrolled_enforcer_runs_what_control_deploys(
     enforcer: Enforcer, control: Control, client: docker.DockerClient, image: str, workdir: Path
 ) -> None:
     def enrolled() -> bool:
-        site = json.loads(enforcer.cli.main("status", "-o", "json").stdout)["site"]
+        site = json.loads(enforcer.cli("status", "-o", "json").stdout)["site"]
         return bool(site["name"] == "store-042" and isinstance(site["control"], dict))
 
     wait_until(enrolled, 60, "enrollment as store-042", enforcer.daemon)
@@ -592,8 +592,8 @@ def test_the_enrolled_enforcer_runs_what_control_deploys(
         "name: deb-hello-acme\napplication: deb-hello\nversion: latest\n"
         'placement:\n  match-site-labels: "customer = acme"\n'
     )
-    control.cli.main("app", "push", "-f", spec)
-    control.cli.main("deploy", "-f", deployment)
+    control.cli("app", "push", "-f", spec)
+    control.cli("deploy", "-f", deployment)
 
     enforcer.wait_running("deb-hello.web.0")
     assert set(managed(client, "deb-hello").values()) == {"running"}
@@ -602,7 +602,7 @@ def test_the_enrolled_enforcer_runs_what_control_deploys(
     page = raw.decode() if isinstance(raw, bytes) else ""
     assert code == 0 and page.startswith("hello from "), page
 
-    sites = json.loads(control.cli.main("site", "ls", "-o", "json").stdout)
+    sites = json.loads(control.cli("site", "ls", "-o", "json").stdout)
     assert [s["name"] for s in sites] == ["store-042"]
     # SYS_SITE is the enrolled site's name (DESIGN.md), not the hostname it ran under before
     assert page == "hello from store-042\n", page
@@ -617,7 +617,7 @@ def test_a_site_local_application_runs_beside_control_s(
         f"  - name: main\n    containers:\n      - {{name: main, image: '{image}', "
         "cmd: [sleep, '100000'], stop-timeout: 1s}\n"
     )
-    assert "deb-local" in enforcer.cli.main("apply", "-f", spec).stdout
+    assert "deb-local" in enforcer.cli("apply", "-f", spec).stdout
     enforcer.wait_running("deb-local.main.0")
     assert set(managed(client, "deb-local").values()) == {"running"}
 

@@ -27,7 +27,10 @@ QUIET_S = 35  # longer than both
 def impatient(engine: DockerEngine) -> Iterator[EnforcerProc]:
     """An enforcer whose calls to Docker time out after a few seconds."""
     root = Path(tempfile.mkdtemp(prefix="logs-", dir="/tmp"))
-    enf = EnforcerProc(root, engine.url, extra_config=f'[docker]\ntimeout = "{CALL_TIMEOUT_S}s"\n')
+    enf = EnforcerProc(root, engine.url)
+    enf.write_config()
+    text = enf.config_path.read_text()
+    enf.config_path.write_text(text.replace("[docker]\n", f'[docker]\ntimeout = "{CALL_TIMEOUT_S}s"\n'))
     enf.start()
     yield enf
     enf.cli("rm", "quiet")
@@ -72,8 +75,8 @@ def test_logs_follow_a_quiet_container_past_every_read_timeout(
 def test_a_reader_that_does_not_read_never_makes_the_enforcer_buffer_the_output(
     impatient: EnforcerProc, test_image: str
 ) -> None:
-    # about 4 MB/s of output; a client that asks to follow it and then reads nothing
-    script = "while true; do head -c 400000 /dev/zero | tr '\\0' a; echo; sleep 0.1; done"
+    # about 8 MB/s of output; a client that asks to follow it and then reads nothing
+    script = "while true; do head -c 800000 /dev/zero | tr '\\0' a; echo; sleep 0.1; done"
     impatient.apply(app("spew", service("s", container("main", test_image, "sh", "-c", script))))
     impatient.wait_running("spew.s.0")
     stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -86,7 +89,7 @@ def test_a_reader_that_does_not_read_never_makes_the_enforcer_buffer_the_output(
         assert stalled.recv(64).startswith(b"HTTP/1.1 200")
         time.sleep(3)  # the pipe to the client is full by now
         before = impatient.process().memory_info().rss
-        time.sleep(10)  # some 40 MB more output that nobody reads
+        time.sleep(10)  # some 80 MB more output that nobody reads
         grown = impatient.process().memory_info().rss - before
         assert grown < 16 * 2**20, f"the enforcer grew by {grown / 2**20:.0f} MB"
         assert impatient.cli("status").returncode == 0  # and it still answers

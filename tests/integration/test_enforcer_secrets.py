@@ -95,7 +95,7 @@ def test_secret_files_are_read_only_0400_on_a_tmpfs_and_rotate_in_place_until_re
     live: LiveDaemon, docker_client: docker.DockerClient, test_image: str
 ) -> None:
     live.apply_vaults(
-        [live.sealed("vision", 1, {"creds": {"api-key": VALUE, "user": "vision"}}, "acme")]
+        [live.sealed("vision", 1, {"creds": {"api-key": VALUE, "user": "vision"}}, "system")]
     )
     live.apply(creds_app(test_image))
     live.wait_running("vision.det.0", timeout=60)
@@ -113,7 +113,7 @@ def test_secret_files_are_read_only_0400_on_a_tmpfs_and_rotate_in_place_until_re
     assert mount_point_of(host_dir.resolve(), Path("/proc/mounts").read_text())[1] == "tmpfs"
     before = started(docker_client, name)
 
-    live.apply_vaults([live.sealed("vision", 2, {"creds": {"api-key": "rotated"}}, "acme")])
+    live.apply_vaults([live.sealed("vision", 2, {"creds": {"api-key": "rotated"}}, "system")])
     wait_until(
         lambda: sh(docker_client, name, "cat /run/secrets/creds/api-key")[1] == "rotated",
         what="the rotated file shows in the running container",
@@ -131,12 +131,12 @@ def test_secret_files_are_read_only_0400_on_a_tmpfs_and_rotate_in_place_until_re
 def test_restart_on_change_restarts_the_container_with_the_new_files(
     live: LiveDaemon, docker_client: docker.DockerClient, test_image: str
 ) -> None:
-    live.apply_vaults([live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "acme")])
+    live.apply_vaults([live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "system")])
     live.apply(creds_app(test_image, restart_on_change=True))
     live.wait_running("vision.det.0", timeout=60)
     name = "ew.vision.det.0.main"
     before = started(docker_client, name)
-    live.apply_vaults([live.sealed("vision", 2, {"creds": {"api-key": "rotated"}}, "acme")])
+    live.apply_vaults([live.sealed("vision", 2, {"creds": {"api-key": "rotated"}}, "system")])
 
     def restarted() -> bool:
         try:
@@ -178,7 +178,7 @@ def test_with_remote_unseal_instances_wait_for_the_key_from_control(
     live: LiveDaemon, docker_client: docker.DockerClient, test_image: str
 ) -> None:
     live.apply_vaults(
-        [live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "acme")], unseal="remote"
+        [live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "system")], unseal="remote"
     )
     live.apply(app("both", creds_app(test_image)["services"][0], sleeper("plain", test_image)))
     ps = live.wait_running("both.plain.0", timeout=60)
@@ -315,7 +315,7 @@ def test_tenants_are_kept_apart_on_the_network_the_api_and_in_their_vaults(
 def test_an_offline_reboot_with_local_unseal_starts_everything_again(
     live: LiveDaemon, docker_client: docker.DockerClient, test_image: str
 ) -> None:
-    live.apply_vaults([live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "acme")])
+    live.apply_vaults([live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "system")])
     live.apply(app("both", creds_app(test_image)["services"][0], sleeper("plain", test_image)))
     live.wait_running("both.det.0", "both.plain.0")
     assert (live.state_dir / "site" / "vault.key").exists()  # local unseal: the key is on disk
@@ -330,3 +330,19 @@ def test_an_offline_reboot_with_local_unseal_starts_everything_again(
     live.start()  # control never answers: nothing was fetched from it
     live.wait_running("both.det.0", "both.plain.0", timeout=60)
     assert sh(docker_client, "ew.both.det.0.main", "cat /run/secrets/creds/api-key") == (0, VALUE)
+
+
+def test_a_site_local_application_cannot_read_a_tenants_vault(
+    live: LiveDaemon, docker_client: docker.DockerClient, test_image: str
+) -> None:
+    live.apply_vaults([live.sealed("vision", 1, {"creds": {"api-key": VALUE}}, "acme")])
+    live.apply(creds_app(test_image, name="local"))  # site-local: the site's system tenant
+    ps = live.wait_ps(lambda ps: ps.get("local.det.0", {}).get("state") == "pending")
+    assert ps["local.det.0"]["reason"] == "secret vision/creds not available at this site"
+    # acme's own application reads it, on the same site at the same time
+    acme_app = creds_app(test_image, name="shop")
+    live.control_desired(1, [{"name": "shop", "tenant": "acme", "spec": acme_app}])
+    live.wait_running("shop.det.0", timeout=60)
+    assert sh(docker_client, "ew.shop.det.0.main", "cat /run/secrets/creds/api-key") == (0, VALUE)
+    assert live.ps()["local.det.0"]["state"] == "pending"
+    assert not docker_client.containers.list(all=True, filters={"label": "edgeward.app=local"})

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -23,6 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from enforcer.api import ApiServer, serve
+from enforcer.api.tls import self_signed_certificate, server_context
 from enforcer.cli.client import Client, ClientError, EnforcerUnreachable
 from enforcer.cli.main import main
 from enforcer.config.load import EnforcerConfig
@@ -45,12 +47,17 @@ class BackgroundApi:
     """serve() in an event loop of its own thread."""
 
     def __init__(
-        self, fake: FakeEnforcer, socket_path: Path, listen: str = "", token: str | None = None
+        self,
+        fake: FakeEnforcer,
+        socket_path: Path,
+        listen: str = "",
+        token: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="api", daemon=True)
         self.thread.start()
-        self.server: ApiServer = self.call(serve(fake, socket_path, listen, token))
+        self.server: ApiServer = self.call(serve(fake, socket_path, listen, token, tls=tls))
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
@@ -403,12 +410,20 @@ def test_the_client_over_tcp_sends_its_token(tmp_path: Path) -> None:
 # --- run and enroll hand over to their modules --------------------------------------------------
 
 
-def test_run_hands_the_loaded_config_to_the_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def daemon_runs(monkeypatch: pytest.MonkeyPatch) -> list[EnforcerConfig]:
+    """The configurations `run` hands to the daemon (which does not start)."""
     from enforcer import daemon
+
     seen: list[EnforcerConfig] = []
     monkeypatch.setattr(daemon, "run_daemon", seen.append)
+    return seen
+
+
+def test_run_hands_the_loaded_config_to_the_daemon(
+    tmp_path: Path, daemon_runs: list[EnforcerConfig]
+) -> None:
+    seen = daemon_runs
     config = write_config(tmp_path, tmp_path / "enforcer.sock")
     result = Cli(config, FakeEnforcer())("--state-dir", str(tmp_path / "other"), "run")
     assert result.exit_code == 0, result.output
@@ -420,6 +435,7 @@ def test_enroll_reads_the_bundle_from_a_file_and_reports_failure_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from enforcer.link import enrollment
+
     calls: list[tuple[str, Path]] = []
 
     async def enroll(bundle: str, state_dir: Path) -> Any:
@@ -509,15 +525,42 @@ def test_config_goes_before_or_after_the_command(cli: Cli) -> None:
 
 
 def test_the_daemon_takes_config_after_run_but_no_connection_options(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, daemon_runs: list[EnforcerConfig]
 ) -> None:
-    from enforcer import daemon
-
-    seen: list[EnforcerConfig] = []
-    monkeypatch.setattr(daemon, "run_daemon", seen.append)
     config = write_config(tmp_path, tmp_path / "enforcer.sock")
     assert invoke(["run", "--config", str(config)]).exit_code == 0
-    assert seen[0].api.socket == tmp_path / "enforcer.sock"
+    assert daemon_runs[0].api.socket == tmp_path / "enforcer.sock"
     refused = invoke(["run", "--url", "http://127.0.0.1:7700"])
     assert refused.exit_code == 2
     assert "No such option: --url" in refused.stderr or "No such option '--url'" in refused.stderr
+
+
+def test_an_https_daemon_is_verified_against_ca_and_a_failure_is_one_line(tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path / "state", "host-a")
+    tls = server_context("127.0.0.1", cert, key, tmp_path / "state", "host-a")
+    api = BackgroundApi(FakeEnforcer(), tmp_path / "enforcer.sock", "127.0.0.1:0", "s3cret", tls)
+    try:
+        assert api.server.tcp_address is not None
+        url = f"https://127.0.0.1:{api.server.tcp_address[1]}"
+        for args in (
+            ["--url", url, "--token", "s3cret", "--ca", str(cert), "status"],
+            ["status", "--url", url, "--token", "s3cret", "--ca", str(cert)],
+        ):
+            result = invoke(args)
+            assert result.exit_code == 0, result.output
+            assert "store-042" in result.stdout
+        assert invoke(["status"], {"EDGEWARD_URL": url, "EDGEWARD_TOKEN": "s3cret",
+                                   "EDGEWARD_CA": str(cert)}).exit_code == 0  # fmt: skip
+        line = one_error_line(invoke(["status", "--url", url, "--token", "s3cret"]))
+        assert line.startswith(
+            f"edge-enforcer: error: cannot reach the enforcer at {url}: TLS failed: "
+        )
+        assert "self-signed certificate" in line
+        missing = tmp_path / "missing.pem"
+        line = one_error_line(invoke(["status", "--url", url, "--ca", str(missing)]))
+        assert line == (
+            f"edge-enforcer: error: cannot read the CA certificate {missing}: "
+            "no such file or directory"
+        )
+    finally:
+        api.stop()

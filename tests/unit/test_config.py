@@ -25,12 +25,15 @@ state-dir = "/srv/edgeward"
 
 [docker]
 host = "unix:///run/private-docker.sock"
+timeout = "2m"
 
 [api]
 socket = "/run/ew/enforcer.sock"
 listen = "0.0.0.0:7700"
 token-file = "/etc/edgeward/api-token"
 tenant-tokens = { acme = "@/etc/edgeward/tokens/acme", globex = "literal-token" }
+tls-cert = "/etc/edgeward/api.crt"
+tls-key = "/etc/edgeward/api.key"
 
 [host]
 id = "host-a"
@@ -123,7 +126,10 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL))
     assert config.state_dir == Path("/srv/edgeward")
     assert config.docker.host == "unix:///run/private-docker.sock"
+    assert config.docker.timeout == 120.0
     assert config.api.socket == Path("/run/ew/enforcer.sock")
+    assert config.api.tls_cert == Path("/etc/edgeward/api.crt")
+    assert config.api.tls_key == Path("/etc/edgeward/api.key")
     assert config.api.listen == "0.0.0.0:7700"
     assert config.api.token_file == Path("/etc/edgeward/api-token")
     assert config.host.id == "host-a"
@@ -300,3 +306,18 @@ def test_the_api_token_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     path.write_text("\n")
     with pytest.raises(ConfigError, match="empty"):
         ensure_api_token(config)
+
+
+def test_a_tls_certificate_without_its_key_names_the_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, '[api]\nlisten = "0.0.0.0:7700"\ntls-cert = "/x.crt"\n')
+    assert message.endswith(
+        "enforcer.toml:3: api.tls-cert and api.tls-key go together: give both or neither"
+    )
+    message = error_of(tmp_path, '[api]\n\ntls-key = "/x.key"\n')
+    assert ":3: api.tls-cert and api.tls-key go together" in message
+
+
+def test_a_docker_timeout_below_a_second_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, '[docker]\ntimeout = "200ms"\n')
+    assert message.endswith("enforcer.toml:2: docker.timeout: must be at least 1s")
+

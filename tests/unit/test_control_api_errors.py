@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
@@ -79,3 +81,34 @@ def test_operators_issuing_bundles_are_never_shed_while_enrollments_are() -> Non
             assert r.status == 503 and "Retry-After" in r.headers
 
     with_api(0, body)
+
+
+class BrokenTenants:
+    async def authenticate(self, token: str | None) -> Any:
+        raise RuntimeError("disk on fire at /var/lib/edgeward/control")
+
+
+def test_an_unexpected_error_is_a_generic_500_with_the_detail_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = FakeService()
+    service.tenants = BrokenTenants()  # type: ignore[assignment]
+
+    async def main() -> None:
+        server = TestServer(ControlAPI(service).app())  # type: ignore[arg-type]
+        await server.start_server()
+        try:
+            async with ClientSession() as session, session.get(server.make_url("/v1/sites")) as r:
+                assert r.status == 500
+                error = (await r.json())["error"]
+        finally:
+            await server.close()
+        assert error == {
+            "code": "internal",
+            "message": "control failed to answer this request; its log has the details",
+        }
+
+    with caplog.at_level(logging.ERROR, logger="control.api.app"):
+        asyncio.run(main())
+    assert "GET /v1/sites failed" in caplog.text and "disk on fire" in caplog.text
+    assert service.metrics.counters["http_responses_5xx_total"] == 1

@@ -206,6 +206,8 @@ def _default_of(config: object, key: str) -> tuple[bool, object]:
 def _renderings(value: object) -> list[str]:
     from enforcer.shared.units import format_duration
 
+    if value is None:
+        return ['`""`', "none"]
     if isinstance(value, bool):
         return ["true" if value else "false"]
     if isinstance(value, int):
@@ -470,6 +472,22 @@ def test_every_application_spec_field_is_in_application_spec_md() -> None:
     fields = {key for key, _ in _keys(document, free="env")}
     assert len(fields) > 30
     assert sorted(f for f in fields if not _code(text, f)) == []
+
+
+def test_every_spec_limit_is_in_application_spec_md() -> None:
+    from enforcer.shared.units import format_size
+
+    limits = importlib.import_module("enforcer.shared.spec.limits")
+    values = {name: getattr(limits, name) for name in limits.__all__}
+    assert values
+    section = _part(_doc("application-spec.md"), "Reading and validation")
+    missing = [
+        f"{name} = {value}"
+        for name, value in values.items()
+        if isinstance(value, int)
+        and not any(_has_word(section, r) for r in (str(value), f"{value:,}", format_size(value)))
+    ]
+    assert missing == []
 
 
 def test_every_system_variable_is_in_application_spec_md() -> None:

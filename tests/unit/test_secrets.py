@@ -202,7 +202,7 @@ async def test_a_vault_that_leaves_the_desired_state_is_deleted(site: Site) -> N
 
 
 @async_test
-async def test_tenants_use_their_own_vaults_and_site_local_apps_any(site: Site) -> None:
+async def test_tenants_and_site_local_apps_use_only_their_own_vaults(site: Site) -> None:
     await site.store.open()
     await site.vaults.apply(
         [site.entry("vision", 1, {"creds": {"api-key": VALUE}}, tenant="acme")],
@@ -211,12 +211,13 @@ async def test_tenants_use_their_own_vaults_and_site_local_apps_any(site: Site) 
     )
     svc = service(CREDS_VOLUME)
     assert missing_secret("acme", svc, site.vaults) == ""
-    assert missing_secret("system", svc, site.vaults) == ""
-    # another tenant is told the same as when the vault is not here at all
-    assert missing_secret("globex", svc, site.vaults) == (
-        "secret vision/creds not available at this site"
-    )
-    assert site.vaults.values_for("globex") == {}
+    # another tenant, and the site's own applications, are told the same as when the vault
+    # is not here at all
+    for other in ("globex", "system"):
+        assert missing_secret(other, svc, site.vaults) == (
+            "secret vision/creds not available at this site"
+        )
+        assert site.vaults.values_for(other) == {}
     variable = [
         {"name": "K", "value-from-secret": {"vault": "vision", "secret": "creds", "key": "x"}}
     ]
