@@ -19,11 +19,11 @@ from typing import Any
 
 from enforcer import __version__
 from enforcer.api.metrics import Histogram, render_metrics
-from enforcer.config.load import EnforcerConfig, ensure_api_token, parse_listen
+from enforcer.config.load import EnforcerConfig
 from enforcer.devices.inventory import Inventory
 from enforcer.devices.watcher import DeviceWatcher
-from enforcer.facade import AppRecord, Conflict, Event, InstanceStatus, NotFound
-from enforcer.link.control import AlreadyEnrolled, ControlLink, enrolled_site
+from enforcer.facade import AppRecord, Event, InstanceStatus, NotFound
+from enforcer.link.control import ControlLink, enrolled_site
 from enforcer.network.firewall import Firewall
 from enforcer.reconcile.instances import Context
 from enforcer.reconcile.reconciler import Reconciler
@@ -131,11 +131,8 @@ class Daemon:
                 await self._reschedule()
 
     async def enroll(self, bundle: str) -> dict[str, Any]:
-        """Enroll the running enforcer with control and start syncing (`POST /v1/enrollment`)."""
-        try:
-            identity = await self.control.enroll(bundle)
-        except AlreadyEnrolled as exc:
-            raise Conflict(str(exc)) from None
+        """Enroll the running enforcer and start syncing; Conflict when enrolled already."""
+        identity = await self.control.enroll(bundle)
         return {"site": identity.site, "control": identity.url}
 
     async def stop(self) -> None:
@@ -157,8 +154,7 @@ class Daemon:
             await self._reschedule()
 
     async def _reschedule(self) -> None:
-        """Compute this host's desired instances and hand them to the reconciler (under
-        `_lock`)."""
+        """This host's desired instances, to the reconciler (under `_lock`)."""
         state = desired_state(
             self.host_info,
             self.apps.apps,
@@ -181,7 +177,8 @@ class Daemon:
             p = state.pending[iid]
             message = f"{iid}: {p.reason}"
             await self._emit("instance.pending", message, app=p.app, instance=iid, tenant=p.tenant)
-        self.secret_files.sync(state.desired, state.held)  # before the workers see them
+        # the files first (on a thread: it writes them), then the workers
+        await asyncio.to_thread(self.secret_files.sync, state.desired, state.held)
         self.reconciler.set_desired(state.desired, state.pending, self.apps.apps, state.held)
 
     # -- facade: applications ------------------------------------------------------------
@@ -209,8 +206,7 @@ class Daemon:
     async def apply_vaults(
         self, vaults: Sequence[Mapping[str, Any]], unseal: str = "local"
     ) -> None:
-        """Control's vaults for this site (see `enforcer.secrets.vaults`), then reconcile. `unseal`
-        is for entries that do not name theirs."""
+        """Control's vaults for this site (`enforcer.secrets.vaults`), then reconcile."""
         async with self._lock:
             await self.vaults.apply(vaults, unseal, site=self.site_name)
             await self._reschedule()
@@ -277,7 +273,7 @@ class Daemon:
             self.store,
             runtime_error=None if rt.runtime_ok else rt.runtime_error,
             link=self.control.link(),
-            outbound_error=self.firewall.error,
+            outbound=self.firewall.status,
             started=self.started,
         )
 
@@ -297,38 +293,18 @@ def run_daemon(config: EnforcerConfig) -> None:
 
 
 async def _main(config: EnforcerConfig) -> None:
-    from enforcer.api.server import serve
-    from enforcer.api.tenants import load_tenant_tokens
-    from enforcer.api.tls import server_context
+    from enforcer.api.server import serve_configured
 
     daemon = Daemon(config)
     try:
         await daemon.start()
     except (StoreError, RuntimeUnavailable) as exc:
         raise SystemExit(f"edge-enforcer: error: {exc}") from exc
-    tls = None
-    if config.api.listen:
-        host = parse_listen(config.api.listen)[0]
-        api = config.api
-        tls = server_context(host, api.tls_cert, api.tls_key, config.state_dir, daemon.host_id)
-    server = await serve(
-        daemon,
-        config.api.socket,
-        config.api.listen,
-        ensure_api_token(config),
-        tenant_tokens=load_tenant_tokens(config),
-        tls=tls,
-    )
+    server = await serve_configured(daemon, config, daemon.host_id)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "enforcer ready: host %s, site %s, api %s",
-        daemon.host_id,
-        daemon.site_name,
-        config.api.socket,
-    )
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    log.info("enforcer ready: host %s, site %s", daemon.host_id, daemon.site_name)
     await stop.wait()
     log.info("stopping (containers keep running)")
     await server.close()

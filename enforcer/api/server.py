@@ -24,12 +24,12 @@ from aiohttp import web
 from enforcer.api.errors import ApiError, errors_middleware
 from enforcer.api.handlers import Handlers
 from enforcer.api.routes import ROUTES
-from enforcer.api.tenants import auth_middleware
-from enforcer.api.tls import is_loopback
-from enforcer.config.load import parse_listen
+from enforcer.api.tenants import auth_middleware, load_tenant_tokens
+from enforcer.api.tls import is_loopback, server_context
+from enforcer.config.load import EnforcerConfig, ensure_api_token, parse_listen
 from enforcer.facade import Enforcer
 
-__all__ = ["DEFAULT_MAX_BODY", "ApiError", "ApiServer", "make_app", "serve"]
+__all__ = ["DEFAULT_MAX_BODY", "ApiError", "ApiServer", "make_app", "serve", "serve_configured"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,23 @@ async def serve(
         _unlink_socket(socket_path, socket_id)
         raise
     return ApiServer(runners, socket_path, socket_id, tcp_address)
+
+
+async def serve_configured(enforcer: Enforcer, config: EnforcerConfig, host_id: str) -> ApiServer:
+    """`serve` as `config` says: the socket; the TCP listener with its token (the file is
+    made on first start), TLS (see `enforcer.api.tls`) and the tenants' tokens."""
+    tls = None
+    if config.api.listen:
+        host, api = parse_listen(config.api.listen)[0], config.api
+        tls = server_context(host, api.tls_cert, api.tls_key, config.state_dir, host_id)
+    return await serve(
+        enforcer,
+        config.api.socket,
+        config.api.listen,
+        ensure_api_token(config),
+        tenant_tokens=load_tenant_tokens(config),
+        tls=tls,
+    )
 
 
 def _bind_unix(path: Path, group: str) -> tuple[socket.socket, tuple[int, int]]:

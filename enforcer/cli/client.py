@@ -315,14 +315,21 @@ class _Exchange:
         return self._iterate("chunk")
 
     def events(self) -> Generator[dict[str, Any], None, None]:
+        """One dict an event; raises (before the generator exists) unless it is 200."""
         if self.status != 200:
-            self.body((200,))
+            self.body((200,))  # raises ClientError
+        return self._events()
+
+    def _events(self) -> Generator[dict[str, Any], None, None]:
         for line in self._iterate("line"):
             if line.strip():
                 try:
                     yield _mapping(json.loads(line))
                 except ValueError:
                     raise ClientError("the enforcer sent an event that is not JSON", 200) from None
+        if self.stream:  # following has no end of its own: the daemon stopped
+            where = self.client.where
+            raise ClientError(f"the enforcer at {where} ended the events (is it stopping?)", 0)
 
     def _iterate(self, kind: str) -> Generator[bytes, None, None]:
         try:

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from enforcer.facade import Conflict
+
 if TYPE_CHECKING:
     from enforcer.link.enrollment import SiteIdentity
     from enforcer.link.sync import OnDesired, OnVaults, SyncClient
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL = 2.0  # seconds between instance snapshots handed to the sync client
 
 
-class AlreadyEnrolled(Exception):
+class AlreadyEnrolled(Conflict):
     """This site is enrolled with control already."""
 
 

@@ -45,6 +45,7 @@ class EventQueue:
         """The last desired-state revision applied (as of `open` and `set_revision`)."""
         self.queued = 0
         """Events waiting for control (as of the last change)."""
+        self._closed = False
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -152,6 +153,9 @@ class EventQueue:
     def push(self, event: Mapping[str, Any]) -> None:
         """Queue `event` (written on the outbox's thread, before anything asked for later)."""
         body = json.dumps(event, separators=(",", ":"), default=str)
+        if self._closed:  # stopping: the event stays in the enforcer's own store
+            log.debug("the outbox is closed; not queued for control: %s", body)
+            return
         self._pool.submit(self._push, body).add_done_callback(_log_failure)
 
     async def pending(self) -> bool:
@@ -175,11 +179,13 @@ class EventQueue:
 
     async def aclose(self) -> None:
         """Finish what was queued, then close the database."""
+        self._closed = True
         await self._call(self._close)
         self._pool.shutdown(wait=False)
 
     def close(self) -> None:
         """`aclose` for callers outside the event loop (waits for queued writes)."""
+        self._closed = True
         self._pool.submit(self._close)
         self._pool.shutdown(wait=True)
 

@@ -229,7 +229,9 @@ class SiteVaults:
         try:
             if sealed.get("vault") != name or str(sealed.get("version")) != str(version):
                 raise vaults.VaultError(f"vault {name}: the sealed copy is of another vault")
-            contents = vaults.unseal(sealed, self._site_key(), site=site)
+            contents = await asyncio.to_thread(
+                lambda: vaults.unseal(sealed, self._site_key(), site=site)
+            )
         except vaults.VaultError as exc:
             self._sealed.pop(name, None)
             await self._reject(name, tenant, str(exc))
@@ -254,7 +256,7 @@ class SiteVaults:
         if key is None:
             self._restore.add(name)  # the stored copy stays as it is until then
             return
-        blob = vaults.encrypt_at_rest(v.secrets, key, vault=name)
+        blob = await asyncio.to_thread(vaults.encrypt_at_rest, v.secrets, key, vault=name)
         await self.store.put_vault(StoredVault(name, v.tenant, v.version, v.unseal, blob))
         self._restore.discard(name)
 
@@ -309,7 +311,9 @@ class SiteVaults:
             if stored.unseal != mode or name in self._sealed:
                 continue  # another key, or a newer copy waits to be opened
             try:
-                contents = vaults.decrypt_at_rest(stored.encrypted, key, vault=name)
+                contents = await asyncio.to_thread(
+                    vaults.decrypt_at_rest, stored.encrypted, key, vault=name
+                )
             except vaults.VaultError as exc:
                 log.error("%s; control must send it again", exc)
                 continue

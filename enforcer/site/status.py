@@ -54,18 +54,18 @@ async def health_document(
     *,
     runtime_error: str | None,
     link: Mapping[str, Any],
-    outbound_error: str,
+    outbound: str,
     started: float,
 ) -> dict[str, Any]:
     """`runtime_error` None: Docker answers. Healthy: Docker answers and the store reads.
-    The control link and the outbound policy are reported, not counted: a site runs on
-    without control, and the policy has its own check."""
+    The control link and the outbound policy (`outbound`: "enforced" or why not) are reported,
+    not counted: a site runs on without control, and the policy fails closed on its own."""
     store_error = await store.check()
     runtime = "available" if runtime_error is None else f"unavailable: {runtime_error}"
     checks = {
         "runtime": runtime,
         "store": "ok" if not store_error else f"failed: {store_error}",
-        "outbound-policy": outbound_error or "enforced",
+        "outbound-policy": outbound,
     }
     return {
         "healthy": runtime_error is None and not store_error,

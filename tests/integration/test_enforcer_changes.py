@@ -80,7 +80,12 @@ def test_leftovers_of_instances_no_longer_desired_are_removed_at_start(
         "edgeward.container": "main",
     }
     ghost = docker_client.containers.run(
-        test_image, ["sleep", "100000"], name="ew.ghost.s.0.main", labels=labels, detach=True
+        test_image,
+        ["sleep", "100000"],
+        name="ew.ghost.s.0.main",
+        labels=labels,
+        stop_signal="SIGKILL",
+        detach=True,
     )
     try:
         enforcer.start()

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,4 +96,31 @@ def test_a_stopped_daemon_is_one_line_naming_the_socket_and_exit_1(
     assert line == (
         f"edge-enforcer: error: cannot reach the enforcer at {url}: "
         "connection refused (is edge-enforcer running?)"
+    )
+
+
+def test_following_events_ends_with_one_line_when_the_daemon_stops(
+    tcp_enforcer: tuple[EnforcerProc, str, str],
+) -> None:
+    proc = tcp_enforcer[0]
+    follower = subprocess.Popen(
+        [*enforcer_command(), "--config", str(proc.config_path), "events", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # it is following
+        assert follower.poll() is None
+        proc.stop()
+        out, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert "enforcer.started" in out  # it followed
+    assert (follower.returncode, err) == (
+        1,
+        f"edge-enforcer: error: the enforcer at {proc.socket} ended the events (is it stopping?)\n",
     )

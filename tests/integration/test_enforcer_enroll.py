@@ -16,8 +16,8 @@ import pytest
 from enforcer.cli.client import Client
 from tests.support.apps import app, sleeper
 from tests.support.control import ControlProcess
-from tests.support.engines import DockerEngine
 from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 from tests.support.processes import wait_for
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.apps import app, container, service
-from tests.support.engines import DockerEngine
 from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 
 CALL_TIMEOUT_S = 5  # [docker] timeout: every read timeout on the way is this or the CLI's 30 s
 QUIET_S = 35  # longer than both
@@ -30,7 +30,9 @@ def impatient(engine: DockerEngine) -> Iterator[EnforcerProc]:
     enf = EnforcerProc(root, engine.url)
     enf.write_config()
     text = enf.config_path.read_text()
-    enf.config_path.write_text(text.replace("[docker]\n", f'[docker]\ntimeout = "{CALL_TIMEOUT_S}s"\n'))
+    enf.config_path.write_text(
+        text.replace("[docker]\n", f'[docker]\ntimeout = "{CALL_TIMEOUT_S}s"\n')
+    )
     enf.start()
     yield enf
     enf.cli("rm", "quiet")

@@ -17,8 +17,8 @@ import docker
 from enforcer.cli.client import Client
 from tests.support.apps import app, sleeper
 from tests.support.control import ControlProcess
-from tests.support.engines import DockerEngine
 from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 
 
 def client(enforcer: EnforcerProc) -> Client:
@@ -80,14 +80,19 @@ def test_health_and_status_report_a_store_that_cannot_be_read(enforcer: Enforcer
 
 
 def test_deleting_an_application_that_control_owns_is_refused(
-    control: ControlProcess, engine: DockerEngine, docker_client: docker.DockerClient, test_image: str
+    control: ControlProcess,
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    test_image: str,
 ) -> None:
     bundle = control.bundle("store-rm", {"customer": "acme"})
     root = Path(tempfile.mkdtemp(prefix="rm-", dir="/tmp"))
     enf = EnforcerProc(root, engine.url, extra_config=f'[control]\nenrollment = "{bundle}"\n')
     enf.start()
     try:
-        control.client().put("/v1/applications/owned/versions/1", app("owned", sleeper("s", test_image)))
+        control.client().put(
+            "/v1/applications/owned/versions/1", app("owned", sleeper("s", test_image))
+        )
         control.deploy(
             {"name": "owned-acme", "application": "owned", "version": "latest",
              "placement": {"match-site-labels": "customer = acme"}}

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from enforcer.shared import pki
-from tests.support.engines import DockerEngine
 from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 from tests.support.processes import free_port
 
 

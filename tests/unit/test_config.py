@@ -229,7 +229,7 @@ def test_an_unknown_key_names_the_file_and_line(
         ("[api]\nsocket = ''\n", 2, "api.socket: must not be empty"),
         ("[restart]\ninitial-delay = 5\n", 2, 'expected a duration such as "10s"'),
         ("[docker]\nhost = '/var/run/docker.sock'\n", 2, "is not an address"),
-        ("[secrets]\ndir = 'run/secrets'\n", 2, "secrets.dir: \"run/secrets\" is not absolute"),
+        ("[secrets]\ndir = 'run/secrets'\n", 2, 'secrets.dir: "run/secrets" is not absolute'),
         ("[secrets]\nsize = '1Mi'\n", 2, 'unknown key "secrets.size"'),
         ("[api]\ntenant-tokens = 'x'\n", 2, "api.tenant-tokens: expected a table"),
         ("[api]\ntenant-tokens = { Acme = 'x' }\n", 2, '"Acme" is not a tenant name'),
@@ -320,4 +320,3 @@ def test_a_tls_certificate_without_its_key_names_the_line(tmp_path: Path) -> Non
 def test_a_docker_timeout_below_a_second_is_refused(tmp_path: Path) -> None:
     message = error_of(tmp_path, '[docker]\ntimeout = "200ms"\n')
     assert message.endswith("enforcer.toml:2: docker.timeout: must be at least 1s")
-
