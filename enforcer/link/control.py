@@ -80,6 +80,7 @@ class ControlLink:
         self.sync: SyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._enrolling = asyncio.Lock()
+        self._enroll_error = ""  # why the configured enrollment failed
 
     @property
     def enrolled(self) -> bool:
@@ -97,6 +98,7 @@ class ControlLink:
                 await enrollment.enroll(bundle, self.state_dir)
             except Exception as exc:
                 log.error("enrollment with control failed: %s", exc)
+                self._enroll_error = str(exc)
                 await self._emit("control.enrollment-failed", str(exc))
         identity = enrollment.load_site_identity(self.state_dir)
         if identity is not None:
@@ -116,6 +118,7 @@ class ControlLink:
                     f"{identity.url}"
                 )
             identity = await enrollment.enroll(bundle, self.state_dir)
+            self._enroll_error = ""
             await self._emit(
                 "control.enrolled", f"enrolled as site {identity.site} with {identity.url}"
             )
@@ -153,10 +156,12 @@ class ControlLink:
     def link(self) -> dict[str, Any]:
         """The control link for `GET /v1/site` and `edge-enforcer status`."""
         if self.sync is None:
+            why = self._enroll_error
             return {
                 "enrolled": False,
                 "state": "not enrolled",
-                "description": "not enrolled (site-local)",
+                "error": why,
+                "description": f"not enrolled: {why}" if why else "not enrolled (site-local)",
             }
         return {"enrolled": True, **self.sync.link}
 
