@@ -32,7 +32,7 @@ from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
 from enforcer.secrets.files import SecretFiles
 from enforcer.secrets.vaults import SiteVaults
 from enforcer.site.applications import Applications
-from enforcer.site.desired import desired_state
+from enforcer.site.desired import desired_state, newly_waiting
 from enforcer.site.events import EventLog
 from enforcer.site.hostinfo import HostInfo, default_host_id, gather_host_info
 from enforcer.site.membership import Membership
@@ -165,6 +165,7 @@ class Daemon:
             self.reconciler.ctx,
             self.state_dir / "instances",
             self.gpus,
+            self.apps.broken.values(),
         )
         if state.gpus != self.gpus:  # kept across restarts: an instance keeps its GPUs
             self.gpus = state.gpus
@@ -173,10 +174,9 @@ class Daemon:
             if warning not in self.warnings:
                 log.warning("%s", warning)
         self.warnings = state.warnings
-        for iid in set(state.pending) - set(self.reconciler.pending):
-            p = state.pending[iid]
-            message = f"{iid}: {p.reason}"
-            await self._emit("instance.pending", message, app=p.app, instance=iid, tenant=p.tenant)
+        for p in newly_waiting(self.reconciler.pending, state.pending):  # pending or failed
+            kind, message = f"instance.{p.state.value}", f"{p.id}: {p.reason}"
+            await self._emit(kind, message, app=p.app, instance=p.id, tenant=p.tenant)
         # the files first (on a thread: it writes them), then the workers
         await asyncio.to_thread(self.secret_files.sync, state.desired, state.held)
         self.reconciler.set_desired(state.desired, state.pending, self.apps.apps, state.held)

@@ -3,6 +3,10 @@
 Each name has one owner. A site-local application cannot be created, changed or removed under a
 name that control owns (`Conflict`), and control's desired state never replaces a site-local
 application of the same name (an event says so).
+
+A stored application that no longer validates (an older version let it through) does not stop
+the enforcer: it is kept as `broken`, its instances show as failed with the reason, and it can
+be removed or replaced like any other.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Protocol
 from enforcer.facade import AppRecord, AppSource, Conflict, Invalid, NotFound
 from enforcer.shared.spec.model import Application
 from enforcer.shared.spec.parse import SpecError, application_to_document, parse_application
+from enforcer.site.broken import BrokenApp
 from enforcer.site.store import Store
 
 __all__ = ["Applications"]
@@ -45,14 +50,27 @@ class Applications:
         self.store = store
         self.records: dict[str, AppRecord] = {}
         self.apps: dict[str, Application] = {}
+        self.broken: dict[str, BrokenApp] = {}  # stored, but no longer valid: failed
 
     async def load(self) -> None:
         for rec in await self.store.applications():
+            self.records[rec.name] = rec
             try:
                 self.apps[rec.name] = parse_application(rec.document, tenant=rec.tenant)
-                self.records[rec.name] = rec
-            except SpecError as exc:
-                log.error("stored application %s no longer validates: %s", rec.name, exc)
+            except Exception as exc:  # whatever it holds: that application fails, no more
+                reason = str(exc) if isinstance(exc, SpecError) else f"{type(exc).__name__}: {exc}"
+                reason = f"the stored application no longer validates: {reason}"
+                log.error("application %s: %s", rec.name, reason)
+                self.broken[rec.name] = BrokenApp.of(rec, reason)
+
+    def _set(self, rec: AppRecord, app: Application) -> None:
+        self.records[rec.name], self.apps[rec.name] = rec, app
+        self.broken.pop(rec.name, None)
+
+    def _forget(self, name: str) -> None:
+        del self.records[name]
+        self.apps.pop(name, None)
+        self.broken.pop(name, None)
 
     def get(self, name: str) -> AppRecord:
         try:
@@ -76,10 +94,10 @@ class Applications:
                 "deploy it there or choose another name"
             )
         rec = _record(app, AppSource.LOCAL)
-        if old is not None and old.document == rec.document:
+        if old is not None and old.document == rec.document and app.name not in self.broken:
             return old, False
         await self.store.put_application(rec)
-        self.records[app.name], self.apps[app.name] = rec, app
+        self._set(rec, app)
         return rec, True
 
     async def remove_local(self, name: str) -> None:
@@ -91,7 +109,7 @@ class Applications:
                 "(remove its deployment there)"
             )
         await self.store.delete_application(name)
-        del self.records[name], self.apps[name]
+        self._forget(name)
 
     async def replace_from_control(self, entries: Sequence[Mapping[str, Any]], emit: Emit) -> None:
         """Control's applications ({name, tenant, spec}) replace the ones it sent before."""
@@ -115,10 +133,10 @@ class Applications:
         for name, rec in list(self.records.items()):
             if rec.source is AppSource.CONTROL and name not in wanted:
                 await self.store.delete_application(name)
-                del self.records[name], self.apps[name]
+                self._forget(name)
         for name, app in wanted.items():
             rec = _record(app, AppSource.CONTROL)
             old = self.records.get(name)
             if old is None or old.document != rec.document or old.tenant != rec.tenant:
                 await self.store.put_application(rec)
-                self.records[name], self.apps[name] = rec, app
+                self._set(rec, app)

@@ -3,25 +3,36 @@
 `desired_state` runs the scheduler over the site's applications, admits what the quotas allow,
 and gives each placed instance its devices, GPUs and secrets. What cannot run yet (no host
 fits, over quota, a secret or the vault key missing) is pending, with the reason.
+
+Whatever an application holds, it can fail only its own instances: one that cannot be
+computed (`InstanceError`, a GPU gone, any error of its secrets or devices), every instance
+of a stored application that no longer validates (`BrokenApp`), and every instance of an
+application the scheduler fails on are failed, with the reason; the others go on. A failed
+instance's containers are left as they are (held) until it computes again or goes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enforcer.devices.inventory import Inventory
 from enforcer.devices.passthrough import device_nodes_for, gpu_passthrough
 from enforcer.facade import InstanceState, InstanceStatus
-from enforcer.reconcile.instances import Context, DesiredInstance, desired_instance
+from enforcer.reconcile.instances import Context, DesiredInstance, InstanceError, desired_instance
 from enforcer.schedule.hosts import HostInfo, host_state
 from enforcer.schedule.quota import Quota, admit
-from enforcer.schedule.scheduler import schedule
+from enforcer.schedule.scheduler import Schedule, schedule
 from enforcer.secrets.files import SecretFiles
 from enforcer.secrets.vaults import WAITING_FOR_KEY, SiteVaults, instance_secrets
-from enforcer.shared.spec.model import Application
+from enforcer.shared.spec.model import Application, Mode
+from enforcer.site.broken import BrokenApp, failed_instance
 
-__all__ = ["DesiredState", "desired_state"]
+__all__ = ["DesiredState", "desired_state", "newly_waiting"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,17 +54,20 @@ def desired_state(
     ctx: Context,
     instances_dir: Path,
     gpus: Mapping[str, Sequence[str]] | None = None,
+    broken: Iterable[BrokenApp] = (),
 ) -> DesiredState:
     """`current`: the instances desired on this host now (a running instance stays put);
-    `gpus`: the GPUs they had (`DesiredState.gpus` of the last call), which they keep."""
+    `gpus`: the GPUs they had (`DesiredState.gpus` of the last call), which they keep;
+    `broken`: stored applications that no longer validate. Raises nothing for what an
+    application holds: what cannot be computed is failed, with the reason."""
     current = frozenset(current)
-    sched = schedule(
-        [host_state(host)],
-        sorted(apps.values(), key=lambda a: a.name),
-        dict.fromkeys(current, host.id),
-        gpus,
-    )
+    sched, unschedulable = _schedule(host, apps, current, gpus)
     out = DesiredState(warnings=sched.warnings)
+    failed: dict[str, InstanceStatus] = {}
+    for b in broken:
+        failed.update(b.statuses(host.id))
+    for name, reason in unschedulable.items():
+        failed.update(_failed_app(apps[name], host.id, reason))
     inv = host.inventory
     waiting: dict[str, list[str]] = {}  # placed, but a secret is not here (yet)
     placed = sched.on_host(host.id)
@@ -63,25 +77,19 @@ def desired_state(
     for iid in placed:
         d = sched.demand(iid)
         app = apps[d.app]
-        svc = app.service(d.service)
-        why, secrets = instance_secrets(app.tenant, svc, vaults, secret_files)
-        if why:
-            waiting[iid] = [why]
-            if why == WAITING_FOR_KEY:
-                out.held[iid] = (app.tenant, app.name)
+        try:
+            one = _instance(app, d.service, iid, ctx, inv, sched.gpus.get(iid, ()), vaults,
+                            secret_files, instances_dir)  # fmt: skip
+        except Exception as exc:  # whatever went wrong, it is this instance's alone
+            reason = _reason(iid, exc)
+            failed[iid] = failed_instance(iid, app.name, d.service, app.tenant, app.version, reason)
             continue
-        assigned = gpu_passthrough(inv, sched.gpus.get(iid, ()))  # GPUs the scheduler gave it
-        out.desired[iid] = desired_instance(
-            app,
-            svc,
-            iid,
-            ctx,
-            instances_dir=str(instances_dir),
-            devices=tuple(device_nodes_for(svc.placement, inv, assigned)),
-            gpus=assigned,
-            secrets=secrets,
-            secrets_dir=str(secret_files.root),
-        )
+        if isinstance(one, DesiredInstance):
+            out.desired[iid] = one
+            continue
+        waiting[iid] = [one]
+        if one == WAITING_FOR_KEY:
+            out.held[iid] = (app.tenant, app.name)
     # the GPUs of the placed instances; one that waits (its GPUs are gone for now, a GPU
     # driver loads late) keeps its claim until it runs again or goes
     waits = {d.instance_id for d in sched.demands} - set(placed)
@@ -101,4 +109,101 @@ def desired_state(
             restarts=0,
             reason="; ".join(reasons),
         )
+    for iid, status in failed.items():  # its containers (if any) are left as they are
+        out.pending[iid] = status
+        out.held[iid] = (status.tenant, status.app)
     return out
+
+
+def newly_waiting(
+    before: Mapping[str, InstanceStatus], now: Mapping[str, InstanceStatus]
+) -> list[InstanceStatus]:
+    """The instances of `now` (pending or failed) that were not so `before`, for events."""
+    return [
+        s for iid, s in sorted(now.items()) if getattr(before.get(iid), "state", None) != s.state
+    ]
+
+
+def _instance(
+    app: Application,
+    service: str,
+    iid: str,
+    ctx: Context,
+    inv: Inventory,
+    gpus: Sequence[str],
+    vaults: SiteVaults,
+    secret_files: SecretFiles,
+    instances_dir: Path,
+) -> DesiredInstance | str:
+    """The instance, or why it has to wait (a secret not here)."""
+    svc = app.service(service)
+    why, secrets = instance_secrets(app.tenant, svc, vaults, secret_files)
+    if why:
+        return why
+    assigned = gpu_passthrough(inv, gpus)  # the GPUs the scheduler gave it
+    return desired_instance(
+        app,
+        svc,
+        iid,
+        ctx,
+        instances_dir=str(instances_dir),
+        devices=tuple(device_nodes_for(svc.placement, inv, assigned)),
+        gpus=assigned,
+        secrets=secrets,
+        secrets_dir=str(secret_files.root),
+    )
+
+
+def _schedule(
+    host: HostInfo,
+    apps: Mapping[str, Application],
+    current: frozenset[str],
+    gpus: Mapping[str, Sequence[str]] | None,
+) -> tuple[Schedule, dict[str, str]]:
+    """The schedule, and the applications (name -> why) that the scheduler fails on: found one
+    by one when it fails on all of them together, so that the others are placed as usual."""
+    ordered = sorted(apps.values(), key=lambda a: a.name)
+    at = dict.fromkeys(current, host.id)
+
+    def run(which: Sequence[Application]) -> Schedule:
+        return schedule([host_state(host)], which, at, gpus)
+
+    try:
+        return run(ordered), {}
+    except Exception:
+        log.exception("scheduling failed; looking for the application it fails on")
+    bad: dict[str, str] = {}
+    for app in ordered:
+        try:
+            run([app])
+        except Exception as exc:
+            bad[app.name] = f"cannot be scheduled: {_reason(app.name, exc)}"
+    rest = [a for a in ordered if a.name not in bad]
+    try:
+        return run(rest), bad
+    except Exception as exc:  # only together: none of them is placed
+        bad.update((a.name, f"cannot be scheduled: {_reason(a.name, exc)}") for a in rest)
+        return run([]), bad
+
+
+def _failed_app(app: Application, host: str, reason: str) -> dict[str, InstanceStatus]:
+    out: dict[str, InstanceStatus] = {}
+    for svc in app.services:
+        prefix = f"{app.name}.{svc.name}."
+        ids = [prefix + host] if svc.mode is Mode.ONE_PER_MATCHING_HOST else [
+            f"{prefix}{n}" for n in range(max(svc.replicas, 0))
+        ]  # fmt: skip
+        for iid in ids:
+            out[iid] = failed_instance(iid, app.name, svc.name, app.tenant, app.version, reason)
+    return out or {
+        app.name: failed_instance(app.name, app.name, "", app.tenant, app.version, reason)
+    }
+
+
+def _reason(what: str, exc: Exception) -> str:
+    if isinstance(exc, InstanceError):
+        return exc.reason
+    if isinstance(exc, ValueError):
+        return str(exc)
+    log.error("%s: unexpected error", what, exc_info=exc)
+    return f"internal error ({type(exc).__name__}: {exc}), see the log"

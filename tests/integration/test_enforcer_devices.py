@@ -43,7 +43,7 @@ def enforcer_with(engine: DockerEngine, config: str, **labels: str) -> Iterator[
 
 def device_in(client: docker.DockerClient, container: str, node: str) -> str:
     code, out = client.containers.get(container).exec_run(["stat", "-c", "%F %t:%T", node])
-    return out.decode().strip() if code == 0 else ""
+    return out.decode().strip() if code == 0 and isinstance(out, bytes) else ""
 
 
 def on_host(node: str) -> str:
@@ -100,5 +100,8 @@ def test_a_device_plugged_in_places_its_instance_and_unplugging_it_stops_the_ins
         loop.remove()  # the kernel's `remove` uevent: /dev/loopN is gone
         ps = enf.wait_ps(lambda p: p.get("disk.s.0", {}).get("state") == "pending", timeout=20)
         assert "no device labelled hotplug-disk" in ps["disk.s.0"]["reason"]
-        running = {"label": "edgeward.app=disk", "status": "running"}
+        running: dict[str, str | list[str] | bool] = {
+            "label": "edgeward.app=disk",
+            "status": "running",
+        }
         wait_for(lambda: not docker_client.containers.list(filters=running), 20, "disk stopped")
