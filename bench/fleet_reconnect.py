@@ -103,6 +103,7 @@ async def run_reconnect(
         control.start()
         back = time.time()
         cpu0, wall0 = control.cpu_seconds(), time.monotonic()
+        fleet_cpu0 = sum(w.cpu_seconds() for w in pool)
         print(f"[{n}] control is back; pushing version 2", flush=True)
         latencies: list[float] = []
         done = asyncio.Event()
@@ -117,7 +118,9 @@ async def run_reconnect(
         answers = await asyncio.gather(*expect)
         done.set()
         await prober
-        result["storm_cpu"] = (control.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+        wall = time.monotonic() - wall0
+        result["storm_cpu"] = (control.cpu_seconds() - cpu0) / wall
+        result["fleet_cpu"] = (sum(w.cpu_seconds() for w in pool) - fleet_cpu0) / wall
         synced = [x for a in answers for x in a["latencies"]]
         result["missing"] = sum(a["missing"] for a in answers)
         result["sync_p50"] = median(synced)
@@ -152,6 +155,7 @@ def print_reconnect(results: list[dict[str, Any]], wait_limit: float) -> None:
         ("503 + Retry-After answers", "-", cells("shed", "{:,}")),
         ("status batches applied since return", "-", cells("statuses", "{:,}")),
         ("control CPU in the storm", "-", cells("storm_cpu", "{:.0%}")),
+        ("fleet workers' CPU in the storm", "-", cells("fleet_cpu", "{:.0%}")),
         ("control RSS after", "-", cells("rss", "{:.0f} MiB")),
         ("first sync of all sites took", "-", cells("connect_seconds", "{:.1f} s")),
     ]  # fmt: skip

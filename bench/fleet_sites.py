@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from control.server import shrink_tls_read_buffers
 from enforcer.link.enrollment import SiteIdentity, enroll, load_site_identity
 from enforcer.link.sync import POLL_WAIT, SyncClient
@@ -294,6 +296,11 @@ class Worker:
             limit=2**26,
             cwd=ROOT,
         )
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return float(t.user + t.system)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

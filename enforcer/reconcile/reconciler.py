@@ -278,8 +278,9 @@ class Reconciler:
     async def _resync_loop(self) -> None:
         await self._have_desired.wait()
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._resync_now.wait(), self.resync_interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(self.resync_interval):
+                    await self._resync_now.wait()
             self._resync_now.clear()
             await self._up.wait()
             try:
@@ -334,7 +335,8 @@ class Reconciler:
     async def _firewall_loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._firewall_dirty.wait(), FIREWALL_CHECK)
+                async with asyncio.timeout(FIREWALL_CHECK):
+                    await self._firewall_dirty.wait()
             except TimeoutError:
                 await self.firewall.verify()  # hooked again where a reload removed it
                 continue

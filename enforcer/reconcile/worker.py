@@ -87,8 +87,9 @@ class InstanceWorker:
     async def _turn(self) -> bool:
         """Wait for a reason, then one pass; True when the instance is gone."""
         timeout = None if self.next_wake is None else max(0.0, self.next_wake - time.time())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         self._wake.clear()
         self.next_wake = None
         started = time.monotonic()

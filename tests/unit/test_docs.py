@@ -434,6 +434,33 @@ def test_every_control_error_code_is_in_http_api_md() -> None:
     assert sorted(c for c in codes if f"`{c}`" not in text) == []
 
 
+def _route_row(text: str, route: str) -> str:
+    row = next((line for line in text.splitlines() if line.startswith(f"| `{route}`")), None)
+    assert row is not None, f"http-api.md has no row for {route}"
+    return row
+
+
+def test_every_field_of_an_instance_and_an_application_is_in_http_api_md() -> None:
+    from enforcer.facade import AppRecord, AppSource, ContainerStatus, InstanceStatus
+
+    text = _part(_doc("http-api.md"), "Enforcer")
+    instance = {
+        f.name for cls in (InstanceStatus, ContainerStatus) for f in dataclasses.fields(cls)
+    }
+    application = set(AppRecord("a", "1", "system", AppSource.LOCAL, {}, 0.0).to_json())
+    rows = {
+        "GET /v1/instances": instance,
+        "GET /v1/applications/{name}": application,
+    }
+    missing = [
+        f"{route}: {name}"
+        for route, names in rows.items()
+        for name in sorted(names)
+        if not _has_word(_route_row(text, route), name)
+    ]
+    assert missing == []
+
+
 def test_every_instance_state_is_in_http_api_md() -> None:
     from enforcer.facade import InstanceState
 

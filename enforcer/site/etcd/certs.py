@@ -1,0 +1,188 @@
+"""The site's own CA and the certificates of its etcd members and clients.
+
+A multi-host site secures its store with a CA of its own (not control's): every etcd member
+holds a certificate for its advertised address, used for both peer and client traffic, and
+every enforcer talks to the store with a client certificate from the same CA. Keys are EC P-256,
+as everywhere else (`enforcer.shared.pki`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from enforcer.shared.pki import (
+    PrivateKey,
+    cert_fingerprint,
+    client_ssl_context,
+    generate_key,
+    key_to_pem,
+    load_cert,
+    load_key,
+    write_file,
+)
+
+__all__ = ["SiteCA", "TLSFiles", "create_site_ca", "load_or_create_site_ca", "write_cert_pair"]
+
+CA_DAYS = 3650
+LEAF_DAYS = 3650
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Edgeward site"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=not ca,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """Where one party's TLS material lies: the site CA, its certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context trusting only the site CA and presenting this certificate."""
+        return client_ssl_context(self.ca.read_bytes(), self.cert, self.key)
+
+
+@dataclass(frozen=True)
+class SiteCA:
+    """The site's CA certificate and key."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return key_to_pem(self.key)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the CA certificate (what a join bundle pins)."""
+        return cert_fingerprint(self.cert)
+
+    def issue(self, common_name: str, addresses: list[str] | None = None) -> tuple[bytes, bytes]:
+        """A certificate and key (PEM) for `common_name`.
+
+        With `addresses` (IP addresses or DNS names) the certificate serves TLS for them and is
+        also a client certificate: what an etcd member needs for its peer and client ports.
+        Without, it is a client certificate only.
+        """
+        key = generate_key()
+        now = _now()
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
+            )
+        )
+        if addresses:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(a) for a in sorted(set(addresses))]),
+                critical=False,
+            )
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), key_to_pem(key)
+
+    def write_pair(
+        self, directory: Path, stem: str, common_name: str, addresses: list[str] | None = None
+    ) -> TLSFiles:
+        """Issue a certificate (see `issue`) into `directory` as STEM.pem and STEM-key.pem
+        (0600), beside a copy of the CA as ca.pem."""
+        cert_pem, key_pem = self.issue(common_name, addresses)
+        return write_cert_pair(directory, stem, self.cert_pem, cert_pem, key_pem)
+
+
+def _general_name(address: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(address))
+    except ValueError:
+        return x509.DNSName(address)
+
+
+def write_cert_pair(
+    directory: Path, stem: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes
+) -> TLSFiles:
+    """Write a CA copy, a certificate and its key (0600) into `directory`."""
+    files = TLSFiles(directory / "ca.pem", directory / f"{stem}.pem", directory / f"{stem}-key.pem")
+    write_file(files.ca, ca_pem)
+    write_file(files.key, key_pem, 0o600)
+    write_file(files.cert, cert_pem)
+    return files
+
+
+def create_site_ca(site: str) -> SiteCA:
+    """A new CA for `site`."""
+    key = generate_key()
+    now = _now()
+    subject = _name(f"Edgeward site CA {site}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return SiteCA(cert, key)
+
+
+def load_or_create_site_ca(directory: Path, site: str) -> SiteCA:
+    """The site CA kept in `directory` (site-ca.pem, site-ca-key.pem 0600), made on first use."""
+    cert_path, key_path = directory / "site-ca.pem", directory / "site-ca-key.pem"
+    if cert_path.exists() and key_path.exists():
+        return SiteCA(load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()))
+    ca = create_site_ca(site)
+    write_file(key_path, ca.key_pem, 0o600)
+    write_file(cert_path, ca.cert_pem)
+    return ca
