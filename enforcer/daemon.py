@@ -54,7 +54,10 @@ class Daemon:
         self._emit = self.events_log.emit
         self.membership = Membership(self.store, self.host_id)
         self.runtime = DockerRuntime(
-            config.docker.host, config.reconcile.docker_parallelism, config.docker.timeout
+            config.docker.host,
+            config.reconcile.docker_parallelism,
+            config.docker.timeout,
+            pull_stall=config.docker.pull_stall_timeout,
         )
         self.firewall = Firewall(f"{self.host_id}:{self.state_dir}")
         self.devices = DeviceWatcher(config.devices.rules, self._devices_changed)

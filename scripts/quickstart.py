@@ -55,7 +55,7 @@ def stop() -> None:
         pid = pids.get(name)
         if pid is None:
             continue
-        if name == "dockerd":  # containers go with the engine: they are the quickstart's own
+        if name == "dockerd":  # containers and networks go with the engine: the quickstart's own
             engine = DockerEngine(ENGINE_ROOT)
             sh(BIN / "python", "-c", _REMOVE_ALL.format(url=engine.url), check=False)
         try:
@@ -65,6 +65,8 @@ def stop() -> None:
                 time.sleep(0.1)
         except ProcessLookupError:
             pass
+        if name == "dockerd":
+            DockerEngine(ENGINE_ROOT)._unmount_data_root()  # a bind mount of itself
         print(f"quickstart: stopped {name} (pid {pid})")
     PIDS.unlink()
     # the enforcer keeps its outbound-policy chains when it stops (its containers run on);
@@ -76,9 +78,13 @@ def stop() -> None:
     asyncio.run(Firewall(f"quickstart-host:{STATE / 'enforcer'}").remove())
 
 
+# Networks before the engine stops: a network removed by a running engine takes its bridge and
+# the iptables rules naming it along; an engine that stops leaves both behind.
 _REMOVE_ALL = (
     "import docker; c = docker.DockerClient(base_url='{url}')\n"
-    "for x in c.containers.list(all=True): x.remove(force=True)"
+    "for x in c.containers.list(all=True): x.remove(force=True)\n"
+    "for n in c.networks.list():\n"
+    "    if n.name not in ('bridge', 'host', 'none'): n.remove()"
 )
 
 

@@ -51,6 +51,10 @@ class DockerConfig:
     """``timeout``: seconds one call to the engine may take before it counts as failed.
     Streams that follow (``logs -f``) are not bound by it: they wait for output forever."""
 
+    pull_stall_timeout: float = 60.0
+    """``pull-stall-timeout``: an image pull that shows no progress for this many seconds is
+    ended, reported (``image.pull-stalled``) and retried with backoff."""
+
 
 @dataclass(frozen=True)
 class ApiConfig:

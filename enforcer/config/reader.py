@@ -173,7 +173,14 @@ class Reader:
         state_dir = self.path(top, ("state-dir",), default.state_dir)
         assert state_dir is not None
 
-        self.table(t["docker"], ("docker",), {"host", "timeout"})
+        self.table(t["docker"], ("docker",), {"host", "timeout", "pull-stall-timeout"})
+        pull_stall = self.duration(
+            t["docker"], ("docker", "pull-stall-timeout"), default.docker.pull_stall_timeout
+        )
+        if pull_stall < 1:
+            raise self.error(
+                ("docker", "pull-stall-timeout"), "docker.pull-stall-timeout: must be at least 1s"
+            )
         docker_timeout = self.duration(t["docker"], ("docker", "timeout"), default.docker.timeout)
         if docker_timeout < 1:
             raise self.error(("docker", "timeout"), "docker.timeout: must be at least 1s")
@@ -256,7 +263,9 @@ class Reader:
 
         return EnforcerConfig(
             state_dir=state_dir,
-            docker=DockerConfig(host=docker_host, timeout=docker_timeout),
+            docker=DockerConfig(
+                host=docker_host, timeout=docker_timeout, pull_stall_timeout=pull_stall
+            ),
             api=ApiConfig(
                 socket=sock,
                 listen=listen,

@@ -191,25 +191,16 @@ class InstanceWorker:
         self.restart[name] = prev
         if seen == det.finished_at:
             return
+        now, code = time.time(), det.exit_code
         st = restarts.on_exit(
-            prev,
-            self.rec.backoff,
-            now=time.time(),
-            ran_for=det.ran_for,
-            exit_code=det.exit_code,
-            rng=self._rng,
+            prev, self.rec.backoff, now=now, ran_for=det.ran_for, exit_code=code, rng=self._rng
         )
         self.restart[name] = st
         self.rec.save_restarts(self.id, name, st, det.finished_at)
         self.probes.end(name)
         oom = " (out of memory)" if det.oom_killed else ""
-        self._later.append(  # recorded after the restart: healing first
-            (
-                "container.exited",
-                f"{self.id}/{name} exited with code {det.exit_code}{oom}",
-                {"exit_code": det.exit_code},
-            )
-        )
+        message = f"{self.id}/{name} exited with code {code}{oom}"
+        self._later.append(("container.exited", message, {"exit_code": code}))  # after healing
 
     async def _observe_known(self, desired: DesiredInstance | None) -> list[Observed] | None:
         """Inspect the containers of the last listing directly; None when one is gone."""
@@ -287,10 +278,8 @@ class InstanceWorker:
     async def _unstartable(
         self, action: Action, desired: DesiredInstance, exc: RuntimeRequestError
     ) -> bool:
-        """A container the engine will not start again is replaced by a new one.
-
-        Seen with Docker 20.10 after an engine restart: "task ... already exists", for ever.
-        Any other refusal gets one more try first."""
+        """A container the engine will not start again ("task ... already exists", for ever,
+        after an engine restart with Docker 20.10) is replaced; other refusals get one retry."""
         failures = self.start_failures.get(action.container, 0) + 1
         self.start_failures[action.container] = failures
         if "already exists" not in str(exc) and failures < 2:

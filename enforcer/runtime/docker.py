@@ -280,8 +280,16 @@ class DockerRuntime:
         last = [started]  # the last sign of progress
 
         def pull() -> None:
+            api: Any = self._side_api  # the SDK's pull() reads without a timeout: not used
             try:
-                for line in self._side_api.pull(repository, tag=tag, stream=True, decode=True):
+                resp = api._post(
+                    api._url("/images/create"),
+                    params={"fromImage": repository, "tag": tag},
+                    stream=True,
+                    timeout=self.pull_stall,  # also the longest wait for the next line
+                )
+                api._raise_for_status(resp)
+                for line in api._stream_helper(resp, decode=True):
                     if "error" in line:
                         raise RuntimeRequestError(str(line["error"]).strip())
                     last[0] = time.monotonic()
@@ -289,7 +297,9 @@ class DockerRuntime:
                         raise PullStalled(
                             f"pulling {ref} took longer than {self.pull_timeout:.0f}s"
                         )
-            except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+            except (RuntimeRequestError, docker.errors.APIError):
+                raise
+            except Exception as exc:
                 if time.monotonic() - last[0] >= self.pull_stall * 0.9:
                     raise PullStalled(
                         f"pulling {ref} stalled: no progress for {self.pull_stall:.0f}s"

@@ -113,6 +113,7 @@ def test_range_and_delete_by_prefix_with_binary_values_and_unicode_keys(solo: So
         assert found.revision >= max(kv.mod_revision for kv in found.kvs)
         assert await etcd.delete("pre/x/", prefix=True) == 2
         assert [kv.key for kv in (await etcd.range("pre/", prefix=True)).kvs] == ["pre/y"]
+        assert "pre/y" in [kv.key for kv in (await etcd.range("", prefix=True)).kvs]
 
     solo.run(scenario)
 
@@ -135,6 +136,10 @@ def test_keys_under_a_lease_vanish_when_it_expires_and_stay_while_kept_alive(
         assert await etcd.get("lease/dropped") is None
         with pytest.raises(LeaseExpired):
             await etcd.lease_keepalive(dropped.id)
+        with pytest.raises(LeaseExpired):
+            await etcd.put("lease/again", b"d", lease=dropped.id)
+        with pytest.raises(LeaseExpired):
+            await etcd.create("lease/again", b"d", lease=dropped.id)
         assert await etcd.lease_revoke(kept.id)
         assert await etcd.get("lease/kept") is None
         assert not await etcd.lease_revoke(kept.id)

@@ -55,6 +55,7 @@ class DockerEngine:
     root: Path
     proc: subprocess.Popen[bytes] | None = None
     pool: str = ""
+    extra_args: tuple[str, ...] = ()  # e.g. ("--live-restore",)
 
     @property
     def socket_path(self) -> Path:
@@ -81,6 +82,7 @@ class DockerEngine:
             "--bridge=none",
             "--default-address-pool", f"base={self.pool},size=24",
             "--log-level", "warn",
+            *self.extra_args,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)

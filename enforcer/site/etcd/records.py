@@ -2,7 +2,8 @@
 
 The gateway's traps live here: keys and values travel base64-encoded; 64-bit numbers
 (revisions, lease and member IDs) arrive as strings; fields at their zero value (a count of 0,
-a PUT event's type, a failed transaction's `succeeded`) are left out altogether.
+a PUT event's type, a failed transaction's `succeeded`) are left out altogether. The
+transaction operations (`Compare`, `Put`, `Delete`, `Get`) encode themselves the same way.
 """
 
 from __future__ import annotations

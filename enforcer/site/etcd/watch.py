@@ -128,7 +128,12 @@ class Watch:
         )
 
     def _close(self) -> None:
+        """Drop the stream's connection at once: a TLS close would wait for the member's
+        close_notify, and a loop that ends first leaks the socket."""
         if self._response is not None:
+            connection = self._response.connection
+            if connection is not None and connection.transport is not None:
+                connection.transport.abort()
             self._response.close()
             self._response = None
 
