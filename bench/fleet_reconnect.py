@@ -67,6 +67,15 @@ def workers_for(n: int, workers: int, open_files: int) -> int:
     return max(workers, -(-n // per_worker))
 
 
+async def metrics_text(control: ControlProcess, tries: int = 3) -> str | None:
+    """Control's metrics, or None when it does not answer (the table says "-")."""
+    for _ in range(tries):
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+            return str(await control.call("GET", "/v1/metrics"))
+        await asyncio.sleep(5)
+    return None
+
+
 async def run_reconnect(
     n: int, workers: int, outage: float, wait_limit: float, keep: bool
 ) -> dict[str, Any]:
@@ -130,10 +139,11 @@ async def run_reconnect(
         result["latency_p99"] = percentile(latencies, 99)
         result["latency_max"] = max(latencies, default=math.nan)
         result["probes"] = len(latencies)
-        metrics = await control.call("GET", "/v1/metrics")
-        result["shed"] = int(metric(metrics, "http_shed_total"))
-        result["statuses"] = int(metric(metrics, "status_batches_applied_total"))
         result["rss"] = control.rss_mb()
+        metrics = await metrics_text(control)
+        if metrics is not None:
+            result["shed"] = int(metric(metrics, "http_shed_total"))
+            result["statuses"] = int(metric(metrics, "status_batches_applied_total"))
     return result
 
 

@@ -10,16 +10,19 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import pytest
 
 from tests.support.ci import missing, running
-from tests.support.enforcer import EnforcerProc
 from tests.support.engines import DockerEngine
 from tests.support.images import import_image, push
 from tests.support.processes import MissingPart
 from tests.support.registry import Registry
+
+if TYPE_CHECKING:  # the enforcer's modules load only for the tests that run one
+    from tests.support.enforcer import EnforcerProc
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +78,8 @@ def test_image_v2(docker_client: docker.DockerClient, registry: Registry) -> str
 @pytest.fixture()
 def enforcer(engine: DockerEngine) -> Iterator[EnforcerProc]:
     """A real `edge-enforcer run` on the suite's engine, with a fresh state directory."""
+    from tests.support.enforcer import EnforcerProc
+
     root = Path(tempfile.mkdtemp(prefix="enf-", dir="/tmp"))
     proc = EnforcerProc(root, engine.url)
     proc.start()

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.types import DeviceRequest, EndpointConfig, Mount, NetworkingConfig
 
 from enforcer.devices.passthrough import gpu_request
@@ -31,6 +30,7 @@ from enforcer.reconcile.runtime import (
     RuntimeUnavailable,
 )
 from enforcer.runtime import probes
+from enforcer.runtime.errors import translate as _translate
 from enforcer.runtime.processes import kill_tree
 from enforcer.runtime.streams import thread_iter
 from enforcer.shared.spec.model import Probe
@@ -50,25 +50,6 @@ T = TypeVar("T")
 API_VERSION = "1.41"  # Docker 20.10 (Debian 12); newer engines still speak it
 PULLS = 2  # image pulls in flight at once (beside the other calls' slots)
 PING_TIMEOUT = 5.0
-
-
-def _translate(exc: BaseException) -> Exception:
-    if isinstance(exc, docker.errors.NotFound):
-        if "image" in str(exc).lower() or "manifest" in str(exc).lower():
-            return ImageNotFound(_explain(exc))
-        return RuntimeRequestError(_explain(exc))
-    if isinstance(exc, docker.errors.APIError):
-        return RuntimeRequestError(_explain(exc))
-    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError):
-        return RuntimeUnavailable(f"Docker engine unreachable: {exc}")
-    if isinstance(exc, docker.errors.DockerException):
-        return RuntimeUnavailable(f"Docker engine unreachable: {exc}")
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-
-
-def _explain(exc: docker.errors.APIError) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)
 
 
 class DockerRuntime:
@@ -93,6 +74,9 @@ class DockerRuntime:
         self._api = docker.APIClient(base_url=base_url, version=API_VERSION, timeout=int(timeout))
         self._side_api = docker.APIClient(
             base_url=base_url, version=API_VERSION, timeout=max(1, int(pull_stall))
+        )
+        self._ping_api = docker.APIClient(
+            base_url=base_url, version=API_VERSION, timeout=int(PING_TIMEOUT)
         )
         self._pool = ThreadPoolExecutor(max_workers=parallelism + 2, thread_name_prefix="docker")
         self._side = ThreadPoolExecutor(max_workers=PULLS + 2, thread_name_prefix="docker-pull")
@@ -120,13 +104,14 @@ class DockerRuntime:
     def close(self) -> None:
         self._api.close()
         self._side_api.close()
+        self._ping_api.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._side.shutdown(wait=False, cancel_futures=True)
 
     # -- engine --------------------------------------------------------------------------
     async def ping(self) -> bool:
         """Whether the engine answers, within a few seconds, whatever the other calls do."""
-        return bool(await self._side_call(self._side_api.ping, PING_TIMEOUT))
+        return bool(await self._side_call(self._ping_api.ping, PING_TIMEOUT + 1))
 
     async def info(self) -> dict[str, Any]:
         return dict(await self._call(self._api.info))

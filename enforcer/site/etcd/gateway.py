@@ -17,6 +17,7 @@ unary calls answer an HTTP error with an error body. Both become the typed error
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -254,13 +255,7 @@ class EtcdGateway:
         failures: list[str] = []
         for endpoint in self.rotation():
             try:
-                async with self.session().post(
-                    endpoint + url_path,
-                    json=body,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout),
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
+                raw, status = await self._post(endpoint + url_path, body, self.timeout)
             except aiohttp.ClientConnectorError as e:
                 if isinstance(e, aiohttp.ClientSSLError):
                     raise AuthFailed(endpoint, f"TLS handshake failed: {e}") from None
@@ -287,17 +282,30 @@ class EtcdGateway:
         """Why `endpoint` did not answer in time: ask it (briefly) whether it has a leader."""
         waited = f"no answer to {url_path} within {self.timeout:g}s"
         try:
-            async with self.session().post(
-                endpoint + "/v3/maintenance/status",
-                json={},
-                timeout=aiohttp.ClientTimeout(total=min(self.timeout, 0.5)),
-            ) as response:
-                leader = number(await response.json(content_type=None), "leader")
-        except (TimeoutError, aiohttp.ClientError, ValueError):
+            raw, _ = await self._post(
+                endpoint + "/v3/maintenance/status", {}, min(self.timeout, 0.5)
+            )
+            leader = number(json.loads(raw), "leader")
+        except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError):
             return Unavailable(endpoint, f"{waited}: the member is not responding")
         if not leader:
             return Unavailable(endpoint, f"{waited}: the member has no leader (quorum lost)")
         return Unavailable(endpoint, f"{waited}, though it follows a leader (overloaded?)")
+
+    async def _post(self, url: str, body: dict[str, Any], timeout: float) -> tuple[bytes, int]:
+        """One request on a connection of its own, dropped once the answer is read (a TLS
+        close would wait for the member's close_notify, and a loop that ends first leaks the
+        socket)."""
+        async with self.session().post(
+            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            connection = response.connection
+            transport = connection.transport if connection is not None else None
+            try:
+                return await response.read(), response.status
+            finally:
+                if transport is not None:
+                    transport.abort()
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session (made on first use, inside the running loop).
