@@ -32,9 +32,12 @@ from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
 from enforcer.secrets.files import SecretFiles
 from enforcer.secrets.vaults import SiteVaults
 from enforcer.site.applications import Applications
+from enforcer.site.cluster.coordinator import Coordinator
+from enforcer.site.cluster.site import cluster_site_document, host_record, mirror_apps
 from enforcer.site.desired import desired_state, newly_waiting
 from enforcer.site.events import EventLog
 from enforcer.site.hostinfo import HostInfo, default_host_id, gather_host_info
+from enforcer.site.kv.base import KVError
 from enforcer.site.membership import Membership
 from enforcer.site.quotas import SiteQuotas
 from enforcer.site.status import health_document, host_document, site_document
@@ -98,6 +101,7 @@ class Daemon:
         self.quotas = SiteQuotas(self.store)  # tenants' quotas from control
         self._lock = asyncio.Lock()  # apply/remove/schedule one at a time
         self.started = time.time()
+        self.cluster: Coordinator | None = None  # a multi-host site ([cluster] etcd-endpoints)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -118,6 +122,8 @@ class Daemon:
         self.gpus = await self.store.gpu_assignments()
         self._set_site_name(enrolled_site(self.state_dir) or self.site_name)
         await self.reconciler.start()
+        if self.config.cluster.enabled:
+            await self._join_cluster()
         async with self._lock:
             await self._reschedule()
         await self.control.start(self.config.control.enrollment)
@@ -138,7 +144,38 @@ class Daemon:
         identity = await self.control.enroll(bundle)
         return {"site": identity.site, "control": identity.url}
 
+    async def _join_cluster(self) -> None:
+        """A multi-host site: follow its store; until the assignments are read, this host's
+        engine is left as it is."""
+        from enforcer.site.etcd.gateway import EtcdGateway
+        from enforcer.site.kv.etcd import EtcdKV
+
+        cfg = self.config.cluster
+        kv = EtcdKV(EtcdGateway(cfg.etcd_endpoints, timeout=max(0.5, cfg.lease_ttl / 3)))
+        record = host_record(self.host_info, cfg.advertise, cfg.role)
+        self.cluster = Coordinator(
+            kv,
+            record,
+            ttl=cfg.lease_ttl,
+            on_change=self._cluster_changed,
+            statuses=lambda: [i.to_json() for i in self.instances()],
+        )
+        try:
+            await self.cluster.seed_apps(self.apps.all())
+        except KVError as exc:
+            endpoints = ", ".join(cfg.etcd_endpoints)
+            raise KVError(f"cannot reach the site store ({endpoints}): {exc}") from exc
+        await self.cluster.start()
+
+    async def _cluster_changed(self) -> None:
+        assert self.cluster is not None
+        async with self._lock:
+            await mirror_apps(self.apps, self.cluster.apps)
+            await self._reschedule()
+
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.control.stop()
         await self.membership.leave()
         await self.vaults.close()
@@ -158,6 +195,11 @@ class Daemon:
 
     async def _reschedule(self) -> None:
         """This host's desired instances, to the reconciler (under `_lock`)."""
+        only = None
+        if self.cluster is not None:  # the instances the site's leader gave this host
+            only = self.cluster.mine(self.apps.apps)
+            if only is None:
+                return
         state = desired_state(
             self.host_info,
             self.apps.apps,
@@ -169,6 +211,7 @@ class Daemon:
             self.state_dir / "instances",
             self.gpus,
             self.apps.broken.values(),
+            only=only,
         )
         if state.gpus != self.gpus:  # kept across restarts: an instance keeps its GPUs
             self.gpus = state.gpus
@@ -188,6 +231,8 @@ class Daemon:
     async def apply(self, document: Mapping[str, Any]) -> tuple[AppRecord, bool]:
         async with self._lock:
             rec, changed = await self.apps.apply_local(document)
+            if self.cluster is not None:  # the site's: every host follows it
+                await self.cluster.put_app(rec)
             if changed:
                 await self._emit("app.applied", f"{rec.name} {rec.version} applied", app=rec.name)
                 await self._reschedule()
@@ -196,6 +241,8 @@ class Daemon:
     async def remove(self, name: str, purge: bool = False) -> None:
         async with self._lock:
             await self.apps.remove_local(name)
+            if self.cluster is not None:
+                await self.cluster.delete_app(name)
             await self._reschedule()
         gone = await self.reconciler.wait_gone(name, timeout=120)
         await self.reconciler.resync()
@@ -268,6 +315,9 @@ class Daemon:
 
     async def site(self) -> dict[str, Any]:
         labels = self.config.site.labels
+        if self.cluster is not None:
+            link = self.control.link()
+            return await cluster_site_document(self.site_name, labels, self.cluster, link)
         return await site_document(self.site_name, labels, self.membership, self.control.link())
 
     async def health(self) -> dict[str, Any]:
@@ -301,7 +351,7 @@ async def _main(config: EnforcerConfig) -> None:
     daemon = Daemon(config)
     try:
         await daemon.start()
-    except (StoreError, RuntimeUnavailable) as exc:
+    except (StoreError, RuntimeUnavailable, KVError) as exc:
         raise SystemExit(f"edge-enforcer: error: {exc}") from exc
     server = await serve_configured(daemon, config, daemon.host_id)
     stop = asyncio.Event()

@@ -117,7 +117,34 @@ class ControlConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """``[cluster]``: multi-host sites (no keys yet; an empty table is accepted)."""
+    """``[cluster]``: multi-host sites (DESIGN.md, "Site, hosts and the scheduler"). With no
+    ``etcd-endpoints`` (and nothing else set) the site is one host on SQLite."""
+
+    advertise: str = ""
+    """This host's address inside the site."""
+
+    role: str = "controller"
+    """``controller`` (a site-store member runs here) or ``worker``."""
+
+    join: str = ""
+    """A join bundle, or ``@/path``; empty on the site's first controller."""
+
+    etcd_endpoints: tuple[str, ...] = ()
+    """``etcd-endpoints``: an existing etcd's client URLs, instead of a managed member."""
+
+    client_port: int = 7720
+    """``client-port``: the managed member's client port (on ``advertise``)."""
+
+    peer_port: int = 7721
+    """``peer-port``: the managed member's peer port."""
+
+    lease_ttl: float = 3.0
+    """``lease-ttl``: a host silent this long is dead."""
+
+    @property
+    def enabled(self) -> bool:
+        """A multi-host site: the site store is etcd."""
+        return bool(self.etcd_endpoints)
 
 
 @dataclass(frozen=True)

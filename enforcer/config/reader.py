@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from enforcer.config.cluster import cluster_config
 from enforcer.config.model import (
     ApiConfig,
-    ClusterConfig,
     ConfigError,
     ControlConfig,
     DevicesConfig,
@@ -218,7 +218,6 @@ class Reader:
         self.table(t["host"], ("host",), {"id", "labels"})
         self.table(t["site"], ("site",), {"name", "labels"})
         self.table(t["control"], ("control",), {"enrollment"})
-        self.table(t["cluster"], ("cluster",), set())
         self.table(t["restart"], ("restart",), {"initial-delay", "max-delay", "reset-after"})
         self.table(t["reconcile"], ("reconcile",), {"resync-interval", "docker-parallelism"})
         self.table(t["runtime"], ("runtime",), {"stop-grace"})
@@ -284,7 +283,7 @@ class Reader:
             control=ControlConfig(
                 enrollment=self.string(t["control"], ("control", "enrollment"), "")
             ),
-            cluster=ClusterConfig(),
+            cluster=cluster_config(self, t["cluster"]),
             devices=self.devices(t["devices"]),
             restart=restart,
             reconcile=reconcile,

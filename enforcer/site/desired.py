@@ -14,7 +14,7 @@ instance's containers are left as they are (held) until it computes again or goe
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +55,15 @@ def desired_state(
     instances_dir: Path,
     gpus: Mapping[str, Sequence[str]] | None = None,
     broken: Iterable[BrokenApp] = (),
+    only: Collection[str] | None = None,
 ) -> DesiredState:
     """`current`: the instances desired on this host now (a running instance stays put);
     `gpus`: the GPUs they had (`DesiredState.gpus` of the last call), which they keep;
-    `broken`: stored applications that no longer validate. Raises nothing for what an
-    application holds: what cannot be computed is failed, with the reason."""
-    current = frozenset(current)
+    `broken`: stored applications that no longer validate; `only` (a multi-host site): the
+    instances the site's leader assigned to this host, the only ones placed or reported here.
+    Raises nothing for what an application holds: what cannot be computed is failed, with
+    the reason."""
+    current = frozenset(current if only is None else only)
     sched, unschedulable = _schedule(host, apps, current, gpus)
     out = DesiredState(warnings=sched.warnings)
     failed: dict[str, InstanceStatus] = {}
@@ -71,6 +74,8 @@ def desired_state(
     inv = host.inventory
     waiting: dict[str, list[str]] = {}  # placed, but a secret is not here (yet)
     placed = sched.on_host(host.id)
+    if only is not None:
+        placed = [iid for iid in placed if iid in only]
     if quotas:
         placed, over = admit([sched.demand(i) for i in placed], quotas, current)
         waiting.update((iid, [why]) for iid, why in over.items())
@@ -112,6 +117,9 @@ def desired_state(
     for iid, status in failed.items():  # its containers (if any) are left as they are
         out.pending[iid] = status
         out.held[iid] = (status.tenant, status.app)
+    if only is not None:  # the other instances are other hosts' to run and report
+        out.pending = {iid: s for iid, s in out.pending.items() if iid in only}
+        out.held = {iid: h for iid, h in out.held.items() if iid in only}
     return out
 
 

@@ -218,6 +218,8 @@ def _renderings(value: object) -> list[str]:
         return [f"`{value}`", f'`"{value}"`'] if str(value) else ['`""`']
     if isinstance(value, Mapping) and not value:
         return ["{}"]
+    if isinstance(value, tuple | list) and not value:
+        return ["`[]`"]
     return [repr(value)]
 
 

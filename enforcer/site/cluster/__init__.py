@@ -1,0 +1,1 @@
+"""A multi-host site: its shared state in the site store, its leader, failover and fencing."""

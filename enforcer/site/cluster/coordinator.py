@@ -1,0 +1,337 @@
+"""This host's part in a multi-host site (DESIGN.md, "Site, hosts and the scheduler").
+
+`Coordinator` registers the host under a lease, follows the site's state in the store (hosts,
+applications, assignments; `enforcer.site.cluster.records`), stands for leadership and, while
+it leads, places the site's instances on the live hosts (`enforcer.site.cluster.placement`).
+Every host runs its own engine to `mine()`: the instances assigned to it.
+
+Fencing: a host whose registration has not been renewed for two thirds of its lease TTL (the
+store cannot be reached) is *fenced*: `mine()` drops its instances of replicated services, so
+they are stopped before its lease must have expired; the leader places them elsewhere only
+`grace` (a third of the TTL) after the lease expired in the store. A fenced host that registers
+again reads the assignments afresh before it runs anything, so it adopts what is still its own
+and removes what moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from enforcer.facade import AppRecord
+from enforcer.shared.spec.model import Application, Mode
+from enforcer.shared.spec.parse import parse_application
+from enforcer.site.cluster import records as keys
+from enforcer.site.cluster.placement import place
+from enforcer.site.cluster.records import Assignments, InvalidRecord, app_from_json, app_to_json
+from enforcer.site.kv.base import Compacted, Entry, Event, EventKind, KVError, SiteKV
+from enforcer.site.kv.election import Election, current_leader
+from enforcer.site.kv.registry import HostRecord, InvalidHostRecord, Registration, live_hosts
+
+__all__ = ["Coordinator"]
+
+log = logging.getLogger(__name__)
+
+
+class Coordinator:
+    def __init__(
+        self,
+        kv: SiteKV,
+        record: HostRecord,
+        *,
+        ttl: float,
+        on_change: Callable[[], Awaitable[None]],
+        statuses: Callable[[], list[dict[str, Any]]] = list,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kv = kv
+        self.host = record.id
+        self.ttl = ttl
+        self.grace = ttl / 3  # after a lease expired in the store, before its work moves
+        self.fence_lead = ttl / 3  # a host fences this long before its lease must expire
+        self.clock = clock
+        self.on_change = on_change
+        self.statuses = statuses
+        self.registration = Registration(kv, record, prefix=keys.HOSTS, ttl=ttl, clock=clock)
+        self.election = Election(kv, self.host, prefix=keys.ELECTION, ttl=ttl, clock=clock)
+        self.hosts: dict[str, HostRecord] = {}
+        self.apps: dict[str, AppRecord] = {}
+        self.assignments: Assignments | None = None  # None: not read yet
+        self.gone_at: dict[str, float] = {}  # hosts seen to go (local clock)
+        self.fenced = True  # until registered and the assignments are read
+        self.leading = False
+        self._dirty = asyncio.Event()  # something changed for this host's engine
+        self._leader_dirty = asyncio.Event()  # something changed for the leader's decision
+        self._tasks: list[asyncio.Task[None]] = []
+        self._published = b""
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start following the site; registering (and leading) go on in the background."""
+        for name, coro in (
+            ("cluster-register", self._register()),
+            ("cluster-follow", self._follow()),
+            ("cluster-fence", self._fence()),
+            ("cluster-notify", self._notify()),
+            ("cluster-lead", self._lead()),
+            ("cluster-status", self._publish_status()),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def stop(self) -> None:
+        """Leave the site (lease revoked: the others take over at once); close the store."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        with contextlib.suppress(KVError):
+            await self.election.resign()
+        with contextlib.suppress(KVError):
+            await self.registration.deregister()
+        await self.kv.close()
+
+    # -- what this host runs -------------------------------------------------------------
+    def mine(self, apps: Mapping[str, Application]) -> frozenset[str] | None:
+        """The instances this host's engine should run; None while that is not known (leave
+        the engine as it is). Fenced: only its one-per-matching-host instances."""
+        if self.assignments is None:
+            return None
+        ids = self.assignments.on_host(self.host)
+        if self.fenced:
+            local = {
+                f"{app.name}.{svc.name}.{self.host}"
+                for app in apps.values()
+                for svc in app.services
+                if svc.mode is Mode.ONE_PER_MATCHING_HOST
+            }
+            ids = ids & local
+        return ids
+
+    # -- applications --------------------------------------------------------------------
+    async def put_app(self, rec: AppRecord) -> None:
+        await self.kv.put(keys.APPS + rec.name, app_to_json(rec))
+
+    async def delete_app(self, name: str) -> None:
+        await self.kv.delete(keys.APPS + name)
+
+    async def seed_apps(self, recs: list[AppRecord]) -> None:
+        """This host's applications that the site does not have yet (a host's first start)."""
+        for rec in recs:
+            await self.kv.create(keys.APPS + rec.name, app_to_json(rec))
+
+    # -- registration and fencing ----------------------------------------------------------
+    async def _register(self) -> None:
+        while True:
+            try:
+                await self.registration.register()
+                return
+            except KVError as exc:  # a twin, the old key not expired yet, or no store
+                log.warning("host %s cannot register yet: %s", self.host, exc)
+            await asyncio.sleep(self.ttl / 3)
+
+    def _cut_off(self) -> bool:
+        lease = self.registration.lease
+        if not self.registration.registered.is_set() or lease.lost.is_set():
+            return True
+        return self.clock() >= lease.must_have_expired_at - self.fence_lead
+
+    async def _fence(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            cut = self._cut_off()
+            if cut and not self.fenced:
+                log.warning("host %s is cut off from the site store: fencing", self.host)
+                self.fenced = True
+                self._dirty.set()
+            elif not cut and self.fenced:
+                try:  # what is ours now, read after registering: nothing stale restarts
+                    entry = await self.kv.get(keys.ASSIGNMENTS)
+                except KVError:
+                    continue
+                self._set_assignments(entry)
+                log.info("host %s is registered: running its assignments", self.host)
+                self.fenced = False
+                self._dirty.set()
+
+    async def _notify(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.on_change()
+            except Exception:
+                log.exception("applying the site's state on host %s failed", self.host)
+
+    # -- following the store -------------------------------------------------------------
+    def _set_assignments(self, entry: Entry | None) -> None:
+        try:
+            self.assignments = Assignments.from_json(entry.value) if entry else Assignments()
+        except InvalidRecord as exc:
+            log.error("%s", exc)
+
+    def _load(self, entries: list[Entry]) -> None:
+        now = self.clock()
+        before = set(self.hosts)
+        self.hosts.clear()
+        self.apps.clear()
+        assignments = None
+        for entry in entries:
+            self._put(entry.key, entry.value)
+            if entry.key == keys.ASSIGNMENTS:
+                assignments = entry
+        self._set_assignments(assignments)
+        for host in before - set(self.hosts):
+            self.gone_at.setdefault(host, now)
+        if self.assignments is not None:
+            for host in set(self.assignments.instances.values()) - set(self.hosts):
+                self.gone_at.setdefault(host, now)
+
+    def _put(self, key: str, value: bytes) -> None:
+        try:
+            if key.startswith(keys.HOSTS):
+                self.hosts[key[len(keys.HOSTS) :]] = HostRecord.from_json(value)
+                self.gone_at.pop(key[len(keys.HOSTS) :], None)
+            elif key.startswith(keys.APPS):
+                self.apps[key[len(keys.APPS) :]] = app_from_json(key, value)
+        except (InvalidRecord, InvalidHostRecord) as exc:
+            log.error("site store: %s: %s", key, exc)
+
+    def _apply(self, event: Event) -> None:
+        if event.key == keys.ASSIGNMENTS:
+            if event.kind is EventKind.PUT:
+                self._set_assignments(Entry(event.key, event.value, 0, event.revision, 1))
+            else:
+                self.assignments = Assignments()
+        elif event.kind is EventKind.PUT:
+            self._put(event.key, event.value)
+        elif event.key.startswith(keys.HOSTS):
+            host = event.key[len(keys.HOSTS) :]
+            if self.hosts.pop(host, None) is not None:
+                self.gone_at[host] = self.clock()
+                log.warning("host %s left the site (its lease expired or was revoked)", host)
+        elif event.key.startswith(keys.APPS):
+            self.apps.pop(event.key[len(keys.APPS) :], None)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                entries, revision = await self.kv.range(keys.ROOT)
+                self._load(entries)
+                self._dirty.set()
+                self._leader_dirty.set()
+                async for event in self.kv.watch(keys.ROOT, revision + 1):
+                    if event.key.startswith(keys.STATUS):
+                        continue
+                    self._apply(event)
+                    if not event.key.startswith(keys.ELECTION):
+                        self._dirty.set()
+                        self._leader_dirty.set()
+            except Compacted:
+                log.info("site store watch compacted: listing again")
+            except KVError as exc:
+                log.warning("host %s cannot follow the site store: %s", self.host, exc)
+                await asyncio.sleep(self.ttl / 3)
+
+    # -- leading -------------------------------------------------------------------------
+    async def _lead(self) -> None:
+        while True:
+            try:
+                await self.election.campaign()
+            except KVError as exc:
+                log.warning("host %s cannot stand for leadership: %s", self.host, exc)
+                await asyncio.sleep(self.ttl / 3)
+                continue
+            self.leading = True
+            log.info("host %s leads the site", self.host)
+            try:
+                await self._decide_while_leading()
+            except KVError as exc:
+                log.warning("leader %s: the site store failed: %s", self.host, exc)
+                await asyncio.sleep(self.ttl / 3)
+            finally:
+                self.leading = False
+            if not self.election.lost.is_set():  # stepped down after a store error
+                with contextlib.suppress(KVError):
+                    await self.election.resign()
+
+    def _parsed_apps(self) -> dict[str, Application]:
+        out = {}
+        for name, rec in self.apps.items():
+            try:
+                out[name] = parse_application(rec.document, tenant=rec.tenant)
+            except Exception as exc:  # that application is left out, no more
+                log.error("application %s cannot be placed: %s", name, exc)
+        return out
+
+    async def _decide_while_leading(self) -> None:
+        while self.election.is_leader:
+            self._leader_dirty.clear()
+            hosts = [h.host_state() for _, h in sorted(self.hosts.items())]
+            current = self.assignments.instances if self.assignments else {}
+            decided = place(
+                hosts, self._parsed_apps(), current, self.gone_at, self.clock(), self.grace
+            )
+            old = self.assignments or Assignments()
+            if decided.instances != dict(old.instances) or old.leader != self.host:
+                if not self.election.is_leader:
+                    return
+                await self.kv.put(
+                    keys.ASSIGNMENTS, Assignments(self.host, decided.instances).to_json()
+                )
+                log.info("leader %s: %d instances placed", self.host, len(decided.instances))
+            wait = None if decided.recheck_at is None else decided.recheck_at - self.clock()
+            changed = asyncio.create_task(self._leader_dirty.wait())
+            lost = asyncio.create_task(self.election.lost.wait())
+            try:
+                await asyncio.wait(
+                    {changed, lost},
+                    timeout=None if wait is None else max(0.05, wait),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                changed.cancel()
+                lost.cancel()
+
+    # -- status and the site view ----------------------------------------------------------
+    async def _publish_status(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.registration.registered.is_set():
+                self._published = b""
+                continue
+            body = json.dumps(self.statuses(), sort_keys=True).encode()
+            if body == self._published:
+                continue
+            try:
+                await self.kv.put(keys.STATUS + self.host, body, self.registration.lease.id)
+                self._published = body
+            except KVError as exc:
+                log.debug("host %s cannot publish its status: %s", self.host, exc)
+
+    async def view(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The hosts as `GET /v1/site` shows them, and the leader's id. Raises KVError."""
+        live = await live_hosts(self.kv, keys.HOSTS)
+        leader = await current_leader(self.kv, keys.ELECTION)
+        shown = []
+        for h in live:
+            left = await self.kv.time_to_live(h.lease) if h.lease else None
+            age = None if left is None else round(max(0.0, self.ttl - left), 3)
+            shown.append({
+                "id": h.record.id,
+                "address": h.record.address,
+                "role": h.record.role,
+                "state": "alive",
+                "lease-age": age,
+            })  # fmt: skip
+        alive = {h.record.id for h in live}
+        known = set(self.assignments.instances.values()) if self.assignments else set()
+        for host in sorted((known | set(self.gone_at)) - alive):  # seen to go, or assigned
+            shown.append(
+                {"id": host, "address": "", "role": "", "state": "dead", "lease-age": None}
+            )
+        return shown, leader.candidate if leader else None

@@ -1,0 +1,197 @@
+"""A multi-host site on one machine: one etcd on loopback, and hosts that each run their own
+dockerd and `edge-enforcer run`, advertising 127.0.0.11, .12, ... Every part is stopped by the
+pid we started. `Sampler` watches the engines every 100 ms for an instance on two hosts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
+from tests.support.processes import die_with_parent, free_port, installed, stop_pid, wait_for
+
+__all__ = ["EtcdProcess", "Sampler", "SiteHost", "placement", "running_site", "wait_placed"]
+
+
+class EtcdProcess:
+    """One plain-HTTP etcd member on 127.0.0.1, data in a temporary directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.client_url = f"http://127.0.0.1:{free_port()}"
+        self.peer_url = f"http://127.0.0.1:{free_port()}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = installed("etcd", "etcd-server")
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = (self.root / "etcd.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--name=site",
+                f"--data-dir={self.root / 'data'}",
+                f"--listen-client-urls={self.client_url}",
+                f"--advertise-client-urls={self.client_url}",
+                f"--listen-peer-urls={self.peer_url}",
+                f"--initial-advertise-peer-urls={self.peer_url}",
+                f"--initial-cluster=site={self.peer_url}",
+                "--log-level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        log.close()
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(self.client_url + "/health", timeout=1) as answer:
+                return bool(json.load(answer).get("health") == "true")
+
+        wait_for(healthy, 30, f"etcd at {self.client_url}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc)
+            self.proc = None
+
+
+@dataclass
+class SiteHost:
+    engine: DockerEngine
+    enforcer: EnforcerProc
+    address: str
+    alive: bool = True
+
+    @property
+    def id(self) -> str:
+        return self.enforcer.host_id
+
+    def running(self) -> set[str]:
+        """The instances whose containers run in this host's engine now."""
+        client = docker.DockerClient(base_url=self.engine.url, timeout=5)
+        try:
+            found = client.containers.list(filters={"label": "edgeward.instance"})
+            return {c.labels["edgeward.instance"] for c in found}
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """The host dies: its enforcer is SIGKILLed and every container in its engine with it."""
+        self.enforcer.stop(sig=signal.SIGKILL)
+        client = docker.DockerClient(base_url=self.engine.url, timeout=30)
+        try:
+            for c in client.containers.list():
+                with contextlib.suppress(docker.errors.APIError):
+                    c.kill()
+        finally:
+            client.close()
+        self.alive = False
+
+
+@contextlib.contextmanager
+def running_site(count: int, lease_ttl: str = "3s") -> Iterator[list[SiteHost]]:
+    """`count` hosts (host-1 ...) on one etcd, each with its own engine; all stopped after."""
+    root = Path(tempfile.mkdtemp(prefix="site-", dir="/tmp"))
+    etcd = EtcdProcess(root / "etcd")
+    hosts: list[SiteHost] = []
+    try:
+        etcd.start()
+        for n in range(1, count + 1):
+            engine = DockerEngine(root / f"d{n}")
+            engine.start()
+            address = f"127.0.0.{10 + n}"
+            cluster = (
+                f'[cluster]\nadvertise = "{address}"\netcd-endpoints = ["{etcd.client_url}"]\n'
+                f'lease-ttl = "{lease_ttl}"\n'
+            )
+            proc = EnforcerProc(
+                root / f"e{n}", engine.url, extra_config=cluster, host_id=f"host-{n}"
+            )
+            hosts.append(SiteHost(engine, proc, address))
+            proc.start()
+        yield hosts
+    finally:
+        for h in hosts:
+            h.enforcer.stop()
+            h.enforcer.remove_firewall()
+            h.enforcer.unmount_secrets()
+            h.engine.stop()
+        etcd.stop()
+        for h in hosts:  # the enforcers' logs, for a failing test's report
+            print(f"--- {h.id} ---\n{h.enforcer.log_tail(3000)}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Sampler:
+    """Samples the live hosts' engines every 100 ms; `doubles` lists each instance seen
+    running on two hosts in one sample."""
+
+    hosts: list[SiteHost]
+    doubles: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            seen: dict[str, list[str]] = {}
+            for h in [h for h in self.hosts if h.alive]:
+                with contextlib.suppress(Exception):  # an engine being killed
+                    for iid in h.running():
+                        seen.setdefault(iid, []).append(h.id)
+            self.doubles += [(i, tuple(on)) for i, on in seen.items() if len(on) > 1]
+            self.samples += 1
+            self._stop.wait(0.1)
+
+
+def placement(hosts: list[SiteHost]) -> dict[str, list[str]]:
+    """instance -> the live hosts whose engines run it now."""
+    out: dict[str, list[str]] = {}
+    for h in hosts:
+        if h.alive:
+            for iid in h.running():
+                out.setdefault(iid, []).append(h.id)
+    return out
+
+
+def wait_placed(hosts: list[SiteHost], instances: set[str], timeout: float) -> dict[str, str]:
+    """Once each of `instances` runs on exactly one live host: instance -> host."""
+    found: dict[str, list[str]] = {}
+
+    def placed() -> bool:
+        nonlocal found
+        found = placement(hosts)
+        return all(len(found.get(i, [])) == 1 for i in instances)
+
+    deadline = time.monotonic() + timeout
+    while not placed():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"instances {sorted(instances)} not placed: {found}")
+        time.sleep(0.1)
+    return {i: found[i][0] for i in instances}

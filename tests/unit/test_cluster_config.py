@@ -1,0 +1,90 @@
+"""`[cluster]`: its defaults, every key, and errors that name the file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from enforcer.config.load import ClusterConfig, ConfigError, parse_config
+
+PATH = Path("/etc/edgeward/enforcer.toml")
+
+FULL = """\
+[cluster]
+advertise = "10.0.0.11"
+role = "worker"
+join = "bundle-text"
+etcd-endpoints = ["http://10.0.0.11:2379", "https://10.0.0.12:2379"]
+client-port = 17720
+peer-port = 17721
+lease-ttl = "5s"
+"""
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, PATH)
+    return str(caught.value)
+
+
+def test_without_cluster_keys_the_site_is_one_host_on_sqlite() -> None:
+    for text in ("", "[cluster]\n"):
+        cluster = parse_config(text, PATH).cluster
+        assert cluster == ClusterConfig()
+        assert not cluster.enabled
+        assert (cluster.role, cluster.client_port, cluster.peer_port) == ("controller", 7720, 7721)
+        assert cluster.lease_ttl == 3.0
+
+
+def test_every_cluster_key_is_read() -> None:
+    cluster = parse_config(FULL, PATH).cluster
+    assert cluster == ClusterConfig(
+        advertise="10.0.0.11",
+        role="worker",
+        join="bundle-text",
+        etcd_endpoints=("http://10.0.0.11:2379", "https://10.0.0.12:2379"),
+        client_port=17720,
+        peer_port=17721,
+        lease_ttl=5.0,
+    )
+    assert cluster.enabled
+
+
+@pytest.mark.parametrize(
+    ("line", "wanted"),
+    [
+        ('role = "boss"', 'cluster.role: "boss" is neither controller nor worker'),
+        ('advertise = "host-a"', 'cluster.advertise: "host-a" is not an IP address'),
+        ('etcd-endpoints = ["10.0.0.11:2379"]', 'cluster.etcd-endpoints: "10.0.0.11:2379" is not'),
+        ('etcd-endpoints = "http://a:1"', "cluster.etcd-endpoints: expected a list of URLs"),
+        ('lease-ttl = "1s"', "cluster.lease-ttl: must be at least 2s"),
+        ('lease-ttl = "soon"', "cluster.lease-ttl:"),
+        ("client-port = 70000", "cluster.client-port: 70000 is not a port"),
+        ("peer-port = 2379", "cluster.peer-port: must differ from client-port"),
+        ("leader = true", 'unknown key "cluster.leader"'),
+    ],
+)
+def test_a_bad_cluster_key_names_its_line(line: str, wanted: str) -> None:
+    base = '[cluster]\nadvertise = "10.0.0.11"\netcd-endpoints = ["http://127.0.0.1:2379"]\n'
+    if line.startswith(("advertise", "etcd-endpoints")):
+        base = base.replace(line.split(" =")[0] + " =", "#")
+    text = (
+        base.replace("client-port = 2379", "")
+        + ("client-port = 2379\n" if line == "peer-port = 2379" else "")
+        + line
+        + "\n"
+    )
+    message = error_of(text)
+    assert message.startswith(f"{PATH}:"), message
+    assert wanted in message, message
+    line_no = int(message.split(":")[1])
+    assert text.splitlines()[line_no - 1].startswith(line.split(" =")[0]), (line_no, text)
+
+
+def test_a_multi_host_site_needs_etcd_endpoints_and_this_hosts_address() -> None:
+    message = error_of('[cluster]\nadvertise = "10.0.0.11"\n')
+    assert "runs no managed etcd member yet: give cluster.etcd-endpoints" in message
+    assert message.startswith(f"{PATH}:2:")
+    message = error_of('[cluster]\netcd-endpoints = ["http://127.0.0.1:2379"]\n')
+    assert "cluster.advertise: a multi-host site needs this host's address" in message
