@@ -5,6 +5,7 @@ others take its instances over, and a host that returns runs what is still its o
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -66,7 +67,13 @@ def coordinator(kv: SiteKV, host: str) -> Coordinator:
     async def changed() -> None:
         pass
 
-    return Coordinator(kv, HostRecord(host, f"127.0.0.{host[-1]}"), ttl=TTL, on_change=changed)
+    def statuses() -> list[dict[str, Any]]:
+        return [{"id": i, "host": host} for i in sorted(c.mine(APPS) or ())]
+
+    c = Coordinator(
+        kv, HostRecord(host, f"127.0.0.{host[-1]}"), ttl=TTL, on_change=changed, statuses=statuses
+    )
+    return c
 
 
 async def until(check: Callable[[], bool], timeout: float = 10) -> None:
@@ -109,6 +116,14 @@ def test_the_leader_assigns_each_instance_to_one_host_and_each_runs_only_its_own
         one, two = (mine(c) for c in hosts)
         assert one | two == WEB | {"a.agent.host-1", "a.agent.host-2"} and not one & two
         assert sum(c.leading for c in hosts) == 1
+        deadline = time.monotonic() + 3  # each host writes its instances' status back
+        while True:
+            written = await kv.get("/site/status/host-1")
+            shown = {s["id"] for s in json.loads(written.value)} if written else set()
+            if shown == one or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert shown == one and written is not None and written.lease is not None
         site, leader = await hosts[1].view()
         assert leader in ("host-1", "host-2")
         assert [(h["id"], h["state"]) for h in site] == [("host-1", "alive"), ("host-2", "alive")]
@@ -133,9 +148,10 @@ def test_a_cut_off_host_fences_before_its_instances_start_elsewhere_and_adopts_o
         flaky.down = True
         cut_at = time.monotonic()
         await until(lambda: cut.fenced, timeout=TTL + 1)
-        fenced_after = time.monotonic() - cut_at
+        fenced_at = time.monotonic()
         assert mine(cut) == {"a.agent.host-1"}  # its replicated instance is stopped
-        assert fenced_after < TTL, f"fenced {fenced_after:.2f}s after the cut, TTL {TTL}s"
+        expires = cut.registration.lease.must_have_expired_at
+        assert fenced_at < expires, f"fenced {fenced_at - cut_at:.2f}s after the cut, too late"
         assert ours not in mine(other)  # not yet: the lease has not expired
         await until(lambda: ours in mine(other), timeout=TTL + 3)
         assert mine(other) >= WEB  # both replicas run on the live host now

@@ -62,6 +62,7 @@ class Coordinator:
         self.hosts: dict[str, HostRecord] = {}
         self.apps: dict[str, AppRecord] = {}
         self.assignments: Assignments | None = None  # None: not read yet
+        self._assignments_revision = 0  # its key's mod_revision; 0: absent
         self.gone_at: dict[str, float] = {}  # hosts seen to go (local clock)
         self.fenced = True  # until registered and the assignments are read
         self.leading = False
@@ -84,7 +85,9 @@ class Coordinator:
             self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def stop(self) -> None:
-        """Leave the site (lease revoked: the others take over at once); close the store."""
+        """Step down as leader at once; stop renewing the registration but let it expire (the
+        containers keep running: their instances move only a lease TTL later, and a restart
+        within it starts fenced, so nothing runs twice); close the store."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -92,7 +95,7 @@ class Coordinator:
         with contextlib.suppress(KVError):
             await self.election.resign()
         with contextlib.suppress(KVError):
-            await self.registration.deregister()
+            await self.registration.deregister(revoke=False)
         await self.kv.close()
 
     # -- what this host runs -------------------------------------------------------------
@@ -169,6 +172,7 @@ class Coordinator:
 
     # -- following the store -------------------------------------------------------------
     def _set_assignments(self, entry: Entry | None) -> None:
+        self._assignments_revision = entry.mod_revision if entry else 0
         try:
             self.assignments = Assignments.from_json(entry.value) if entry else Assignments()
         except InvalidRecord as exc:
@@ -206,7 +210,7 @@ class Coordinator:
             if event.kind is EventKind.PUT:
                 self._set_assignments(Entry(event.key, event.value, 0, event.revision, 1))
             else:
-                self.assignments = Assignments()
+                self._set_assignments(None)
         elif event.kind is EventKind.PUT:
             self._put(event.key, event.value)
         elif event.key.startswith(keys.HOSTS):
@@ -280,10 +284,17 @@ class Coordinator:
             if decided.instances != dict(old.instances) or old.leader != self.host:
                 if not self.election.is_leader:
                     return
-                await self.kv.put(
-                    keys.ASSIGNMENTS, Assignments(self.host, decided.instances).to_json()
-                )
-                log.info("leader %s: %d instances placed", self.host, len(decided.instances))
+                body = Assignments(self.host, decided.instances).to_json()
+                if self._assignments_revision:  # only over what it decided on: no stale view
+                    written = await self.kv.replace(
+                        keys.ASSIGNMENTS, body, self._assignments_revision
+                    )
+                else:
+                    written = await self.kv.create(keys.ASSIGNMENTS, body)
+                if written is None:
+                    log.info("leader %s: the assignments changed meanwhile", self.host)
+                else:
+                    log.info("leader %s: %d instances placed", self.host, len(decided.instances))
             wait = None if decided.recheck_at is None else decided.recheck_at - self.clock()
             changed = asyncio.create_task(self._leader_dirty.wait())
             lost = asyncio.create_task(self.election.lost.wait())
