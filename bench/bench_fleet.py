@@ -16,7 +16,8 @@ batch after each change. Measured per fleet size:
 With ``--reconnect``, the reconnect storm instead (`bench.fleet_reconnect`): every site runs
 the enforcer's own `SyncClient`; control goes down for ``--outage`` seconds (60) and comes back;
 printed: how long after its return the sites are back in sync (p50, max) and control's latency
-during the storm (p99).
+during the storm (p99). Each real client may hold 4 connections at control: a fleet larger than
+the open-file limit allows is refused with the largest that fits (4,875 under `ulimit -Hn` 20000).
 
     .venv/bin/python bench/bench_fleet.py --sites 1000 10000
     .venv/bin/python -m bench.bench_fleet --reconnect --sites 10000

@@ -78,7 +78,6 @@ class EtcdGateway:
         self.timeout = timeout
         self._ssl = ssl_context
         self._first = 0
-        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> EtcdGateway:
         return self
@@ -89,9 +88,7 @@ class EtcdGateway:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Nothing stays open between requests; kept so that callers need not know."""
 
     # ------------------------------------------------------------------ keys
 
@@ -293,33 +290,23 @@ class EtcdGateway:
         return Unavailable(endpoint, f"{waited}, though it follows a leader (overloaded?)")
 
     async def _post(self, url: str, body: dict[str, Any], timeout: float) -> tuple[bytes, int]:
-        """One request on a connection of its own, dropped once the answer is read (a TLS
-        close would wait for the member's close_notify, and a loop that ends first leaks the
-        socket)."""
-        async with self.session().post(
-            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as response:
-            connection = response.connection
-            transport = connection.transport if connection is not None else None
-            try:
-                return await response.read(), response.status
-            finally:
-                if transport is not None:
-                    transport.abort()
+        """One request on a connection of its own (see `session`)."""
+        async with (
+            self.session() as session,
+            session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as response,
+        ):
+            return await response.read(), response.status
 
     def session(self) -> aiohttp.ClientSession:
-        """The HTTP session (made on first use, inside the running loop).
+        """A fresh HTTP session for one request or one watch, to be closed after it.
 
         One connection per request: a pooled connection to a member that has since died fails
         only once the request is on it, when it can no longer be sent elsewhere; a fresh one is
-        refused at once, and the request goes to the next member.
+        refused at once, and the request goes to the next member. Closing the session drops
+        its connection at once (a TLS close would wait for the member's close_notify).
         """
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl if self._ssl is not None else True, force_close=True
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+        return aiohttp.ClientSession(connector=connector)
 
     def rotation(self) -> list[str]:
         return self.endpoints[self._first :] + self.endpoints[: self._first]

@@ -55,6 +55,7 @@ class Watch:
         self._gateway = gateway
         self._request = request
         self._idle_timeout = idle_timeout
+        self._session: aiohttp.ClientSession | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._buffer = b""
         self._eof = False
@@ -71,14 +72,14 @@ class Watch:
             if not self.next_revision:
                 self.next_revision = number(first.get("header", {}), "revision") + 1
         except BaseException:
-            self._close()
+            await self._close()
             raise
         return self
 
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._close()
+        await self._close()
 
     def __aiter__(self) -> Watch:
         return self
@@ -96,29 +97,33 @@ class Watch:
         gateway = self._gateway
         failures: list[str] = []
         for endpoint in gateway.rotation():
+            session = gateway.session()
             try:
-                response = await gateway.session().post(
+                response = await session.post(
                     endpoint + "/v3/watch",
                     json=self._request,
                     timeout=aiohttp.ClientTimeout(
                         total=None, connect=gateway.timeout, sock_read=None
                     ),
                 )
-            except aiohttp.ClientSSLError as e:
-                raise AuthFailed(endpoint, f"TLS handshake failed: {e}") from None
-            except aiohttp.ClientConnectorError as e:
-                failures.append(f"{endpoint} ({e.os_error.strerror or e})")
-                gateway.advance(endpoint)
-                continue
-            except (TimeoutError, aiohttp.ClientError) as e:
-                gateway.advance(endpoint)
-                why = str(e) or "timeout"
-                raise Unavailable(endpoint, f"the watch could not start: {why}") from None
+            except BaseException as e:
+                await session.close()
+                if isinstance(e, aiohttp.ClientSSLError):
+                    raise AuthFailed(endpoint, f"TLS handshake failed: {e}") from None
+                if isinstance(e, aiohttp.ClientConnectorError):
+                    failures.append(f"{endpoint} ({e.os_error.strerror or e})")
+                    gateway.advance(endpoint)
+                    continue
+                if isinstance(e, TimeoutError | aiohttp.ClientError):
+                    gateway.advance(endpoint)
+                    why = str(e) or "timeout"
+                    raise Unavailable(endpoint, f"the watch could not start: {why}") from None
+                raise
             self.endpoint = endpoint
-            self._response = response
+            self._session, self._response = session, response
             if response.status != 200:
                 body = await response.read()
-                self._close()
+                await self._close()
                 parse_answer(endpoint, body, response.status, stream=True)
                 raise RequestFailed(endpoint, f"the watch answered HTTP {response.status}")
             gateway.settle(endpoint)
@@ -127,15 +132,12 @@ class Watch:
             ", ".join(gateway.endpoints), "no member accepted a connection: " + "; ".join(failures)
         )
 
-    def _close(self) -> None:
-        """Drop the stream's connection at once: a TLS close would wait for the member's
-        close_notify, and a loop that ends first leaks the socket."""
-        if self._response is not None:
-            connection = self._response.connection
-            if connection is not None and connection.transport is not None:
-                connection.transport.abort()
-            self._response.close()
-            self._response = None
+    async def _close(self) -> None:
+        """Drop the stream and its connection (closing the session aborts it at once)."""
+        self._response = None
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     def _check(self, message: dict[str, Any]) -> None:
         """Raise what a message that ends the watch means."""
