@@ -20,7 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.realparts import DockerEngine, free_port, import_image, wait_for  # noqa: E402
+from tests.support.engines import DockerEngine
+from tests.support.processes import free_port, wait_for
+from tests.support.images import import_image
 
 STATE = ROOT / ".state"
 ENGINE_ROOT = Path("/tmp/edgeward-quickstart")  # short: unix socket paths

@@ -37,7 +37,10 @@ from typing import Any
 import docker
 import pytest
 
-from tests.realparts import DockerEngine, MissingPart, Registry, free_port, import_image, push
+from tests.support.engines import DockerEngine
+from tests.support.images import import_image, push
+from tests.support.processes import MissingPart, free_port
+from tests.support.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

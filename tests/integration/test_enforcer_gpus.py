@@ -22,9 +22,9 @@ import pytest
 
 from enforcer.devices.inventory import Inventory
 from enforcer.devices.watcher import DeviceWatcher
-from tests.integration.apps import app, sleeper
-from tests.integration.livedaemon import LiveDaemon
-from tests.realparts import DockerEngine
+from tests.support.apps import app, sleeper
+from tests.support.engines import DockerEngine
+from tests.support.livedaemon import LiveDaemon
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "udev"
 A10 = ["0000:17:00.0", "0000:65:00.0"]

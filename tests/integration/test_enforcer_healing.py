@@ -8,8 +8,8 @@ import time
 
 import docker
 
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, container, service, sleeper
+from tests.support.apps import app, container, service, sleeper
+from tests.support.enforcer import EnforcerProc
 
 
 def started_at(client: docker.DockerClient, name: str) -> str:

@@ -7,8 +7,8 @@ import subprocess
 
 import docker
 
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, container, service, sleeper, web
+from tests.support.apps import app, container, service, sleeper, web
+from tests.support.enforcer import EnforcerProc
 
 
 def sh(client: docker.DockerClient, name: str, script: str) -> tuple[int, str]:

@@ -7,9 +7,9 @@ import time
 
 import docker
 
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, sleeper
-from tests.realparts import DockerEngine
+from tests.support.apps import app, sleeper
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 
 
 def test_docker_engine_restart_is_reported_and_everything_converges_after(
@@ -92,7 +92,7 @@ def test_bad_input_gets_one_clear_error_and_disturbs_nothing(
 def test_logs_and_events_and_metrics_come_from_the_real_daemon(
     enforcer: EnforcerProc, test_image: str
 ) -> None:
-    from tests.integration.apps import container, service
+    from tests.support.apps import container, service
 
     talk = service(
         "t", container("main", test_image, "sh", "-c", "echo one; echo two; sleep 100000")

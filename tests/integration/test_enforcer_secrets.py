@@ -18,9 +18,9 @@ import pytest
 from enforcer.cli.client import Client, ClientError
 from enforcer.secrets.files import mount_point_of
 from enforcer.shared.sealing import new_vault_key
-from tests.integration.apps import app, container, service, sleeper, web
-from tests.integration.livedaemon import LiveDaemon
-from tests.realparts import DockerEngine
+from tests.support.apps import app, container, service, sleeper, web
+from tests.support.engines import DockerEngine
+from tests.support.livedaemon import LiveDaemon
 
 VALUE = "s3cr3t-NEVER-LEAK-4f1c2a"  # a file secret
 ENV_VALUE = "env-s3cr3t-NEVER-LEAK-9b7d"  # a secret variable

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from enforcer.cli.client import Client, ClientError
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, sleeper
+from tests.support.apps import app, sleeper
+from tests.support.enforcer import EnforcerProc
 
 
 def test_an_undefined_reference_is_refused_with_its_path_and_the_site_stays_up(

@@ -14,10 +14,10 @@ from typing import Any
 import docker
 import pytest
 
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, container, service
-from tests.integration.control_harness import ControlProcess
-from tests.realparts import DockerEngine
+from tests.support.apps import app, container, service
+from tests.support.control import ControlProcess
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 
 VALUE = "e2e-s3cr3t-NEVER-LEAK-71aa"
 ROTATED = "e2e-rotated-NEVER-LEAK-03bd"

@@ -6,10 +6,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, sleeper
-from tests.integration.control_harness import ControlProcess
-from tests.realparts import DockerEngine
+from tests.support.apps import app, sleeper
+from tests.support.control import ControlProcess
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 
 
 def test_a_new_latest_version_beyond_the_quota_runs_only_what_fits(

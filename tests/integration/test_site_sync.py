@@ -13,10 +13,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.enforcerproc import EnforcerProc
-from tests.integration.apps import app, sleeper
-from tests.integration.control_harness import ControlProcess
-from tests.realparts import DockerEngine
+from tests.support.apps import app, sleeper
+from tests.support.control import ControlProcess
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine
 
 
 @pytest.fixture(scope="module")
