@@ -133,10 +133,16 @@ class Watch:
         )
 
     async def _close(self) -> None:
-        """Drop the stream and its connection (closing the session aborts it at once)."""
-        self._response = None
-        if self._session is not None:
-            session, self._session = self._session, None
+        """Drop the stream's connection at once, without waiting (a TLS close would wait for
+        the member's close_notify, and a cancelled caller may not wait), then the session."""
+        session, response = self._session, self._response
+        self._session = self._response = None
+        if response is not None:
+            connection = response.connection
+            if connection is not None and connection.transport is not None:
+                connection.transport.abort()
+            response.close()
+        if session is not None:
             await session.close()
 
     def _check(self, message: dict[str, Any]) -> None:
