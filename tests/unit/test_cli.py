@@ -535,6 +535,11 @@ def test_the_daemon_takes_config_after_run_but_no_connection_options(
     assert "No such option: --url" in refused.stderr or "No such option '--url'" in refused.stderr
 
 
+# Debian 12's aiohttp (3.8) leaves the socket of a TLS handshake that the client refused to the
+# garbage collector; newer aiohttp closes it. The behaviour under test is the CLI's one line.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*Transport.*:pytest.PytestUnraisableExceptionWarning"
+)
 def test_an_https_daemon_is_verified_against_ca_and_a_failure_is_one_line(tmp_path: Path) -> None:
     cert, key = self_signed_certificate(tmp_path / "state", "host-a")
     tls = server_context("127.0.0.1", cert, key, tmp_path / "state", "host-a")
