@@ -228,13 +228,14 @@ class Coordinator:
                 self._load(entries)
                 self._dirty.set()
                 self._leader_dirty.set()
-                async for event in self.kv.watch(keys.ROOT, revision + 1):
-                    if event.key.startswith(keys.STATUS):
-                        continue
-                    self._apply(event)
-                    if not event.key.startswith(keys.ELECTION):
-                        self._dirty.set()
-                        self._leader_dirty.set()
+                async with contextlib.aclosing(self.kv.watch(keys.ROOT, revision + 1)) as events:
+                    async for event in events:
+                        if event.key.startswith(keys.STATUS):
+                            continue
+                        self._apply(event)
+                        if not event.key.startswith(keys.ELECTION):
+                            self._dirty.set()
+                            self._leader_dirty.set()
             except Compacted:
                 log.info("site store watch compacted: listing again")
             except KVError as exc:

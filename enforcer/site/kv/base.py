@@ -21,7 +21,7 @@ Keys are non-empty text; values are bytes. This module is pure: data types and t
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -183,7 +183,7 @@ class SiteKV(Protocol):
         """End the lease now, deleting its keys. A lease that is already gone is no error."""
         ...
 
-    def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
+    def watch(self, prefix: str, from_revision: int) -> AsyncGenerator[Event, None]:
         """The changes under `prefix` from `from_revision` (inclusive) on, in revision order,
         without end. Raises Compacted (at the start or later) when those changes are gone."""
         ...

@@ -65,12 +65,13 @@ async def observe(kv: SiteKV, prefix: str = DEFAULT_PREFIX) -> AsyncIterator[Lea
             last = leader
             yield leader
         try:
-            async for _ in kv.watch(prefix, revision + 1):
-                entries, _ = await kv.range(prefix)
-                leader = _leader(entries)
-                if leader != last:
-                    last = leader
-                    yield leader
+            async with contextlib.aclosing(kv.watch(prefix, revision + 1)) as events:
+                async for _ in events:
+                    entries, _ = await kv.range(prefix)
+                    leader = _leader(entries)
+                    if leader != last:
+                        last = leader
+                        yield leader
         except Compacted:
             log.info("leader watch on %s compacted: listing again", prefix)
 
@@ -139,11 +140,12 @@ class Election:
 
         async def deleted() -> None:
             with contextlib.suppress(Compacted):  # look again from a fresh list
-                async for event in self.kv.watch(self.prefix, from_revision):
-                    if event.kind is EventKind.DELETE and (
-                        event.key in keys or event.key == self.key
-                    ):
-                        return
+                async with contextlib.aclosing(self.kv.watch(self.prefix, from_revision)) as w:
+                    async for event in w:
+                        if event.kind is EventKind.DELETE and (
+                            event.key in keys or event.key == self.key
+                        ):
+                            return
 
         watching = asyncio.create_task(deleted(), name=f"election {self.candidate} watch")
         lost = asyncio.create_task(self.lost.wait(), name=f"election {self.candidate} lost")

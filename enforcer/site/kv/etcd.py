@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from enforcer.site.etcd import errors as etcd
@@ -82,8 +82,12 @@ class EtcdKV:
 
     def __init__(self, gateway: EtcdGateway) -> None:
         self.gateway = gateway
+        self._watches: set[Watch] = set()  # open streams, ended by close()
 
     async def close(self) -> None:
+        # A watch its caller abandoned still holds a connection: end it with the store.
+        for watch in list(self._watches):
+            await watch.__aexit__(None, None, None)
         await self.gateway.close()
 
     # -- keys ----------------------------------------------------------------------------
@@ -148,27 +152,31 @@ class EtcdKV:
             await self.gateway.lease_revoke(lease)
 
     # -- watch and maintenance -----------------------------------------------------------
-    async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
+    async def watch(self, prefix: str, from_revision: int) -> AsyncGenerator[Event, None]:
         if from_revision < 1:
             raise InvalidRequest(f"a watch starts at revision 1 or later, not {from_revision}")
         request = _range(prefix)
         request["start_revision"] = str(from_revision)
         with _translated():
             async with Watch(self.gateway, {"create_request": request}, from_revision, None) as w:
-                async for batch in w:
-                    for event in batch:
-                        kv = event.kv
-                        if event.kind is EtcdEventKind.DELETE:
-                            yield Event(EventKind.DELETE, kv.key, b"", kv.mod_revision)
-                        else:
-                            yield Event(
-                                EventKind.PUT,
-                                kv.key,
-                                kv.value,
-                                kv.mod_revision,
-                                kv.create_revision,
-                                kv.lease or None,
-                            )
+                self._watches.add(w)
+                try:
+                    async for batch in w:
+                        for event in batch:
+                            kv = event.kv
+                            if event.kind is EtcdEventKind.DELETE:
+                                yield Event(EventKind.DELETE, kv.key, b"", kv.mod_revision)
+                            else:
+                                yield Event(
+                                    EventKind.PUT,
+                                    kv.key,
+                                    kv.value,
+                                    kv.mod_revision,
+                                    kv.create_revision,
+                                    kv.lease or None,
+                                )
+                finally:
+                    self._watches.discard(w)
 
     async def compact(self, revision: int) -> None:
         try:

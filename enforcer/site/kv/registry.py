@@ -10,6 +10,7 @@ store lets it. `live_hosts` lists them; `watch_hosts` follows the list as it cha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -179,8 +180,9 @@ async def watch_hosts(kv: SiteKV, prefix: str = DEFAULT_PREFIX) -> AsyncIterator
         entries, revision = await kv.range(prefix)
         yield _live(entries)
         try:
-            async for _ in kv.watch(prefix, revision + 1):
-                yield await live_hosts(kv, prefix)
+            async with contextlib.aclosing(kv.watch(prefix, revision + 1)) as events:
+                async for _ in events:
+                    yield await live_hosts(kv, prefix)
         except Compacted:
             log.info("host watch on %s compacted: listing again", prefix)
 

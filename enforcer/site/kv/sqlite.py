@@ -19,7 +19,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -358,7 +358,7 @@ class SqliteKV:
                 log.error("site store: cannot expire leases: %s", exc)
 
     # -- watch ---------------------------------------------------------------------------
-    async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
+    async def watch(self, prefix: str, from_revision: int) -> AsyncGenerator[Event, None]:
         if from_revision < 1:
             raise InvalidRequest(f"a watch starts at revision 1 or later, not {from_revision}")
         following = from_revision
