@@ -7,6 +7,7 @@ import signal
 import time
 
 import docker
+import docker.errors
 
 from tests.support.apps import app, container, service, sleeper
 from tests.support.enforcer import EnforcerProc
@@ -192,13 +193,16 @@ def test_a_new_version_recreates_only_changed_instances_one_replica_at_a_time(
     changing = service("changing", container("main", test_image, "sleep", "200000"), replicas=3)
     v2 = app("roll", changing, sleeper("same", test_image), version="2")
     enforcer.apply(v2)
+    def last_arg(name: str) -> str | None:  # None while the replica is being replaced
+        try:
+            return str(docker_client.containers.get(name).attrs["Config"]["Cmd"][-1])
+        except docker.errors.NotFound:
+            return None
+
     enforcer.wait_ps(
         lambda p: all(
             p[f"roll.changing.{i}"]["state"] == "running"
-            and docker_client.containers.get(f"ew.roll.changing.{i}.main").attrs["Config"]["Cmd"][
-                -1
-            ]
-            == "200000"
+            and last_arg(f"ew.roll.changing.{i}.main") == "200000"
             for i in range(3)
         ),
         timeout=60,
