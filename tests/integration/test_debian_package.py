@@ -28,7 +28,6 @@ import subprocess
 import tempfile
 import time
 import tomllib
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import docker
 import pytest
 
 from tests.support.engines import DockerEngine
+from tests.support.http import request
 from tests.support.images import import_image, push
 from tests.support.processes import MissingPart, free_port
 from tests.support.registry import Registry
@@ -380,8 +380,8 @@ def control(installation: Installation, workdir: Path) -> Iterator[Control]:
 
     def ready() -> bool:
         ctx = ssl.create_default_context(cafile=str(state / "ca.pem"))
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/v1/health", context=ctx, timeout=2):
-            return True
+        request("GET", f"https://127.0.0.1:{port}/v1/health", context=ctx, timeout=2)
+        return True
 
     try:
         wait_until(ready, 60, "control's API", daemon)

@@ -8,14 +8,8 @@ before each test. Time passes for real: leases here have etcd's smallest TTL, 2 
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import subprocess
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +19,8 @@ from enforcer.site.kv.election import Election, current_leader
 from enforcer.site.kv.etcd import EtcdKV
 from enforcer.site.kv.lease import KeptLease
 from tests.support.ci import running
-from tests.support.processes import die_with_parent, free_port, installed, stop_pid, wait_for
+from tests.support.etcd import EtcdProcess
+from tests.support.processes import free_port
 from tests.unit.test_site_kv import (
     Body,
     test_a_healthy_store_says_so_with_its_revision,
@@ -84,48 +79,6 @@ __all__ = [  # the imported tests run here again, on etcd
     "test_watch_replays_changes_from_a_past_revision_then_follows_new_ones",
     "test_when_the_leader_dies_the_next_candidate_leads_once_its_lease_expires",
 ]
-
-
-class EtcdProcess:
-    """One plain-HTTP etcd member on 127.0.0.1, data in a temporary directory."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="kv-etcd-", dir="/tmp"))
-        self.client_url = f"http://127.0.0.1:{free_port()}"
-        self.peer_url = f"http://127.0.0.1:{free_port()}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = installed("etcd", "etcd-server")
-        log = (self.root / "etcd.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--name=kv",
-                f"--data-dir={self.root / 'data'}",
-                f"--listen-client-urls={self.client_url}",
-                f"--advertise-client-urls={self.client_url}",
-                f"--listen-peer-urls={self.peer_url}",
-                f"--initial-advertise-peer-urls={self.peer_url}",
-                f"--initial-cluster=kv={self.peer_url}",
-                "--log-level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(self.client_url + "/health", timeout=1) as answer:
-                return bool(json.load(answer).get("health") == "true")
-
-        wait_for(healthy, 30, f"etcd at {self.client_url}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_pid(self.proc)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class EtcdEngine:

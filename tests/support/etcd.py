@@ -9,16 +9,18 @@ supervisor, so a test can kill one and see how the rest of the cluster behaves.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import ssl
 import subprocess
-import urllib.request
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from enforcer.site.etcd.certs import SiteCA, TLSFiles, create_site_ca
 from enforcer.site.etcd.gateway import EtcdGateway
 from enforcer.site.etcd.member import MemberConfig
+from tests.support.http import request
 from tests.support.processes import (
     Exited,
     die_with_parent,
@@ -28,7 +30,7 @@ from tests.support.processes import (
     wait_for,
 )
 
-__all__ = ["ADDRESSES", "EtcdCluster", "EtcdMember", "member_config"]
+__all__ = ["ADDRESSES", "EtcdCluster", "EtcdMember", "EtcdProcess", "member_config"]
 
 # Loopback addresses of a three-host site; Linux answers on all of 127.0.0.0/8 unconfigured.
 ADDRESSES = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
@@ -110,12 +112,11 @@ class EtcdMember:
 
 def status(client_url: str, context: ssl.SSLContext | None) -> dict[str, object]:
     """The member's /v3/maintenance/status answer (synchronously, for readiness)."""
-    request = urllib.request.Request(
-        client_url + "/v3/maintenance/status", data=b"{}", method="POST"
+    answer = request(
+        "POST", client_url + "/v3/maintenance/status", body=b"{}", context=context, timeout=1
     )
-    with urllib.request.urlopen(request, timeout=1, context=context) as response:
-        body: dict[str, object] = json.loads(response.read())
-        return body
+    body: dict[str, object] = json.loads(answer.body)
+    return body
 
 
 @dataclass
@@ -154,3 +155,25 @@ class EtcdCluster:
     def stop(self) -> None:
         for member in self.members:
             member.stop()
+
+
+class EtcdProcess:
+    """One plain-HTTP etcd member on 127.0.0.1 (a site store for tests that need no TLS), data
+    under `root` (a temporary directory of its own, removed on stop, when not given)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.made_root = root is None
+        self.root = root or Path(tempfile.mkdtemp(prefix="etcd-", dir="/tmp"))
+        self.member = EtcdMember(member_config(self.root, None, "site", "127.0.0.1"))
+
+    @property
+    def client_url(self) -> str:
+        return self.member.config.client_url
+
+    def start(self) -> None:
+        self.member.start()
+
+    def stop(self) -> None:
+        self.member.stop()
+        if self.made_root:
+            shutil.rmtree(self.root, ignore_errors=True)

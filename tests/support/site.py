@@ -6,14 +6,11 @@ pid we started. `Sampler` watches the engines every 100 ms for an instance on tw
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,52 +19,9 @@ import docker
 
 from tests.support.enforcer import EnforcerProc
 from tests.support.engines import DockerEngine
-from tests.support.processes import die_with_parent, free_port, installed, stop_pid, wait_for
+from tests.support.etcd import EtcdProcess
 
-__all__ = ["EtcdProcess", "Sampler", "SiteHost", "placement", "running_site", "wait_placed"]
-
-
-class EtcdProcess:
-    """One plain-HTTP etcd member on 127.0.0.1, data in a temporary directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.client_url = f"http://127.0.0.1:{free_port()}"
-        self.peer_url = f"http://127.0.0.1:{free_port()}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = installed("etcd", "etcd-server")
-        self.root.mkdir(parents=True, exist_ok=True)
-        log = (self.root / "etcd.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--name=site",
-                f"--data-dir={self.root / 'data'}",
-                f"--listen-client-urls={self.client_url}",
-                f"--advertise-client-urls={self.client_url}",
-                f"--listen-peer-urls={self.peer_url}",
-                f"--initial-advertise-peer-urls={self.peer_url}",
-                f"--initial-cluster=site={self.peer_url}",
-                "--log-level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(self.client_url + "/health", timeout=1) as answer:
-                return bool(json.load(answer).get("health") == "true")
-
-        wait_for(healthy, 30, f"etcd at {self.client_url}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_pid(self.proc)
-            self.proc = None
+__all__ = ["Sampler", "SiteHost", "placement", "running_site", "wait_placed"]
 
 
 @dataclass
