@@ -13,12 +13,15 @@ import contextlib
 import fcntl
 import os
 import random
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.ci import missing
+from tests.support.processes import die_with_parent, stop_pid, wait_for
 
-__all__ = ["LoopDevice", "loop_device", "udev_properties"]
+__all__ = ["LoopDevice", "loop_device", "udev_properties", "udevd"]
 
 LOOP_CONTROL = Path("/dev/loop-control")
 LOOP_CTL_ADD = 0x4C80
@@ -88,3 +91,41 @@ def udev_properties(node: str) -> dict[str, str]:
 
     device = pyudev.Devices.from_device_file(pyudev.Context(), node)
     return {str(k): str(v) for k, v in device.properties.items()}
+
+
+UDEVD = Path("/lib/systemd/systemd-udevd")
+UDEV_CONTROL = Path("/run/udev/control")
+
+
+def _udevd_answers() -> bool:
+    ping = subprocess.run(
+        ["udevadm", "control", "--ping", "--timeout=2"], capture_output=True, check=False
+    )
+    return ping.returncode == 0
+
+
+@contextlib.contextmanager
+def udevd() -> Iterator[None]:
+    """The machine's udevd, or one of our own (Debian's `udev` package) while the test runs:
+    it handles only the events that happen meanwhile (nothing is triggered), and is stopped by
+    its pid afterwards, with the /run/udev it made."""
+    if UDEV_CONTROL.exists() and _udevd_answers():
+        yield
+        return
+    if not UDEVD.exists():
+        missing(f"no udevd on this machine ({UDEVD} is missing: apt-get install udev)")
+    made = not UDEV_CONTROL.parent.exists()
+    proc = subprocess.Popen(
+        [str(UDEVD), "--resolve-names=never"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    try:
+        wait_for(lambda: UDEV_CONTROL.exists() and _udevd_answers(), 10, "udevd to answer")
+        yield
+    finally:
+        stop_pid(proc)
+        if made:
+            shutil.rmtree(UDEV_CONTROL.parent, ignore_errors=True)

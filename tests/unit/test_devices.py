@@ -34,6 +34,7 @@ from enforcer.devices.rules import DeviceRule, classify, parse_rules
 from enforcer.devices.watcher import DeviceWatcher, scan, scan_state
 from enforcer.shared.spec.model import Placement
 from enforcer.site.hostinfo import default_host_id, gather_host_info, system_labels
+from tests.support.devices import udevd
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "udev"
 RULES = parse_rules(
@@ -467,8 +468,6 @@ def test_without_udevd_the_watcher_follows_real_kernel_uevents(tmp_path: Path) -
 
 
 def test_the_watcher_follows_udev_where_udevd_runs() -> None:
-    if not os.path.exists("/run/udev/control"):
-        pytest.skip("no udevd on this machine (/run/udev/control is missing)")
 
     async def main() -> str | None:
         watcher = DeviceWatcher([], lambda inventory: None)
@@ -477,7 +476,8 @@ def test_the_watcher_follows_udev_where_udevd_runs() -> None:
         await watcher.stop()
         return source
 
-    assert asyncio.run(main()) == "udev"
+    with udevd():
+        assert asyncio.run(main()) == "udev"
 
 
 # -- host facts ------------------------------------------------------------------------------
