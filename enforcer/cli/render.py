@@ -123,7 +123,11 @@ def describe(value: Any) -> str:
     """A status value in one line: text as is, a mapping as ``state (k=v, ...)``."""
     if isinstance(value, dict):
         head = value.get("state") or value.get("status")
-        rest = ", ".join(f"{k}={v}" for k, v in value.items() if k not in ("state", "status"))
+        rest = ", ".join(
+            f"{k}={v}"
+            for k, v in value.items()
+            if k not in ("state", "status") and v not in (None, "")  # nothing to say: left out
+        )
         if head is None:
             return rest or "-"
         return f"{head} ({rest})" if rest else str(head)
