@@ -40,6 +40,7 @@ from bench.common import median, percentile
 from bench.fleet_reconnect import print_reconnect, run_reconnect
 from bench.fleet_sites import (
     app_doc,
+    cells,
     enrolled_fleet,
     metric,
     print_goal_table,
@@ -204,7 +205,7 @@ async def run_fleet(
 
 def print_table(results: list[dict[str, Any]]) -> None:
     def fmt(key: str, pattern: str) -> list[str]:
-        return [pattern.format(r[key]) if key in r else "-" for r in results]
+        return cells(results, key, pattern)
 
     rows: list[tuple[str, str, list[str]]] = [
         ("sites waiting on one control", "10,000", [f"{r.get('polling', 0):,}" for r in results]),

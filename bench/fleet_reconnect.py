@@ -22,6 +22,7 @@ import aiohttp
 from bench.common import median, percentile
 from bench.fleet_sites import (
     app_doc,
+    cells,
     enrolled_fleet,
     metric,
     print_goal_table,
@@ -151,26 +152,26 @@ async def run_reconnect(
 
 
 def print_reconnect(results: list[dict[str, Any]], wait_limit: float) -> None:
-    def cells(key: str, pattern: str) -> list[str]:
-        return [pattern.format(r[key]) if key in r else "-" for r in results]
+    def row(key: str, pattern: str) -> list[str]:
+        return cells(results, key, pattern)
 
     rows = [
-        ("control down", "-", cells("outage", "{:g} s")),
-        ("back in sync after return, p50", f"< {SYNC_GOAL_P50:g} s", cells("sync_p50", "{:.2f} s")),
-        ("back in sync after return, p99", "-", cells("sync_p99", "{:.2f} s")),
-        ("back in sync after return, max", f"< {SYNC_GOAL_MAX:g} s", cells("sync_max", "{:.2f} s")),
-        (f"not back within {wait_limit:g} s", "0", cells("missing", "{:,}")),
-        ("control latency in the storm, p50", "-", cells("latency_p50", "{:.3f} s")),
+        ("control down", "-", row("outage", "{:g} s")),
+        ("back in sync after return, p50", f"< {SYNC_GOAL_P50:g} s", row("sync_p50", "{:.2f} s")),
+        ("back in sync after return, p99", "-", row("sync_p99", "{:.2f} s")),
+        ("back in sync after return, max", f"< {SYNC_GOAL_MAX:g} s", row("sync_max", "{:.2f} s")),
+        (f"not back within {wait_limit:g} s", "0", row("missing", "{:,}")),
+        ("control latency in the storm, p50", "-", row("latency_p50", "{:.3f} s")),
         ("control latency in the storm, p99", f"< {LATENCY_GOAL_P99:g} s",
-         cells("latency_p99", "{:.3f} s")),
-        ("control latency in the storm, max", "-", cells("latency_max", "{:.3f} s")),
-        ("latency probes (GET /v1/health)", "-", cells("probes", "{:,}")),
-        ("503 + Retry-After answers", "-", cells("shed", "{:,}")),
-        ("status batches applied since return", "-", cells("statuses", "{:,}")),
-        ("control CPU in the storm", "-", cells("storm_cpu", "{:.0%}")),
-        ("fleet workers' CPU in the storm", "-", cells("fleet_cpu", "{:.0%}")),
-        ("control RSS after", "-", cells("rss", "{:.0f} MiB")),
-        ("first sync of all sites took", "-", cells("connect_seconds", "{:.1f} s")),
+         row("latency_p99", "{:.3f} s")),
+        ("control latency in the storm, max", "-", row("latency_max", "{:.3f} s")),
+        ("latency probes (GET /v1/health)", "-", row("probes", "{:,}")),
+        ("503 + Retry-After answers", "-", row("shed", "{:,}")),
+        ("status batches applied since return", "-", row("statuses", "{:,}")),
+        ("control CPU in the storm", "-", row("storm_cpu", "{:.0%}")),
+        ("fleet workers' CPU in the storm", "-", row("fleet_cpu", "{:.0%}")),
+        ("control RSS after", "-", row("rss", "{:.0f} MiB")),
+        ("first sync of all sites took", "-", row("connect_seconds", "{:.1f} s")),
     ]  # fmt: skip
     print_goal_table("reconnect storm (real SyncClient)", results, rows)
     for r in results:

@@ -402,6 +402,11 @@ async def enrolled_fleet(
     return [names[i::workers] for i in range(workers)]
 
 
+def cells(results: list[dict[str, Any]], key: str, pattern: str) -> list[str]:
+    """One table row's cells: each result's `key` formatted, "-" where a result lacks it."""
+    return [pattern.format(r[key]) if key in r else "-" for r in results]
+
+
 def print_goal_table(
     title: str, results: list[dict[str, Any]], rows: list[tuple[str, str, list[str]]]
 ) -> None:
