@@ -8,10 +8,11 @@ the daemon's job. This module imports neither aiohttp nor the daemon, so the CLI
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
 from typing import Any, Literal
 
 import yaml
+
+from enforcer.shared.spec.parse import SpecLoader
 
 __all__ = ["DocumentError", "Format", "format_for_media_type", "parse_document"]
 
@@ -88,25 +89,8 @@ def _load_json(text: str) -> object:
         raise DocumentError("JSON: the document is nested too deeply") from None
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            identity = (key_node.tag, key_node.value)
-            if identity in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f'the key "{key_node.value}" is given twice', key_node.start_mark
-                )
-            seen.add(identity)
-        return super().construct_mapping(node, deep)
-
-
 def _load_yaml(text: str) -> object:
-    loader = _Loader(text)
+    loader = SpecLoader(text)  # duplicate keys and deep nesting refused, as in specs
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:

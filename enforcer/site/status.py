@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from enforcer import __version__
@@ -33,11 +33,26 @@ async def site_document(
     link: Mapping[str, Any],
 ) -> dict[str, Any]:
     store = await store_state(membership.store)
+    return await site_view(
+        name, labels, membership.view, (StoreError, sqlite3.Error, ValueError), store, link
+    )
+
+
+async def site_view(
+    name: str,
+    labels: Mapping[str, str],
+    view: Callable[[], Awaitable[tuple[list[dict[str, Any]], str | None]]],
+    store_errors: tuple[type[Exception], ...],
+    store: dict[str, Any],
+    link: Mapping[str, Any],
+) -> dict[str, Any]:
+    """`GET /v1/site`: the hosts and leader that `view` reads from the site store (a store that
+    fails to answer says so in `store`), the site's labels, and the control link."""
     hosts: list[dict[str, Any]] = []
     leader: str | None = None
     try:
-        hosts, leader = await membership.view()
-    except (StoreError, sqlite3.Error, ValueError) as exc:
+        hosts, leader = await view()
+    except store_errors as exc:
         store = {**store, "state": "failed", "error": store["error"] or str(exc)}
     return {
         "name": name,

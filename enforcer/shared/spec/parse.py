@@ -65,7 +65,7 @@ class SpecError(ValueError):
 # -- loading -------------------------------------------------------------------------------
 
 
-class _SpecLoader(yaml.SafeLoader):
+class SpecLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one, and documents
     nested deeper than any spec needs (instead of overflowing the stack)."""
 
@@ -117,7 +117,7 @@ def load_application(text: str | bytes, *, tenant: str = "system") -> Applicatio
             raise _whole_error(
                 f"the spec is not UTF-8 text (bad byte at offset {exc.start})"
             ) from None
-    loader = _SpecLoader(text)
+    loader = SpecLoader(text)
     try:
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:

@@ -13,6 +13,7 @@ from enforcer.site.broken import BrokenApp
 from enforcer.site.cluster.coordinator import Coordinator
 from enforcer.site.kv.base import KVError
 from enforcer.site.kv.registry import HostRecord
+from enforcer.site.status import site_view
 
 __all__ = ["cluster_site_document", "host_record", "mirror_apps"]
 
@@ -44,20 +45,7 @@ async def cluster_site_document(
         "revision": health.revision,
         "fenced": cluster.fenced,
     }
-    hosts: list[dict[str, Any]] = []
-    leader: str | None = None
-    try:
-        hosts, leader = await cluster.view()
-    except KVError as exc:
-        store = {**store, "state": "failed", "error": store["error"] or str(exc)}
-    return {
-        "name": name,
-        "labels": dict(labels) | {"system/name": name},
-        "hosts": hosts,
-        "leader": leader,
-        "store": store,
-        "control": dict(link),
-    }
+    return await site_view(name, labels, cluster.view, (KVError,), store, link)
 
 
 async def mirror_apps(apps: Applications, site: Mapping[str, AppRecord]) -> bool:
