@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import ipaddress
 import logging
 import socket
 import ssl
@@ -19,7 +18,6 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -27,11 +25,13 @@ from enforcer.shared.pki import (
     PrivateKey,
     cert_fingerprint,
     cert_not_after,
+    cert_to_pem,
+    create_ca,
     generate_key,
-    key_to_pem,
+    issue_leaf,
     load_cert,
     load_key,
-    write_file,
+    write_key_and_cert,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Authority:
 
     @property
     def ca_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return cert_to_pem(self.cert)
 
     @property
     def fingerprint(self) -> str:
@@ -82,9 +82,6 @@ class Authority:
     @property
     def server_key_path(self) -> Path:
         return self.state_dir / "server-key.pem"
-
-    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
 
     def sign_site(self, csr_pem: bytes, site: str) -> tuple[bytes, str]:
         """Sign a site's CSR; returns the PEM certificate and its serial as upper-case hex.
@@ -106,36 +103,16 @@ class Authority:
             public_key.curve, ec.SECP256R1
         ):
             raise CSRError("the certificate request's key must be an EC P-256 key")
-        now = _now()
-        serial = x509.random_serial_number()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(site))
-            .issuer_name(self.cert.subject)
-            .public_key(public_key)
-            .serial_number(serial)
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=SITE_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-            .add_extension(self._authority_key_id(), critical=False)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self.key, hashes.SHA256())
+        cert = issue_leaf(
+            self.cert,
+            self.key,
+            _name(site),
+            public_key,
+            SITE_DAYS,
+            usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            key_usage=True,
         )
-        return cert.public_bytes(serialization.Encoding.PEM), serial_hex(serial)
+        return cert_to_pem(cert), serial_hex(cert.serial_number)
 
     def ensure_server_cert(self, hosts: list[str]) -> None:
         """Issue ``server.pem`` unless the present one covers `hosts` and is not near its end."""
@@ -147,29 +124,16 @@ class Authority:
                 return
             log.info("reissuing the server certificate for %s", ", ".join(wanted))
         key = generate_key()
-        now = _now()
-        names: list[x509.GeneralName] = []
-        for host in wanted:
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                names.append(x509.DNSName(host))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("edgeward-control"))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(self._authority_key_id(), critical=False)
-            .sign(self.key, hashes.SHA256())
+        cert = issue_leaf(
+            self.cert,
+            self.key,
+            _name("edgeward-control"),
+            key.public_key(),
+            SERVER_DAYS,
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            hosts=wanted,
         )
-        write_file(self.server_key_path, key_to_pem(key), 0o600)
-        write_file(path, cert.public_bytes(serialization.Encoding.PEM))
+        write_key_and_cert(self.server_key_path, key, path, cert)
 
     def server_ssl_context(self) -> ssl.SSLContext:
         """Server TLS: control's certificate; client certificates optional, checked against the CA.
@@ -207,37 +171,8 @@ def load_or_create_authority(state_dir: Path) -> Authority:
         return Authority(
             load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()), state_dir
         )
-    key = generate_key()
-    now = _now()
-    subject = _name(f"Edgeward control CA {socket.gethostname()}")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    write_file(key_path, key_to_pem(key), 0o600)
-    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    cert, key = create_ca(_name(f"Edgeward control CA {socket.gethostname()}"), CA_DAYS)
+    write_key_and_cert(key_path, key, cert_path, cert)
     log.info("created the control CA in %s", state_dir)
     return Authority(cert, key, state_dir)
 

@@ -8,7 +8,6 @@ logged so that clients can pin it). Plain HTTP is served only on a loopback addr
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import logging
 import socket
@@ -40,33 +39,16 @@ def self_signed_certificate(state_dir: Path, host_id: str) -> tuple[Path, Path]:
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import NameOID
 
     from enforcer.shared import pki
 
-    key = pki.generate_key()
     hostname = socket.gethostname()
-    names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_id or hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = pki.self_signed(subject, [hostname, "localhost", "127.0.0.1", "::1"], VALID_DAYS)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    pki.write_file(key_path, pki.key_to_pem(key), 0o600)
-    pki.write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    pki.write_key_and_cert(key_path, key, cert_path, cert)
     log.info(
         "made a self-signed certificate for the API: %s (SHA-256 %s)",
         cert_path,

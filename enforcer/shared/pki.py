@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import ssl
 import tempfile
@@ -17,19 +18,25 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 __all__ = [
     "PrivateKey",
     "cert_fingerprint",
     "cert_not_after",
+    "cert_to_pem",
     "client_ssl_context",
+    "create_ca",
+    "general_names",
     "generate_key",
+    "issue_leaf",
     "key_to_pem",
     "load_cert",
     "load_key",
     "make_csr",
+    "self_signed",
     "write_file",
+    "write_key_and_cert",
 ]
 
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -98,6 +105,120 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cert_to_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_key_and_cert(
+    key_path: Path, key: PrivateKey, cert_path: Path, cert: x509.Certificate
+) -> None:
+    """Write a key (0600) and then its certificate (0644), each atomically."""
+    write_file(key_path, key_to_pem(key), 0o600)
+    write_file(cert_path, cert_to_pem(cert))
+
+
+def general_names(hosts: list[str]) -> list[x509.GeneralName]:
+    """Subject alternative names for `hosts`, in order: IP addresses as such, the rest as DNS."""
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
+
+
+def _key_usage(*, key_encipherment: bool = False, ca: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, days: int
+) -> x509.CertificateBuilder:
+    """A builder valid from five minutes ago (clock skew) for `days`, with a random serial."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def create_ca(subject: x509.Name, days: int) -> tuple[x509.Certificate, PrivateKey]:
+    """A new self-signed CA (path length 0, signs certificates and CRLs) and its key."""
+    key = generate_key()
+    cert = (
+        _builder(subject, subject, key.public_key(), days)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def issue_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    days: int,
+    *,
+    usages: list[ObjectIdentifier],
+    hosts: list[str] | None = None,
+    key_usage: bool = False,
+    key_encipherment: bool = False,
+) -> x509.Certificate:
+    """A non-CA certificate for `public_key` signed by the CA, with the extended key `usages`,
+    `hosts` as subject alternative names when given, and a critical key usage (digital
+    signature, and key encipherment if asked) when `key_usage`."""
+    builder = (
+        _builder(subject, ca_cert.subject, public_key, days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+    )
+    if key_usage:
+        builder = builder.add_extension(
+            _key_usage(key_encipherment=key_encipherment), critical=True
+        )
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(general_names(hosts)), critical=False
+        )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def self_signed(
+    subject: x509.Name, hosts: list[str], days: int
+) -> tuple[x509.Certificate, PrivateKey]:
+    """A new key and a self-signed, non-CA certificate for `hosts` (in the order given)."""
+    key = generate_key()
+    cert = (
+        _builder(subject, subject, key.public_key(), days)
+        .add_extension(x509.SubjectAlternativeName(general_names(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
 
 
 def client_ssl_context(

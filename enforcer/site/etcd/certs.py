@@ -8,25 +8,26 @@ as everywhere else (`enforcer.shared.pki`).
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from enforcer.shared.pki import (
     PrivateKey,
     cert_fingerprint,
+    cert_to_pem,
     client_ssl_context,
+    create_ca,
     generate_key,
+    issue_leaf,
     key_to_pem,
     load_cert,
     load_key,
     write_file,
+    write_key_and_cert,
 )
 
 __all__ = ["SiteCA", "TLSFiles", "create_site_ca", "load_or_create_site_ca", "write_cert_pair"]
@@ -35,30 +36,12 @@ CA_DAYS = 3650
 LEAF_DAYS = 3650
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Edgeward site"),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
-    )
-
-
-def _key_usage(*, ca: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=not ca,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
     )
 
 
@@ -84,7 +67,7 @@ class SiteCA:
 
     @property
     def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return cert_to_pem(self.cert)
 
     @property
     def key_pem(self) -> bytes:
@@ -103,31 +86,21 @@ class SiteCA:
         Without, it is a client certificate only.
         """
         key = generate_key()
-        now = _now()
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(ca=False), critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
-            )
-        )
         if addresses:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([_general_name(a) for a in sorted(set(addresses))]),
-                critical=False,
-            )
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), key_to_pem(key)
+        cert = issue_leaf(
+            self.cert,
+            self.key,
+            _name(common_name),
+            key.public_key(),
+            LEAF_DAYS,
+            usages=usages,
+            hosts=sorted(set(addresses)) if addresses else None,
+            key_usage=True,
+            key_encipherment=True,
+        )
+        return cert_to_pem(cert), key_to_pem(key)
 
     def write_pair(
         self, directory: Path, stem: str, common_name: str, addresses: list[str] | None = None
@@ -136,13 +109,6 @@ class SiteCA:
         (0600), beside a copy of the CA as ca.pem."""
         cert_pem, key_pem = self.issue(common_name, addresses)
         return write_cert_pair(directory, stem, self.cert_pem, cert_pem, key_pem)
-
-
-def _general_name(address: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(address))
-    except ValueError:
-        return x509.DNSName(address)
 
 
 def write_cert_pair(
@@ -158,22 +124,7 @@ def write_cert_pair(
 
 def create_site_ca(site: str) -> SiteCA:
     """A new CA for `site`."""
-    key = generate_key()
-    now = _now()
-    subject = _name(f"Edgeward site CA {site}")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(ca=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = create_ca(_name(f"Edgeward site CA {site}"), CA_DAYS)
     return SiteCA(cert, key)
 
 
@@ -183,6 +134,5 @@ def load_or_create_site_ca(directory: Path, site: str) -> SiteCA:
     if cert_path.exists() and key_path.exists():
         return SiteCA(load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()))
     ca = create_site_ca(site)
-    write_file(key_path, ca.key_pem, 0o600)
-    write_file(cert_path, ca.cert_pem)
+    write_key_and_cert(key_path, ca.key, cert_path, ca.cert)
     return ca
