@@ -3,7 +3,8 @@
 Everything runs on this machine on the embedded defaults (SQLite state): a private Docker
 engine (its own socket and data root, never the machine's own engine), `edge-control serve`,
 `edge-enforcer run` enrolled through a one-time bundle, then the example application is pushed
-and deployed to the site and its page fetched over HTTP. `quickstart.py stop` stops it all.
+and deployed to the site and its page fetched over HTTP. `scripts/quickstart.sh stop` stops
+it all. Run from the repository root as `python -m scripts.quickstart` (scripts/quickstart.sh).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from tests.support.engines import DockerEngine
-from tests.support.processes import free_port, wait_for
+from tests.support.http import request
 from tests.support.images import import_image
+from tests.support.processes import free_port, wait_for
 
+ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".state"
 ENGINE_ROOT = Path("/tmp/edgeward-quickstart")  # short: unix socket paths
 BIN = ROOT / ".venv" / "bin"
@@ -172,17 +172,12 @@ def start() -> None:
     print("It keeps running. Try:")
     print(f"  {BIN / 'edge-enforcer'} --config {enforcer_conf} ps")
     print(f"  DOCKER_HOST={engine.url} docker kill ew.hello.web.0.httpd   # healed in a second")
-    print(f"Stop everything with: {BIN / 'python'} scripts/quickstart.py stop")
+    print(f"Stop everything with: {ROOT / 'scripts' / 'quickstart.sh'} stop")
 
 
 def _http_get(port: int) -> str:
-    """The body of GET / (HTTP/1.0: the server closes when done)."""
-    chunks = []
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        while chunk := s.recv(4096):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace").split("\r\n\r\n", 1)[-1]
+    """The body of GET /."""
+    return request("GET", f"http://127.0.0.1:{port}/").body.decode(errors="replace")
 
 
 def _listening(port: int) -> bool:

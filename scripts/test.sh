@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/ruff check enforcer control tests bench
+.venv/bin/ruff check enforcer control tests bench scripts
 .venv/bin/mypy
 .venv/bin/lint-imports
 exec .venv/bin/pytest -p no:cacheprovider -q "$@"
