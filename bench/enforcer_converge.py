@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.common import Bench, labelled, median, note, ratio, say, secs, table, timed_cli
 from bench.enforcer_options import API_SIDE, COMPOSE, HTTPD_CMD, LIMIT_GOAL, SLEEP_CMD, Options
-from enforcer.config.load import EnforcerConfig
+from enforcer.config.model import EnforcerConfig
 from tests.support.processes import wait_for
 
 

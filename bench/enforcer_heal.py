@@ -31,7 +31,7 @@ from bench.common import (
 )
 from bench.enforcer_converge import app_spec, wait_running
 from bench.enforcer_options import API_SIDE, HEAL_GOAL, LIMIT_GOAL, SLEEP_CMD, STABLE, Options
-from enforcer.config.load import EnforcerConfig
+from enforcer.config.model import EnforcerConfig
 from tests.support.processes import wait_for
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from enforcer import __version__
 from enforcer.api.metrics import Histogram, render_metrics
-from enforcer.config.load import EnforcerConfig
+from enforcer.config.model import EnforcerConfig
 from enforcer.devices.inventory import Inventory
 from enforcer.devices.watcher import DeviceWatcher
 from enforcer.facade import AppRecord, Event, InstanceStatus, NotFound

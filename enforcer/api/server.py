@@ -26,7 +26,9 @@ from enforcer.api.handlers import Handlers
 from enforcer.api.routes import ROUTES
 from enforcer.api.tenants import auth_middleware, load_tenant_tokens
 from enforcer.api.tls import is_loopback, server_context
-from enforcer.config.load import EnforcerConfig, ensure_api_token, parse_listen
+from enforcer.config.load import ensure_api_token
+from enforcer.config.model import EnforcerConfig
+from enforcer.config.reader import parse_listen
 from enforcer.facade import Enforcer
 
 __all__ = ["DEFAULT_MAX_BODY", "ApiError", "ApiServer", "make_app", "serve", "serve_configured"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from enforcer.config.load import EnforcerConfig
+from enforcer.config.model import EnforcerConfig
 from enforcer.facade import AppRecord, Enforcer, Event, Forbidden, InstanceStatus, NotFound
 
 __all__ = ["TOKENS_DIR", "TenantView", "auth_middleware", "current_view", "load_tenant_tokens"]

@@ -26,7 +26,8 @@ from enforcer import __version__
 from enforcer.api.documents import DocumentError, Format, parse_document
 from enforcer.cli.client import Client, ClientError, EnforcerUnreachable
 from enforcer.cli.render import describe, event_line, host_text, instance_table, labels_text
-from enforcer.config.load import CONFIG_ENV, ConfigError, EnforcerConfig, load_config
+from enforcer.config.load import load_config
+from enforcer.config.model import CONFIG_ENV, ConfigError, EnforcerConfig
 from enforcer.shared.cli_options import SharedGroup, SharedOption, not_taking, shared_values
 from enforcer.shared.spec.validate import validate_application
 

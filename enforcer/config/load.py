@@ -19,43 +19,12 @@ from enforcer.config.model import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
     TOKEN_FILE_NAME,
-    ApiConfig,
-    ClusterConfig,
     ConfigError,
-    ControlConfig,
-    DevicesConfig,
-    DockerConfig,
     EnforcerConfig,
-    HostConfig,
-    ReconcileConfig,
-    RestartConfig,
-    RuntimeConfig,
-    SecretsConfig,
-    SiteConfig,
 )
-from enforcer.config.reader import Reader, os_reason, parse_listen
+from enforcer.config.reader import Reader, os_reason
 
-__all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_CONFIG_PATH",
-    "ApiConfig",
-    "ClusterConfig",
-    "ConfigError",
-    "ControlConfig",
-    "DevicesConfig",
-    "DockerConfig",
-    "EnforcerConfig",
-    "HostConfig",
-    "ReconcileConfig",
-    "RestartConfig",
-    "RuntimeConfig",
-    "SecretsConfig",
-    "SiteConfig",
-    "ensure_api_token",
-    "load_config",
-    "parse_config",
-    "parse_listen",
-]
+__all__ = ["ensure_api_token", "load_config", "parse_config"]
 
 
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> EnforcerConfig:

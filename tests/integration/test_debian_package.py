@@ -422,7 +422,7 @@ class Enforcer:
 
 def installed_config_sections() -> set[str]:
     """The sections the installed enforcer's configuration knows."""
-    probe = "import enforcer.config.load as c; print(*c.EnforcerConfig.__dataclass_fields__)"
+    probe = "import enforcer.config.model as c; print(*c.EnforcerConfig.__dataclass_fields__)"
     return set(run("/usr/bin/python3", "-I", "-c", probe).stdout.split())
 
 

@@ -23,8 +23,8 @@ import pytest
 
 from control.config import ControlConfig
 from control.config import parse_config as parse_control_config
-from enforcer.config.load import EnforcerConfig
 from enforcer.config.load import parse_config as parse_enforcer_config
+from enforcer.config.model import EnforcerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"

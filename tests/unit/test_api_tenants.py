@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from enforcer.api import make_app, serve
 from enforcer.api.tenants import load_tenant_tokens
 from enforcer.cli.client import Client, ClientError
-from enforcer.config.load import EnforcerConfig, parse_config
+from enforcer.config.load import parse_config
+from enforcer.config.model import EnforcerConfig
 from enforcer.facade import AppRecord, AppSource
 
 from .fake_enforcer import FakeEnforcer, instance

@@ -27,7 +27,7 @@ from enforcer.api import ApiServer, serve
 from enforcer.api.tls import self_signed_certificate, server_context
 from enforcer.cli.client import Client, ClientError, EnforcerUnreachable
 from enforcer.cli.main import main
-from enforcer.config.load import EnforcerConfig
+from enforcer.config.model import EnforcerConfig
 from enforcer.facade import InstanceState
 
 from .fake_enforcer import FakeEnforcer, instance

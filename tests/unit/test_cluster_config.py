@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.config.load import ClusterConfig, ConfigError, parse_config
+from enforcer.config.load import parse_config
+from enforcer.config.model import ClusterConfig, ConfigError
 
 PATH = Path("/etc/edgeward/enforcer.toml")
 

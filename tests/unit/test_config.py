@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 
 from enforcer.config import load as config_module
-from enforcer.config.load import (
-    ApiConfig,
-    ConfigError,
-    EnforcerConfig,
-    ensure_api_token,
-    load_config,
-    parse_listen,
-)
+from enforcer.config.load import ensure_api_token, load_config
+from enforcer.config.model import ApiConfig, ConfigError, EnforcerConfig
+from enforcer.config.reader import parse_listen
 
 FULL = """\
 # every key

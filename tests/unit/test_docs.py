@@ -135,7 +135,8 @@ def _config_keys(parse: Callable[[str], str | None]) -> dict[str, str]:
 
 
 def _enforcer_parse(text: str) -> str | None:
-    from enforcer.config.load import ConfigError, parse_config
+    from enforcer.config.load import parse_config
+    from enforcer.config.model import ConfigError
 
     try:
         parse_config(text, Path("probe.toml"))
@@ -169,7 +170,7 @@ def _undocumented_keys(keys: dict[str, str], text: str) -> list[str]:
 
 def test_every_enforcer_config_key_is_in_configuration_md() -> None:
     keys = _config_keys(_enforcer_parse)
-    from enforcer.config.load import EnforcerConfig
+    from enforcer.config.model import EnforcerConfig
 
     sections = [
         f.name.replace("_", "-")
@@ -235,7 +236,7 @@ def _wrong_defaults(keys: dict[str, str], config: object, text: str) -> list[str
 
 def test_every_config_default_is_the_one_in_configuration_md() -> None:
     from control.config import ControlConfig
-    from enforcer.config.load import EnforcerConfig
+    from enforcer.config.model import EnforcerConfig
 
     text = _doc("configuration.md")
     enforcer = _wrong_defaults(
