@@ -73,13 +73,15 @@ def stalled_registry() -> Iterator[StalledRegistry]:
 
 @pytest.fixture()
 def tuned_enforcer(engine: DockerEngine) -> Iterator[EnforcerProc]:
-    """An enforcer with two Docker call slots and a 2 s pull-stall timeout."""
+    """An enforcer with two Docker call slots, a 2 s pull-stall timeout, and a first retry
+    after 3 s (so that `ps`, a CLI call each time, sees the failed pull between two tries)."""
     root = Path(tempfile.mkdtemp(prefix="enf-", dir="/tmp"))
     proc = EnforcerProc(root, engine.url)
     proc.write_config()
     text = proc.config_path.read_text()
     text = text.replace("[docker]\n", '[docker]\npull-stall-timeout = "2s"\n', 1)
     text = text.replace("[reconcile]\n", "[reconcile]\ndocker-parallelism = 2\n", 1)
+    text = text.replace('initial-delay = "200ms"', 'initial-delay = "3s"', 1)
     proc.config_path.write_text(text)
     proc.start()
     yield proc
