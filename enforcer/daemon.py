@@ -8,6 +8,7 @@ config hashes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -68,7 +69,7 @@ class Daemon:
         self.reconciler = Reconciler(
             self.runtime,
             self.store,
-            Context(site=self.site_name, host=self.host_id),
+            Context(self.site_name, self.host_id, stop_grace=config.runtime.stop_grace),
             instances_dir=self.state_dir / "instances",
             backoff=BackoffPolicy(
                 initial=config.restart.initial_delay,
@@ -131,7 +132,7 @@ class Daemon:
 
     def _set_site_name(self, name: str) -> None:
         self.site_name = name
-        self.reconciler.ctx = Context(site=name, host=self.host_id)
+        self.reconciler.ctx = dataclasses.replace(self.reconciler.ctx, site=name)
 
     async def _enrolled_as(self, site: str) -> None:
         if site != self.site_name:  # just enrolled: SYS_SITE is the site's name now

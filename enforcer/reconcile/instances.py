@@ -57,6 +57,7 @@ class Context:
 
     site: str
     host: str
+    stop_grace: float = 10.0  # `[runtime] stop-grace`: for containers that set no stop-timeout
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ def desired_instance(
         containers = tuple(
             _container_config(
                 app, service, instance, c, i == 0, values, net, files_dir, digest, devices,
-                instance_secrets, gpu, tainted, secret_files,
+                instance_secrets, gpu, tainted, secret_files, ctx.stop_grace,
             )
             for i, c in enumerate(service.containers)
         )  # fmt: skip
@@ -339,6 +340,7 @@ def _container_config(
     gpu: GpuPassthrough,
     tainted: frozenset[str],
     secret_files: tuple[SecretFile, ...],
+    stop_grace: float,
 ) -> ContainerConfig:
     mounts = []
     restart_on: set[str] = set()  # secret volumes whose change restarts this container
@@ -383,7 +385,7 @@ def _container_config(
         else (),
         hostname=_hostname(instance),
         restart=c.restart,
-        stop_timeout=c.stop_timeout,
+        stop_timeout=c.stop_timeout if c.stop_timeout is not None else stop_grace,
         files_digest=files_digest,
         secret_env=secret_env,
         secrets_digest=_files_digest(watched) if restart_on else "",

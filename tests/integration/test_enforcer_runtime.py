@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import docker
 
@@ -117,10 +120,6 @@ def test_logs_and_events_and_metrics_come_from_the_real_daemon(
 def test_the_cli_with_a_tenant_token_sees_and_touches_only_that_tenant(
     engine: DockerEngine, test_image: str
 ) -> None:
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     root = Path(tempfile.mkdtemp(prefix="enf-", dir="/tmp"))
     tokens = root / "state" / "tenant-tokens"
     tokens.mkdir(parents=True)
@@ -146,4 +145,32 @@ def test_the_cli_with_a_tenant_token_sees_and_touches_only_that_tenant(
         enf.cli("rm", "ops")
         enf.stop()
         enf.remove_firewall()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_container_without_stop_timeout_is_given_the_hosts_stop_grace(
+    engine: DockerEngine, docker_client: docker.DockerClient, test_image: str
+) -> None:
+    root = Path(tempfile.mkdtemp(prefix="grace-", dir="/tmp"))
+    enf = EnforcerProc(root, engine.url, extra_config='[runtime]\nstop-grace = "3s"\n')
+    enf.start()
+    try:
+        plain = {"name": "plain", "image": test_image, "cmd": ["sleep", "100000"]}
+        timed = {"name": "timed", "image": test_image, "cmd": ["sleep", "100000"],
+                 "stop-timeout": "1s"}  # fmt: skip
+        enf.apply({"name": "grace", "version": "1",
+                   "services": [{"name": "s", "containers": [plain, timed]}]})  # fmt: skip
+        enf.wait_running("grace.s.0")
+        stop = {
+            name: docker_client.containers.get(f"ew.grace.s.0.{name}").attrs["Config"].get(
+                "StopTimeout"
+            )
+            for name in ("plain", "timed")
+        }
+        assert stop == {"plain": 3, "timed": 1}
+        enf.cli("rm", "grace", "--purge")
+    finally:
+        enf.stop()
+        enf.remove_firewall()
+        enf.unmount_secrets()
         shutil.rmtree(root, ignore_errors=True)

@@ -128,3 +128,23 @@ def test_every_tenant_and_application_gets_its_own_network() -> None:
     b = desired(SECRETS, tenant="globex").network
     c = desired(SECRETS, tenant="acme", name="other").network
     assert (a, b, c) == ("ew.acme.vision", "ew.globex.vision", "ew.acme.other")
+
+
+def test_a_container_without_stop_timeout_gets_the_hosts_stop_grace() -> None:
+    doc = {
+        "name": "grace",
+        "version": "1",
+        "services": [
+            {
+                "name": "s",
+                "containers": [
+                    {"name": "plain", "image": "busybox"},
+                    {"name": "timed", "image": "busybox", "stop-timeout": "2s"},
+                ],
+            }
+        ],
+    }
+    a = parse_application(doc, tenant="acme")
+    ctx = Context(site="store-1", host="host-a", stop_grace=25.0)
+    d = desired_instance(a, a.services[0], "grace.s.0", ctx, instances_dir="/i")
+    assert {c.name: c.stop_timeout for c in d.containers} == {"plain": 25.0, "timed": 2.0}

@@ -143,7 +143,7 @@ def test_a_minimal_spec_gets_the_documented_defaults() -> None:
         None,
         RestartPolicy.ALWAYS,
     )
-    assert container.stop_timeout == 10.0
+    assert container.stop_timeout is None  # the host's [runtime] stop-grace applies
 
 
 def test_the_tenant_is_set_by_the_caller_not_the_spec() -> None:
@@ -711,7 +711,13 @@ def test_the_canonical_document_spells_out_every_setting() -> None:
     service = document["services"][0]
     assert service["replicas"] == 1 and service["priority"] == "normal"
     assert service["network"] == {"ingress": [], "outbound": "deny"}
-    assert document["services"][0]["containers"][0]["stop-timeout"] == "10s"
+    # but stop-timeout, which falls back to the host's [runtime] stop-grace when left out
+    assert "stop-timeout" not in document["services"][0]["containers"][0]
+    timed = spec()
+    timed["services"][0]["containers"][0]["stop-timeout"] = "3s"
+    assert application_to_document(parse_application(timed))["services"][0]["containers"][0][
+        "stop-timeout"
+    ] == "3s"
     host = application_to_document(
         parse_application(spec(service={"mode": "one-per-matching-host"}))
     )

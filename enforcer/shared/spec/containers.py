@@ -63,7 +63,9 @@ def container(r: Reader, path: str, value: object) -> Container | None:
         mounts=tuple(mounts),
         probes=Probes(*(_probe(r, probes.at(k), probes.values.get(k)) for k in _PROBE_KINDS)),
         restart=f.choice("restart", _RESTARTS, d.restart),
-        stop_timeout=f.duration("stop-timeout", d.stop_timeout, positive=False),
+        stop_timeout=(
+            f.duration("stop-timeout", 0.0, positive=False) if "stop-timeout" in f else None
+        ),
     )
 
 

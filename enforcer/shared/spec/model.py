@@ -151,7 +151,7 @@ class Container:
     mounts: tuple[Mount, ...] = ()
     probes: Probes = field(default_factory=Probes)
     restart: RestartPolicy = RestartPolicy.ALWAYS
-    stop_timeout: float = 10.0
+    stop_timeout: float | None = None  # None: the host's `[runtime] stop-grace`
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,7 @@ def _container_document(container: Container) -> dict[str, Any]:
         )
         if probe is not None
     }
-    return {
+    doc: dict[str, Any] = {
         "name": container.name,
         "image": container.image,
         "cmd": None if container.cmd is None else list(container.cmd),
@@ -271,8 +271,10 @@ def _container_document(container: Container) -> dict[str, Any]:
         ],
         "probes": probes,
         "restart": container.restart.value,
-        "stop-timeout": format_duration(container.stop_timeout),
     }
+    if container.stop_timeout is not None:
+        doc["stop-timeout"] = format_duration(container.stop_timeout)
+    return doc
 
 
 def _probe_document(probe: Probe) -> dict[str, Any]:
