@@ -62,6 +62,8 @@ class Daemon:
             config.reconcile.docker_parallelism,
             config.docker.timeout,
             pull_stall=config.docker.pull_stall_timeout,
+            log_size=config.logs.max_size,
+            log_files=config.logs.max_files,
         )
         self.firewall = Firewall(f"{self.host_id}:{self.state_dir}")
         self.devices = DeviceWatcher(config.devices.rules, self._devices_changed)

@@ -194,6 +194,18 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    """``[logs]``: the logs of managed containers stay at the site, capped per container."""
+
+    max_size: int = 10 * 1024 * 1024
+    """``max-size``: bytes of one log file of a container (Docker's ``local`` driver)."""
+
+    max_files: int = 3
+    """``max-files``: log files kept per container; its logs never take more than
+    max-size x max-files. Applies to containers created after a change."""
+
+
+@dataclass(frozen=True)
 class SecretsConfig:
     """``[secrets]``: where secret volumes live."""
 
@@ -219,6 +231,7 @@ class EnforcerConfig:
     restart: RestartConfig = field(default_factory=RestartConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
     source: Path | None = None

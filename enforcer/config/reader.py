@@ -17,6 +17,7 @@ from enforcer.config.model import (
     DockerConfig,
     EnforcerConfig,
     HostConfig,
+    LogsConfig,
     ReconcileConfig,
     RestartConfig,
     RuntimeConfig,
@@ -24,7 +25,7 @@ from enforcer.config.model import (
     SiteConfig,
 )
 from enforcer.config.toml import KeyPath, key_lines, line_of
-from enforcer.shared.units import parse_duration
+from enforcer.shared.units import format_size, parse_duration, parse_size
 
 __all__ = ["Reader", "os_reason", "parse_listen"]
 
@@ -130,6 +131,19 @@ class Reader:
         except ValueError as exc:
             raise self.error(key, f"{_dotted(key)}: {exc}") from None
 
+    def size(self, table: Mapping[str, Any], key: KeyPath, default: int, minimum: int) -> int:
+        if str(key[-1]) not in table:
+            return default
+        try:
+            value = parse_size(table[str(key[-1])])
+        except ValueError as exc:
+            raise self.error(key, f"{_dotted(key)}: {exc}") from None
+        if value < minimum:
+            raise self.error(
+                key, f"{_dotted(key)}: must be at least {format_size(minimum)}, got {value} bytes"
+            )
+        return value
+
     def integer(self, table: Mapping[str, Any], key: KeyPath, default: int, minimum: int) -> int:
         value = table.get(str(key[-1]), default)
         if type(value) is not int:
@@ -161,7 +175,7 @@ class Reader:
     def config(self, data: dict[str, Any]) -> EnforcerConfig:
         sections = {
             "docker", "api", "host", "site", "control", "cluster", "devices",
-            "restart", "reconcile", "runtime", "secrets",
+            "restart", "reconcile", "runtime", "logs", "secrets",
         }  # fmt: skip
         top = self.table(data, (), {"state-dir", *sections})
         for name in sections:
@@ -221,6 +235,7 @@ class Reader:
         self.table(t["restart"], ("restart",), {"initial-delay", "max-delay", "reset-after"})
         self.table(t["reconcile"], ("reconcile",), {"resync-interval", "docker-parallelism"})
         self.table(t["runtime"], ("runtime",), {"stop-grace"})
+        self.table(t["logs"], ("logs",), {"max-size", "max-files"})
         self.table(t["secrets"], ("secrets",), {"dir"})
         secrets_dir = self.path(t["secrets"], ("secrets", "dir"), default.secrets.dir)
         assert secrets_dir is not None
@@ -291,6 +306,10 @@ class Reader:
                 stop_grace=self.duration(
                     t["runtime"], ("runtime", "stop-grace"), default.runtime.stop_grace
                 )
+            ),
+            logs=LogsConfig(
+                max_size=self.size(t["logs"], ("logs", "max-size"), default.logs.max_size, 65536),
+                max_files=self.integer(t["logs"], ("logs", "max-files"), default.logs.max_files, 1),
             ),
             secrets=SecretsConfig(dir=secrets_dir),
         )

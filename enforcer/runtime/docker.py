@@ -67,8 +67,15 @@ class DockerRuntime:
         *,
         pull_stall: float = 60.0,
         pull_timeout: float = 3600.0,
+        log_size: int = 10 * 1024 * 1024,
+        log_files: int = 3,
     ) -> None:
         self.base_url = base_url
+        # Docker's `local` driver: compressed, rotated files, read back by `logs` as usual
+        self.log_config = {
+            "Type": "local",
+            "Config": {"max-size": str(log_size), "max-file": str(log_files)},
+        }
         self.pull_stall = pull_stall
         self.pull_timeout = pull_timeout
         self._api = docker.APIClient(base_url=base_url, version=API_VERSION, timeout=int(timeout))
@@ -192,6 +199,7 @@ class DockerRuntime:
             "devices": [f"{d}:{d}:rwm" for d in cfg.devices] or None,
             "restart_policy": {"Name": "no"},  # restarts are ours: backoff, counting, probes
             "init": False,
+            "log_config": self.log_config,
         }
         if cfg.owner:
             kwargs["network_mode"] = cfg.network

@@ -148,11 +148,15 @@ def test_the_cli_with_a_tenant_token_sees_and_touches_only_that_tenant(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_container_without_stop_timeout_is_given_the_hosts_stop_grace(
+def test_containers_get_the_hosts_stop_grace_and_log_caps(
     engine: DockerEngine, docker_client: docker.DockerClient, test_image: str
 ) -> None:
     root = Path(tempfile.mkdtemp(prefix="grace-", dir="/tmp"))
-    enf = EnforcerProc(root, engine.url, extra_config='[runtime]\nstop-grace = "3s"\n')
+    enf = EnforcerProc(
+        root,
+        engine.url,
+        extra_config='[runtime]\nstop-grace = "3s"\n[logs]\nmax-size = "1Mi"\nmax-files = 2\n',
+    )
     enf.start()
     try:
         plain = {"name": "plain", "image": test_image, "cmd": ["sleep", "100000"]}
@@ -167,7 +171,12 @@ def test_a_container_without_stop_timeout_is_given_the_hosts_stop_grace(
             )
             for name in ("plain", "timed")
         }
-        assert stop == {"plain": 3, "timed": 1}
+        assert stop == {"plain": 3, "timed": 1}  # no stop-timeout in the spec: stop-grace
+        logging = docker_client.containers.get("ew.grace.s.0.plain").attrs["HostConfig"]
+        assert logging["LogConfig"] == {
+            "Type": "local",
+            "Config": {"max-size": str(1024 * 1024), "max-file": "2"},
+        }
         enf.cli("rm", "grace", "--purge")
     finally:
         enf.stop()

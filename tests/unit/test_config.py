@@ -63,6 +63,10 @@ docker-parallelism = 8
 [runtime]
 stop-grace = "20s"
 
+[logs]
+max-size = "4Mi"
+max-files = 2
+
 [secrets]
 dir = "/run/ew/secrets"
 """
@@ -140,6 +144,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert config.reconcile.resync_interval == 90.0
     assert config.reconcile.docker_parallelism == 8
     assert config.runtime.stop_grace == 20.0
+    assert (config.logs.max_size, config.logs.max_files) == (4 * 1024 * 1024, 2)
     assert config.secrets.dir == Path("/run/ew/secrets")
     assert dict(config.api.tenant_tokens) == {
         "acme": "@/etc/edgeward/tokens/acme",
@@ -218,6 +223,9 @@ def test_an_unknown_key_names_the_file_and_line(
         ("docker = 'x'\n", 1, "docker: expected a table, got a string"),
         ("[reconcile]\ndocker-parallelism = '4'\n", 2, "expected an integer, got a string"),
         ("[reconcile]\ndocker-parallelism = 0\n", 2, "must be at least 1"),
+        ("[logs]\nmax-size = '10M'\n", 2, 'logs.max-size: "10M" is not a size'),
+        ("[logs]\nmax-size = 1000\n", 2, "logs.max-size: must be at least 64Ki"),
+        ("[logs]\nmax-files = 0\n", 2, "logs.max-files: must be at least 1"),
         ("[host]\n\nlabels = { zone = 1 }\n", 3, 'label "zone" must be a string'),
         ("[site]\nlabels = { 'system/name' = 'x' }\n", 2, "system/ labels are set by Edgeward"),
         ("[api]\nlisten = 'everywhere'\n", 2, "is not host:port"),
