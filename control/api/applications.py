@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api.context import ApiContext, json_response, read_json, read_object
+from control.api.context import ApiContext, json_response, read_json, read_object, text_field
+from control.fleet.rollout import site_health
 from control.fleet.state import DeploymentState
 from control.model import Invalid, NotFound
 
@@ -76,6 +77,9 @@ async def put_app_version(api: ApiContext, request: web.Request) -> web.Response
 
 def deployment_view(state: DeploymentState) -> dict[str, Any]:
     rollout = state.rollout
+    history = list(rollout.history) if rollout else []
+    if rollout is not None and rollout.phase.finished:
+        history.append(rollout.summary(rollout.since))
     return {
         "name": state.record.name,
         "tenant": state.record.tenant,
@@ -85,6 +89,8 @@ def deployment_view(state: DeploymentState) -> dict[str, Any]:
         "target": rollout.target if rollout else None,
         "phase": rollout.phase.value if rollout else "waiting",
         "message": rollout.message if rollout else "no version of the application yet",
+        "since": rollout.since if rollout else None,
+        "history": history,
     }
 
 
@@ -128,9 +134,12 @@ async def deployment_status(api: ApiContext, request: web.Request) -> web.Respon
     state = service.deployments.get(who, request.match_info["name"])
     app = state.spec.application
     polling = service.fleet.desired.polling
+    views = {v.name: v for v in service.fleet.views(state, service.core.clock())}
     sites = []
     for site in sorted(service.deployments.sites(state), key=lambda s: s.name):
         version = state.rollout.version_for(site.name) if state.rollout else None
+        seen = views.get(site.name)
+        health, since = site_health(seen, site.last_contact) if seen else ("waiting", None)
         instances = [
             i
             for i in (site.status or {}).get("instances", [])
@@ -147,8 +156,39 @@ async def deployment_status(api: ApiContext, request: web.Request) -> web.Respon
                 "connected": site.name in polling,
                 "last_contact": site.last_contact,
                 "failed": site.failed.get(app, ""),
+                "health": health,
+                "since": since,
             }
         )
     view = deployment_view(state)
     view["sites"] = sites
     return json_response(view)
+
+
+async def _reason(request: web.Request) -> str:
+    """The operator's optional reason for a rollout action (recorded in its message)."""
+    if not request.can_read_body:
+        return ""
+    reason = text_field(await read_object(request), "reason", "").strip()
+    if len(reason) > 200 or any(not c.isprintable() for c in reason):
+        raise Invalid("reason must be one line of at most 200 characters",
+                      [("reason", "too long or not one line")])  # fmt: skip
+    return reason
+
+
+async def pause_deployment(api: ApiContext, request: web.Request) -> web.Response:
+    who, reason = await api.principal(request), await _reason(request)
+    state = await api.service.deployments.pause(who, request.match_info["name"], reason)
+    return json_response(deployment_view(state))
+
+
+async def resume_deployment(api: ApiContext, request: web.Request) -> web.Response:
+    who, reason = await api.principal(request), await _reason(request)
+    state = await api.service.deployments.resume(who, request.match_info["name"], reason)
+    return json_response(deployment_view(state))
+
+
+async def rollback_deployment(api: ApiContext, request: web.Request) -> web.Response:
+    who, reason = await api.principal(request), await _reason(request)
+    state = await api.service.deployments.rollback(who, request.match_info["name"], reason)
+    return json_response(deployment_view(state))

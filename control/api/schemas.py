@@ -154,9 +154,22 @@ DEPLOYMENT = obj(
     target=nullable(STRING),
     phase=STRING,
     message=STRING,
+    since=nullable(NUMBER),
+    history=array(
+        obj(
+            ("target", "phase", "started", "ended"),
+            target=STRING,
+            phase=STRING,
+            started=NUMBER,
+            ended=NUMBER,
+            sites=INTEGER,
+            message=STRING,
+        )
+    ),
     outcome={"type": "string", "enum": ["created", "updated", "unchanged"]},
 )
 DEPLOYMENTS = obj(("deployments",), deployments=array(DEPLOYMENT))
+ROLLOUT_ACTION = obj((), reason=STRING)  # pause, resume, rollback: why (optional)
 DEPLOYMENT_STATUS = {
     "allOf": [
         DEPLOYMENT,
@@ -174,6 +187,9 @@ DEPLOYMENT_STATUS = {
                     connected=BOOLEAN,
                     last_contact=nullable(NUMBER),
                     failed=STRING,
+                    health={"type": "string",
+                            "enum": ["healthy", "waiting", "failed", "offline"]},
+                    since=nullable(NUMBER),
                 )
             ),
         ),

@@ -18,6 +18,7 @@ import click
 import yaml
 
 from control.cli.client import quote
+from control.cli.deployments import deploy, deployment
 from control.cli.support import (
     Context,
     ControlGroup,
@@ -29,7 +30,6 @@ from control.cli.support import (
     list_command,
     output_option,
     read_document,
-    table,
 )
 from control.cli.vaults import secret, vault
 from control.config import ControlConfig
@@ -269,86 +269,8 @@ def app_show(ctx: click.Context, /, name: str, version: str | None, output: str)
     emit(output, result, f"{head}\n{spec}")
 
 
-@cli.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
-@output_option
-@click.pass_context
-def deploy(ctx: click.Context, /, path: Path, output: str) -> None:
-    """Create or change a deployment."""
-    doc = read_document(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
-        raise click.ClickException(f"{path}: the deployment needs a name")
-    result = call(ctx, lambda c: c.put(f"/v1/deployments/{quote(doc['name'])}", doc))
-    line = (
-        f"deployment {result['name']} {result['outcome']}: {result['phase']} "
-        f"{result['target'] or ''} {result['message']}".rstrip()
-    )
-    emit(output, result, line)
-
-
-@cli.group()
-def deployment() -> None:
-    """Deployments."""
-
-
-@list_command(
-    deployment,
-    "/v1/deployments",
-    "deployments",
-    ["NAME", "APPLICATION", "VERSION", "TARGET", "PHASE", "SITES"],
-)
-def deployment_ls(d: Record) -> Row:
-    """List deployments."""
-    placement = d["spec"]["placement"]
-    where = "all-sites" if placement.get("all-sites") else placement["match-site-labels"]
-    return (
-        d["name"],
-        d["spec"]["application"],
-        d["spec"]["version"],
-        d["target"] or "-",
-        d["phase"],
-        where,
-    )
-
-
-@deployment.command("status")
-@click.argument("name")
-@output_option
-@click.pass_context
-def deployment_status(ctx: click.Context, /, name: str, output: str) -> None:
-    """Per site: version, in sync or not, instances running and ready, last contact."""
-    result = call(ctx, lambda c: c.get(f"/v1/deployments/{quote(name)}/status"))
-    head = (
-        f"deployment {result['name']}: {result['spec']['application']} "
-        f"{result['target'] or '-'} {result['phase']} {result['message']}".rstrip()
-    )
-    rows = table(
-        [
-            (
-                s["site"],
-                s["version"] or "-",
-                "yes" if s["in_sync"] else "no",
-                f"{s['running']}/{s['instances']}",
-                f"{s['ready']}/{s['instances']}",
-                "connected" if s["connected"] else ago(s["last_contact"]),
-                s["failed"] or "",
-            )
-            for s in result["sites"]
-        ],
-        ["SITE", "VERSION", "IN-SYNC", "RUNNING", "READY", "CONTACT", "FAILED"],
-    )
-    emit(output, result, f"{head}\n{rows}")
-
-
-@deployment.command("rm")
-@click.argument("name")
-@click.pass_context
-def deployment_rm(ctx: click.Context, /, name: str) -> None:
-    """Delete a deployment: its sites remove the application."""
-    call(ctx, lambda c: c.delete(f"/v1/deployments/{quote(name)}"))
-    click.echo(f"deployment {name} deleted")
-
-
+cli.add_command(deploy)
+cli.add_command(deployment)
 cli.add_command(vault)
 cli.add_command(secret)
 

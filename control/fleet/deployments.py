@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,6 +48,7 @@ class Strategy:
     sites_in_parallel: int = 0  # 0: all matching sites at once
     healthy_time: float = 60.0
     on_failure: OnFailure = OnFailure.ROLLBACK
+    ready_timeout: float = 600.0  # a site updated this long ago and not all ready has failed
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ _STRATEGY = {
     "sites-in-parallel",
     "healthy-time",
     "on-failure",
+    "ready-timeout",
 }
 
 
-def parse_deployment(doc: Any) -> DeploymentSpec:
-    """Validate a deployment document (parsed YAML or JSON); raises DeploymentError."""
+def parse_deployment(doc: Any, *, stored: bool = False) -> DeploymentSpec:
+    """Validate a deployment document (parsed YAML or JSON); raises DeploymentError.
+    `stored`: a document control stored earlier (which may spell all-at-once as
+    `sites-in-parallel: 0`)."""
     errors: list[tuple[str, str]] = []
     if not isinstance(doc, dict):
         raise DeploymentError([("", "a deployment must be a mapping")])
@@ -148,6 +152,12 @@ def parse_deployment(doc: Any) -> DeploymentSpec:
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 0:
         errors.append(("strategy.sites-in-parallel", f"{parallel!r} is not a positive integer"))
         parallel = 0
+    elif parallel == 0 and "sites-in-parallel" in raw and not stored:
+        errors.append(("strategy.sites-in-parallel",
+                       "must be at least 1 (leave it out to update all matching sites at once)"))
+    ready_timeout = _duration(raw, "ready-timeout", strategy.ready_timeout, errors)
+    if ready_timeout <= 0:
+        errors.append(("strategy.ready-timeout", "must be more than 0s"))
     on_failure = OnFailure.ROLLBACK
     if "on-failure" in raw:
         try:
@@ -170,6 +180,7 @@ def parse_deployment(doc: Any) -> DeploymentSpec:
             canary_healthy_time=canary_healthy,
             sites_in_parallel=parallel,
             on_failure=on_failure,
+            ready_timeout=ready_timeout,
         ),
     )
 
@@ -206,10 +217,12 @@ def deployment_to_document(spec: DeploymentSpec) -> dict[str, Any]:
     s = spec.strategy
     strategy: dict[str, Any] = {
         "canary-healthy-time": format_duration(s.canary_healthy_time),
-        "sites-in-parallel": s.sites_in_parallel,
         "healthy-time": format_duration(s.healthy_time),
         "on-failure": s.on_failure.value,
+        "ready-timeout": format_duration(s.ready_timeout),
     }
+    if s.sites_in_parallel:  # left out: all matching sites at once
+        strategy["sites-in-parallel"] = s.sites_in_parallel
     if s.canary_sites:
         strategy["canary-sites"] = s.canary_sites
     return {
@@ -219,3 +232,21 @@ def deployment_to_document(spec: DeploymentSpec) -> dict[str, Any]:
         "placement": placement,
         "strategy": strategy,
     }
+
+
+def canary_problem(spec: DeploymentSpec, site_labels: Sequence[Mapping[str, str]]) -> str:
+    """Why `spec`'s canary expression cannot work on the sites it places on ("" when it can).
+
+    A deployment that asks for canaries and places on sites none of which is a canary is
+    refused rather than rolled out without one: a canary is what stops a bad build at one store.
+    Placing on no site at all is fine (sites may enroll later).
+    """
+    if not spec.strategy.canary_sites or not site_labels:
+        return ""
+    expr = label_expr.parse(spec.strategy.canary_sites)
+    if any(expr.matches(labels) for labels in site_labels):
+        return ""
+    return (
+        f"{spec.strategy.canary_sites!r} matches none of the {len(site_labels)} site(s) this "
+        "deployment places on: label a canary site, or leave canary-sites out"
+    )

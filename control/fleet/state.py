@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 RolloutChange = tuple[str, dict[str, Any] | None]
 
+# A site with no long-poll open and no contact for this long is offline: longer than a site's
+# long-poll waits (300 s), so that a quiet site between two polls never counts as offline.
+OFFLINE_AFTER = 330.0
+
 
 @dataclass
 class DeploymentState:
@@ -112,7 +116,13 @@ class Fleet:
             if self.eligible(s, state.record.tenant) and state.spec.matches(s.all_labels)
         ]
 
-    def views(self, state: DeploymentState) -> list[SiteView]:
+    def online(self, site: Site, now: float) -> bool:
+        """Whether `site`'s link is up: a long-poll open now, or a contact not long ago."""
+        if site.name in self.desired.polling:
+            return True
+        return site.last_contact is not None and now - site.last_contact < OFFLINE_AFTER
+
+    def views(self, state: DeploymentState, now: float) -> list[SiteView]:
         """What the rollout of `state` sees of each site it may place on."""
         app = state.spec.application
         views = []
@@ -129,6 +139,7 @@ class Fleet:
                     in_sync=in_sync,
                     ready_since=site.ready.get(app) if in_sync else None,
                     failed=site.failed.get(app, "") if in_sync else "",
+                    online=self.online(site, now),
                 )
             )
         return views
@@ -156,7 +167,7 @@ class Fleet:
                 continue
             sites = [s.name for s in self.deployment_sites(state)]
             rollout = start_rollout(current, target, sites, now)
-            state.rollout = advance(state.spec, rollout, self.views(state), now)
+            state.rollout = advance(state.spec, rollout, self.views(state, now), now)
             state.record.rollout = state.rollout.to_json()
             changed.append((state.record.name, state.record.rollout))
         return changed
@@ -168,7 +179,7 @@ class Fleet:
             if state.rollout is None or state.rollout.phase.finished:
                 continue
             previous = state.rollout
-            rollout = advance(state.spec, previous, self.views(state), now)
+            rollout = advance(state.spec, previous, self.views(state, now), now)
             state.rollout = rollout
             if (rollout.phase, rollout.updated) == (previous.phase, previous.updated):
                 continue  # at most the message changed: nothing to place, nothing to store

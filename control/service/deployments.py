@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from control.fleet import deployments as dep
+from control.fleet import rollout as ro
 from control.fleet.access import Principal
 from control.fleet.quota import check_deployment_quota
 from control.fleet.rollout import Phase, Rollout
 from control.fleet.state import DeploymentState
-from control.model import Deployment, Forbidden, Invalid, NotFound, Site
+from control.model import Conflict, Deployment, Forbidden, Invalid, NotFound, Site
 from control.service.core import Core
 
 log = logging.getLogger(__name__)
+
+
+def _draft(spec: dep.DeploymentSpec, tenant: str) -> Deployment:
+    """A record for `spec` to ask the fleet where it would place (never stored)."""
+    return Deployment(spec.name, tenant, {}, 0.0, 0.0)
 
 ROLLOUT_TICK_SECONDS = 1.0
 
@@ -26,7 +33,7 @@ class Deployments:
 
     async def load(self) -> None:
         for record in await self.core.store.deployments.load():
-            spec = dep.parse_deployment(record.document)
+            spec = dep.parse_deployment(record.document, stored=True)
             rollout = Rollout.from_json(record.rollout) if record.rollout else None
             self.core.fleet.deployments[record.name] = DeploymentState(record, spec, rollout)
 
@@ -50,6 +57,23 @@ class Deployments:
                 f"version: application {spec.application} has no version {spec.version!r}",
                 [("version", f"unknown version {spec.version!r}")],
             )
+        tenant = existing.record.tenant if existing is not None else who.tenant
+        sites = fleet.deployment_sites(DeploymentState(_draft(spec, tenant), spec))
+        problem = dep.canary_problem(spec, [s.all_labels for s in sites])
+        if problem:
+            raise Invalid(f"strategy.canary-sites: {problem}", [("strategy.canary-sites", problem)])
+        for other in fleet.deployments.values():
+            if other.record.name == spec.name or other.spec.application != spec.application:
+                continue
+            shared = sorted(
+                {s.name for s in sites} & {s.name for s in fleet.deployment_sites(other)}
+            )
+            if shared:
+                raise Conflict(
+                    f"deployments {spec.name} and {other.record.name} would both place "
+                    f"application {spec.application} on site {shared[0]}"
+                    + (f" and {len(shared) - 1} more" if len(shared) > 1 else "")
+                )
         return spec
 
     async def put(self, who: Principal, document: Any) -> tuple[str, Deployment]:
@@ -113,6 +137,41 @@ class Deployments:
 
     def sites(self, state: DeploymentState) -> list[Site]:
         return self.core.fleet.deployment_sites(state)
+
+    async def pause(self, who: Principal, name: str, reason: str = "") -> DeploymentState:
+        """Hold the rollout where it is: no further site moves until `resume`."""
+        return await self._act(who, name, "pause", lambda r, now: ro.pause(r, now), reason)
+
+    async def resume(self, who: Principal, name: str, reason: str = "") -> DeploymentState:
+        return await self._act(who, name, "resume", lambda r, now: ro.resume(r, now), reason)
+
+    async def rollback(self, who: Principal, name: str, reason: str = "") -> DeploymentState:
+        """Every site that moved goes back to the version it ran before the rollout."""
+        why = "rolled back by an operator"
+        return await self._act(who, name, "roll back", lambda r, now: ro.roll_back(r, now, why),
+                               reason)  # fmt: skip
+
+    async def _act(
+        self, who: Principal, name: str, what: str, action: ro.Action, reason: str
+    ) -> DeploymentState:
+        core = self.core
+        async with core.lock:
+            state = self.get(who, name)
+            if state.rollout is None:
+                raise Conflict(f"deployment {name} has not rolled anything out: nothing to {what}")
+            try:
+                rollout = action(state.rollout, core.clock())
+            except ro.RolloutError as e:
+                raise Conflict(f"deployment {name}: {e}") from None
+            if reason:
+                rollout = replace(rollout, message=f"{rollout.message}: {reason}")
+            state.rollout = rollout
+            state.record.rollout = rollout.to_json()
+            await core.store.deployments.save_rollouts([(name, state.record.rollout)])
+            await core.recompute()
+        core.rollout_wakeup.set()
+        log.info("deployment %s: %s by an operator (%s)", name, what, rollout.phase.value)
+        return state
 
     async def advance_rollouts(self) -> None:
         core = self.core
