@@ -18,6 +18,7 @@ import click
 import yaml
 
 from control.cli.client import quote
+from control.cli.compose import app_convert, converted, name_option
 from control.cli.deployments import deploy, deployment
 from control.cli.support import (
     Context,
@@ -228,11 +229,12 @@ def app() -> None:
 
 @app.command("push")
 @click.option("-f", "--file", "path", required=True, type=click.Path(path_type=Path))
+@name_option
 @output_option
 @click.pass_context
-def app_push(ctx: click.Context, /, path: Path, output: str) -> None:
-    """Push an application version (a version is immutable)."""
-    doc = read_document(path)
+def app_push(ctx: click.Context, /, path: Path, name: str | None, output: str) -> None:
+    """Push an application version (a version is immutable); a Compose file is converted."""
+    doc = converted(path, read_document(path), name)
     if (
         not isinstance(doc, dict)
         or not isinstance(doc.get("name"), str)
@@ -245,6 +247,9 @@ def app_push(ctx: click.Context, /, path: Path, output: str) -> None:
     )
     state = "pushed" if result["created"] else "unchanged (already pushed)"
     emit(output, result, f"application {name} version {version} {state}")
+
+
+app.add_command(app_convert)
 
 
 @list_command(app, "/v1/applications", "applications", ["NAME", "TENANT", "LATEST", "VERSIONS"])

@@ -29,6 +29,8 @@ from enforcer.cli.render import describe, event_line, host_text, instance_table,
 from enforcer.config.load import load_config
 from enforcer.config.model import CONFIG_ENV, ConfigError, EnforcerConfig
 from enforcer.shared.cli_options import SharedGroup, SharedOption, not_taking, shared_values
+from enforcer.shared.spec.compose import ComposeError, is_compose
+from enforcer.shared.spec.compose_load import convert_file
 from enforcer.shared.spec.validate import validate_application
 
 __all__ = ["CliError", "main"]
@@ -216,11 +218,17 @@ def enroll(opts: _Options, bundle: str) -> None:
     "path",
     required=True,
     metavar="FILE",
-    help="The application spec, YAML or JSON; - reads stdin.",
+    help="The application spec, YAML or JSON, or a Compose file; - reads stdin.",
+)
+@click.option(
+    "--name",
+    default=None,
+    metavar="NAME",
+    help="A Compose file's application name (default: its name:, else its directory's name).",
 )
 @click.pass_obj
-def apply(opts: _Options, path: str) -> None:
-    """Create or update a site-local application."""
+def apply(opts: _Options, path: str, name: str | None) -> None:
+    """Create or update a site-local application (a Compose file is converted)."""
     if path == "-":
         source, data = "<stdin>", sys.stdin.buffer.read()
     else:
@@ -230,6 +238,9 @@ def apply(opts: _Options, path: str) -> None:
         document = parse_document(data, fmt)
     except DocumentError as exc:
         raise CliError(f"{source}: {exc}") from None
+    if is_compose(document) or name is not None:
+        document = _converted(source, path, document, name)
+        data, fmt = json.dumps(document).encode(), "json"
     name = document.get("name")
     if not isinstance(name, str) or not name:
         problems = "".join(f"\n{e}" for e in validate_application(document)[1])
@@ -378,6 +389,21 @@ def _unhealthy_reason(health: dict[str, Any]) -> str:
 
 
 # --- small helpers ----------------------------------------------------------------------------
+
+
+def _converted(source: str, path: str, document: dict[str, Any], name: str | None) -> Any:
+    """The spec that Compose file `document` converts to (notes and warnings on stderr)."""
+    if not is_compose(document):
+        raise CliError(f"{source}: --name is for Compose files (a spec has name:)")
+    try:
+        conversion, notes = convert_file(document, path, name=name)
+    except ComposeError as exc:
+        raise CliError(f"{source}: the Compose file cannot be converted", exc.errors) from None
+    for line in notes:
+        click.echo(f"{PROG}: note: {line}", err=True)
+    for line in conversion.warnings:
+        click.echo(f"{PROG}: warning: {line}", err=True)
+    return conversion.document
 
 
 def _read_bytes(path: str) -> bytes:

@@ -48,6 +48,21 @@ def pick_address_pool() -> str:
     raise RuntimeError("no free 10.x.0.0/16 address pool for a test Docker engine")
 
 
+def free_address_pools(count: int) -> list[str]:
+    """`count` distinct /16s for engines started together (each engine's own pick cannot see
+    the others' pools until they have created networks)."""
+    used = _used_networks()
+    start = (os.getpid() * 11) % 200
+    pools: list[str] = []
+    for i in range(200):
+        net = ipaddress.ip_network(f"10.{40 + (start + i) % 200}.0.0/16")
+        if not any(net.overlaps(u) for u in used) and str(net) not in pools:
+            pools.append(str(net))
+            if len(pools) == count:
+                return pools
+    raise RuntimeError(f"no {count} free 10.x.0.0/16 address pools for test Docker engines")
+
+
 @dataclass
 class DockerEngine:
     """A private dockerd: own socket, data root, exec root, pid file and address pool."""
