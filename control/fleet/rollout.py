@@ -309,8 +309,8 @@ def observe_status(
         expected = versions[app]
         if all(bool(i.get("ready")) and i.get("version", expected) == expected for i in group):
             ready[app] = previous.get(app, now)
-        for i in group:
-            why = _failed(i)
+        for i in group:  # an instance of another version is on its way out: not this one's fault
+            why = _failed(i) if i.get("version", expected) == expected else ""
             if why:
                 failed[app] = why
                 break

@@ -66,6 +66,12 @@ def test_a_crash_looping_instance_fails_its_site_with_the_reason_it_gave() -> No
     assert observe_status({}, once, {"v": "2"}, 10.0)[1] == {}  # one crash is not a loop yet
 
 
+def test_an_instance_of_the_version_on_its_way_out_fails_nothing() -> None:
+    leaving = [{"id": "v.m.0", "app": "v", "version": "1", "state": "backoff", "restarts": 9,
+                "ready": False}]  # fmt: skip
+    assert observe_status({}, leaving, {"v": "2"}, 10.0) == ({}, {})
+
+
 def test_an_image_that_cannot_be_pulled_fails_its_site_with_the_pull_error() -> None:
     instances = [{"id": "v.m.0", "app": "v", "state": "image-pull-failed",
                   "reason": "manifest for reg/v:9 not found", "ready": False}]  # fmt: skip
