@@ -16,8 +16,11 @@ batch after each change. Measured per fleet size:
 With ``--reconnect``, the reconnect storm instead (`bench.fleet_reconnect`): every site runs
 the enforcer's own `SyncClient`; control goes down for ``--outage`` seconds (60) and comes back;
 printed: how long after its return the sites are back in sync (p50, max) and control's latency
-during the storm (p99). Each real client may hold 4 connections at control: a fleet larger than
-the open-file limit allows is refused with the largest that fits (4,875 under `ulimit -Hn` 20000).
+during the storm (p99). Control needs a connection per site (its long-poll) and room for the
+status pushes (closed once idle): a fleet larger than control's connection budget allows is
+refused with the largest that fits (11,923 under `ulimit -Hn` 20000). The worker processes
+may run at a lower priority (``--nice``), so that control, the thing measured, is not
+starved by them.
 
     .venv/bin/python bench/bench_fleet.py --sites 1000 10000
     .venv/bin/python -m bench.bench_fleet --reconnect --sites 10000
@@ -144,11 +147,11 @@ async def measure_idle_bytes(control: ControlProcess, root: Path) -> dict[str, f
 
 
 async def run_fleet(
-    n: int, workers: int, changes: int, keep: bool, profile: Path | None
+    n: int, workers: int, changes: int, keep: bool, profile: Path | None, nice: int = 0
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"sites": n}
     python_args = ("-m", "cProfile", "-o", str(profile)) if profile else ()
-    async with running_fleet(f"edgeward-fleet-{n}-", keep, python_args) as fleet:
+    async with running_fleet(f"edgeward-fleet-{n}-", keep, python_args, nice) as fleet:
         control, pool = fleet.control, fleet.pool
         name_slices = await enrolled_fleet(fleet, n, workers, result)
         result.update(await measure_idle_bytes(control, fleet.root))
@@ -247,7 +250,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 async def main_async(args: argparse.Namespace) -> None:
     if args.reconnect:
         storms = [
-            await run_reconnect(n, args.workers, args.outage, args.wait_limit, args.keep)
+            await run_reconnect(n, args.workers, args.outage, args.wait_limit, args.keep, args.nice)
             for n in args.sites
         ]
         print_reconnect(storms, args.wait_limit)
@@ -255,7 +258,9 @@ async def main_async(args: argparse.Namespace) -> None:
     results = []
     for n in args.sites:
         results.append(
-            await run_fleet(n, args.workers, args.changes, args.keep, args.profile_control)
+            await run_fleet(
+                n, args.workers, args.changes, args.keep, args.profile_control, args.nice
+            )
         )
     print_table(results)
 
@@ -277,6 +282,14 @@ def main() -> None:
         help="seconds to wait for every site to be back in sync after control returns [300]",
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the worker processes that simulate the sites [0]; e.g. 5: control, "
+        "the thing measured, gets the CPU first (on a machine shared with other work, 5 and 10 "
+        "starved the sites instead: each handshake needs both sides)",
+    )
     parser.add_argument("--changes", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     parser.add_argument("--profile-control", type=Path, help=argparse.SUPPRESS)
@@ -285,6 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_nofile()
     if args.worker is not None:
+        os.nice(args.nice)  # the simulated sites: control's CPU comes first
         asyncio.run(worker_main(args.worker, "127.0.0.1", args.port))
         return
     asyncio.run(main_async(args))

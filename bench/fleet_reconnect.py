@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import ssl
 import time
 from typing import Any
@@ -29,6 +30,8 @@ from bench.fleet_sites import (
     raise_nofile,
     running_fleet,
 )
+from control.api.admission import connection_budget
+from control.server import LISTEN_BACKLOG
 from tests.support.control import ControlProcess
 
 SYNC_GOAL_P50 = 5.0
@@ -52,22 +55,24 @@ async def probe(control: ControlProcess, latencies: list[float], done: asyncio.E
                 await asyncio.wait_for(done.wait(), 0.1)
 
 
-# A SyncClient keeps up to 4 connections (its connector's limit): the long poll and the status
-# push, and in a storm retries beside handshakes that have not timed out yet. With 2 per site,
-# control ran out of files (EMFILE in accept) after a 60 s outage under 9,000 sites.
-CONTROL_FDS_PER_SITE = 4
-WORKER_FDS_PER_SITE = 7  # those, and the outbox's SQLite database, WAL and shared memory
+# Control keeps a site's long-poll open and closes its status push connection once idle for
+# `control.server.KEEPALIVE_SECONDS`; past its connection budget it closes new connections at
+# once (`control.api.admission`: a site turned away retries within 5 s), so a fleet needs a
+# file per site at control and some room for the status pushes.
+CONTROL_FDS_PER_SITE = 1.25
+WORKER_FDS_PER_SITE = 7  # a SyncClient's 4 connections, its outbox's database, WAL and shm
+SITES_PER_WORKER = 2000  # each site's outbox has its own thread: fewer per process, less GIL
 SPARE_FDS = 500
 
 
 def largest_fleet(open_files: int) -> int:
     """The most real sync clients that one control can hold with `open_files`."""
-    return (open_files - SPARE_FDS) // CONTROL_FDS_PER_SITE
+    return int(connection_budget(open_files, LISTEN_BACKLOG) / CONTROL_FDS_PER_SITE)
 
 
 def workers_for(n: int, workers: int, open_files: int) -> int:
     """At least `workers` worker processes, and as many as `n` real clients' files need."""
-    per_worker = (open_files - SPARE_FDS) // WORKER_FDS_PER_SITE
+    per_worker = min(SITES_PER_WORKER, (open_files - SPARE_FDS) // WORKER_FDS_PER_SITE)
     return max(workers, -(-n // per_worker))
 
 
@@ -81,18 +86,19 @@ async def metrics_text(control: ControlProcess, tries: int = 3) -> str | None:
 
 
 async def run_reconnect(
-    n: int, workers: int, outage: float, wait_limit: float, keep: bool
+    n: int, workers: int, outage: float, wait_limit: float, keep: bool, nice: int = 0
 ) -> dict[str, Any]:
     open_files = raise_nofile()
     if n > largest_fleet(open_files):
         raise SystemExit(
-            f"{n:,} real sync clients need {n * CONTROL_FDS_PER_SITE + SPARE_FDS:,} open files "
-            f"at control; this machine allows {open_files:,} (ulimit -Hn): the largest fleet "
+            f"{n:,} real sync clients need about {n * CONTROL_FDS_PER_SITE:,.0f} connections "
+            f"at control; with {open_files:,} open files (ulimit -Hn) it keeps "
+            f"{connection_budget(open_files, LISTEN_BACKLOG):,}: the largest fleet "
             f"here is --sites {largest_fleet(open_files)}"
         )
     workers = workers_for(n, workers, open_files)
     result: dict[str, Any] = {"sites": n, "outage": outage}
-    async with running_fleet(f"edgeward-reconnect-{n}-", keep) as fleet:
+    async with running_fleet(f"edgeward-reconnect-{n}-", keep, nice=nice) as fleet:
         control, pool = fleet.control, fleet.pool
         slices = await enrolled_fleet(fleet, n, workers, result)
         started = time.monotonic()
@@ -132,8 +138,13 @@ async def run_reconnect(
         done.set()
         await prober
         wall = time.monotonic() - wall0
-        result["storm_cpu"] = (control.cpu_seconds() - cpu0) / wall
-        result["fleet_cpu"] = (sum(w.cpu_seconds() for w in pool) - fleet_cpu0) / wall
+        control_cpu = control.cpu_seconds() - cpu0
+        fleet_cpu = sum(w.cpu_seconds() for w in pool) - fleet_cpu0
+        result["storm_cpu"], result["fleet_cpu"] = control_cpu / wall, fleet_cpu / wall
+        result["control_ms_per_site"] = 1000 * control_cpu / n
+        result["fleet_ms_per_site"] = 1000 * fleet_cpu / n
+        # the storm cannot end sooner than both sides' CPU spread over every core of the machine
+        result["cpu_floor"] = (control_cpu + fleet_cpu) / (os.cpu_count() or 1)
         synced = [x for a in answers for x in a["latencies"]]
         result["missing"] = sum(a["missing"] for a in answers)
         result["sync_p50"] = median(synced)
@@ -148,6 +159,13 @@ async def run_reconnect(
         if metrics is not None:
             result["shed"] = int(metric(metrics, "http_shed_total"))
             result["statuses"] = int(metric(metrics, "status_batches_applied_total"))
+            for key in (
+                "tls_handshakes_started",
+                "tls_handshakes_failed",
+                "connections_refused",
+                "connections_stale",
+            ):
+                result[key] = int(metric(metrics, key + "_total"))
     return result
 
 
@@ -168,8 +186,15 @@ def print_reconnect(results: list[dict[str, Any]], wait_limit: float) -> None:
         ("latency probes (GET /v1/health)", "-", row("probes", "{:,}")),
         ("503 + Retry-After answers", "-", row("shed", "{:,}")),
         ("status batches applied since return", "-", row("statuses", "{:,}")),
+        ("TLS handshakes since return", "-", row("tls_handshakes_started", "{:,}")),
+        ("  of which failed or abandoned", "-", row("tls_handshakes_failed", "{:,}")),
+        ("connections closed at once (full)", "-", row("connections_refused", "{:,}")),
+        ("connections closed after 30 s unread", "-", row("connections_stale", "{:,}")),
         ("control CPU in the storm", "-", row("storm_cpu", "{:.0%}")),
         ("fleet workers' CPU in the storm", "-", row("fleet_cpu", "{:.0%}")),
+        ("control CPU per site", "-", row("control_ms_per_site", "{:.1f} ms")),
+        ("fleet workers' CPU per site", "-", row("fleet_ms_per_site", "{:.1f} ms")),
+        ("both CPUs over all cores (a floor)", "-", row("cpu_floor", "{:.1f} s")),
         ("control RSS after", "-", row("rss", "{:.0f} MiB")),
         ("first sync of all sites took", "-", row("connect_seconds", "{:.1f} s")),
     ]  # fmt: skip

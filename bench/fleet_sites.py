@@ -278,8 +278,8 @@ def metric(text: str, name: str) -> float:
 
 
 class Worker:
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
+    def __init__(self, root: Path, port: int, nice: int = 0) -> None:
+        self.root, self.port, self.nice = root, port, nice
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -291,6 +291,8 @@ class Worker:
             str(self.root),
             "--port",
             str(self.port),
+            "--nice",
+            str(self.nice),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**26,
@@ -324,16 +326,17 @@ class Fleet:
     root: Path
     control: ControlProcess
     pool: list[Worker] = field(default_factory=list)
+    nice: int = 0  # the workers' niceness
 
 
 @contextlib.asynccontextmanager
 async def running_fleet(
-    prefix: str, keep: bool, python_args: tuple[str, ...] = ()
+    prefix: str, keep: bool, python_args: tuple[str, ...] = (), nice: int = 0
 ) -> AsyncIterator[Fleet]:
     """A real control (started with `python_args`, e.g. under cProfile) and, once
     `enrolled_fleet` made them, its workers; all stopped and removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
-    fleet = Fleet(root, ControlProcess(root, python_args=python_args))
+    fleet = Fleet(root, ControlProcess(root, python_args=python_args), nice=nice)
     try:
         fleet.control.start()
         yield fleet
@@ -379,7 +382,7 @@ async def enrolled_fleet(
     print(f"[{n}] {n} bundles issued in {time.monotonic() - started:.1f}s", flush=True)
 
     pool = fleet.pool
-    pool.extend(Worker(root / "sites", control.port) for _ in range(workers))
+    pool.extend(Worker(root / "sites", control.port, fleet.nice) for _ in range(workers))
     for w in pool:
         await w.start()
     slices = [bundles[i::workers] for i in range(workers)]

@@ -9,9 +9,17 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "ControlConfig", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ConfigError",
+    "ControlConfig",
+    "check_database_url",
+    "describe_database",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_CONFIG = Path("/etc/edgeward/control.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/edgeward/control")
@@ -31,7 +39,7 @@ class ControlConfig:
     public_url: str = ""
     """The URL put into enrollment bundles; default: https://<listen host>:<port>."""
     database: str = ""
-    """Empty: SQLite in state-dir; "postgresql://..." is reserved for the PostgreSQL backend."""
+    """Empty: SQLite in state-dir; or a "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" URL."""
     metrics_public: bool = False
     """Serve ``GET /v1/metrics`` without a token (for a Prometheus that scrapes without one)."""
 
@@ -70,6 +78,49 @@ def split_host_port(text: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f'"{text}": port {port} is out of range')
     return host, port
+
+
+DEFAULT_PG_PORT = 5432
+
+
+def _database_parts(url: str) -> tuple[str, str, str]:
+    """(host, port, database) of a postgresql:// URL; ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be empty (SQLite) or a postgresql:// URL")
+    query = parse_qs(parts.query)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port in the URL is not a number from 1 to 65535") from None
+    host = parts.hostname or (query.get("host") or [""])[0]
+    if not host:
+        raise ValueError("the URL names no host (postgresql://HOST/DATABASE, or ?host=/run/dir)")
+    database = unquote(parts.path.lstrip("/")) or (query.get("dbname") or [""])[0]
+    if not database or "/" in database:
+        raise ValueError("the URL names no database (postgresql://HOST/DATABASE)")
+    return host, str(port or (query.get("port") or [str(DEFAULT_PG_PORT)])[0]), database
+
+
+def check_database_url(url: str) -> str | None:
+    """What is wrong with a `database` value (never quoting it: it may hold a password)."""
+    if not url:
+        return None
+    try:
+        _database_parts(url)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def describe_database(url: str) -> str:
+    """``PostgreSQL database "edgeward" on db1:5432`` for messages: never the password."""
+    try:
+        host, port, database = _database_parts(url)
+    except ValueError:
+        return "the PostgreSQL database (malformed URL)"
+    where = f"{host}:{port}" if not host.startswith("/") else f"{host} (port {port})"
+    return f'PostgreSQL database "{database}" on {where}'
 
 
 _KEYS = {"state-dir", "listen", "public-url", "database", "metrics-public"}
@@ -132,11 +183,9 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
                 f"{_where(path, text, 'public-url')}: public-url must be an "
                 f"https:// URL, not {config.public_url!r}"
             )
-    if config.database and not config.database.startswith("postgresql://"):
-        raise ConfigError(
-            f"{_where(path, text, 'database')}: database must be empty (SQLite) "
-            "or a postgresql:// URL"
-        )
+    problem = check_database_url(config.database)
+    if problem is not None:
+        raise ConfigError(f"{_where(path, text, 'database')}: database: {problem}")
     return config
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from aiohttp import web
 
 from control.api.app import ControlAPI
+from control.api.listener import GatedTLSSite
 from control.config import ControlConfig
 from control.pki import load_or_create_authority, server_hosts
 from control.service import ControlService
-from control.store.base import Store
+from control.store.base import Store, StoreOpenError, StoreUnavailable
+from control.store.schema import SchemaTooNew
 from control.store.sqlite import SQLiteStore
 from control.vaults.envelope import (
     MASTER_KEY_FILE,
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 ADMIN_TOKEN_FILE = "admin-token"
 DATABASE_FILE = "control.db"
 LISTEN_BACKLOG = 4096
+# An idle connection is closed after this long. A site's long-poll is never idle; its status
+# push connection mostly is, and with 10,000 sites those would hold 10,000 more files.
+KEEPALIVE_SECONDS = 15.0
 TLS_READ_BUFFER = 32 * 1024
 
 
@@ -76,13 +81,23 @@ def shrink_tls_read_buffers() -> None:
         sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
-def open_store(config: ControlConfig) -> Store:
+def make_store(config: ControlConfig) -> Store:
+    """The store `config` names: PostgreSQL for a ``postgresql://`` database, else SQLite."""
     if config.database:
-        raise StartupError(
-            "database: the PostgreSQL backend is not available in this "
-            "version; leave database empty to use SQLite"
-        )
+        from control.store.pg import PgStore
+
+        return PgStore(config.database)
     return SQLiteStore(config.state_dir / DATABASE_FILE)
+
+
+async def open_store(config: ControlConfig) -> Store:
+    """The store, opened and migrated; StartupError naming the database when it cannot be."""
+    store = make_store(config)
+    try:
+        await store.open()
+    except (StoreOpenError, SchemaTooNew, StoreUnavailable) as e:
+        raise StartupError(str(e)) from e
+    return store
 
 
 async def serve(
@@ -97,15 +112,18 @@ async def serve(
         raise StartupError(f"cannot use the state directory {state_dir}: {e.strerror}") from e
     limit = raise_open_files_limit()
     shrink_tls_read_buffers()
-    authority = load_or_create_authority(state_dir)
-    authority.ensure_server_cert(server_hosts(config.listen_host, config.public_host))
-    token, created = ensure_admin_token(state_dir)
+    store = await open_store(config)  # first: a database that cannot be used changes nothing
     try:
+        authority = load_or_create_authority(state_dir)
+        authority.ensure_server_cert(server_hosts(config.listen_host, config.public_host))
+        token, created = ensure_admin_token(state_dir)
         master_key, _ = load_or_create_master_key(state_dir)
     except MasterKeyError as e:
+        await store.close()
         raise StartupError(str(e)) from e
-    store = open_store(config)
-    await store.open()
+    except BaseException:
+        await store.close()
+        raise
     service = ControlService(
         store,
         authority,
@@ -115,26 +133,30 @@ async def serve(
     )
     runner: web.AppRunner | None = None
     try:
-        await service.tenants.add_admin_token(token)
         try:
+            await service.tenants.add_admin_token(token)
             await service.start()
-        except MasterKeyError as e:
+        except (MasterKeyError, StoreUnavailable) as e:
             raise StartupError(str(e)) from e
         api = ControlAPI(
             service, max_concurrent=max_concurrent, metrics_public=config.metrics_public
         )
         runner = web.AppRunner(
-            api.app(), access_log=None, handle_signals=False, keepalive_timeout=75.0
+            api.app(), access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS
         )
         await runner.setup()
         host = config.listen_host or None
-        site = web.TCPSite(
+        tls = authority.server_ssl_context()
+        tls.num_tickets = 0  # no site resumes a session: a ticket is 0.4 ms of CPU per handshake
+        site = GatedTLSSite(
             runner,
             host,
             config.listen_port,
-            ssl_context=authority.server_ssl_context(),
+            ssl_context=tls,
+            open_files=limit,
             backlog=LISTEN_BACKLOG,
             reuse_address=True,
+            count=service.metrics.inc,
         )
         try:
             await site.start()

@@ -30,11 +30,22 @@ from enforcer.reconcile.instances import Context
 from enforcer.reconcile.reconciler import Reconciler
 from enforcer.reconcile.restarts import BackoffPolicy
 from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
+from enforcer.schedule.hosts import host_state
 from enforcer.secrets.files import SecretFiles
 from enforcer.secrets.vaults import SiteVaults
 from enforcer.site.applications import Applications
+from enforcer.site.cluster.bootstrap import SiteStore
 from enforcer.site.cluster.coordinator import Coordinator
-from enforcer.site.cluster.site import cluster_site_document, host_record, mirror_apps
+from enforcer.site.cluster.identity import SiteIdentityKeys, load_or_create_host_key
+from enforcer.site.cluster.prepull import images_for
+from enforcer.site.cluster.site import (
+    cluster_site_document,
+    host_record,
+    mirror_apps,
+    publish_control_apps,
+    refresh_host_record,
+    store_check,
+)
 from enforcer.site.desired import desired_state, newly_waiting
 from enforcer.site.events import EventLog
 from enforcer.site.hostinfo import HostInfo, default_host_id, gather_host_info
@@ -104,10 +115,15 @@ class Daemon:
         self.quotas = SiteQuotas(self.store)  # tenants' quotas from control
         self._lock = asyncio.Lock()  # apply/remove/schedule one at a time
         self.started = time.time()
-        self.cluster: Coordinator | None = None  # a multi-host site ([cluster] etcd-endpoints)
+        self.cluster: Coordinator | None = None  # a multi-host site ([cluster])
+        self.site_store = SiteStore(config.cluster, self.state_dir, self.host_id, self.site_name)
+        self.site_join_bundle = self.site_store.create_bundle  # `site join-bundle`
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
+        self.site_store.preflight()  # etcd missing: nothing starts
+        if self.site_store.wanted:  # joined, its member started, before anything else starts
+            await self.site_store.start()
         await self.store.open()
         await self.events_log.open()
         await self.membership.join()
@@ -125,10 +141,14 @@ class Daemon:
         self.gpus = await self.store.gpu_assignments()
         self._set_site_name(enrolled_site(self.state_dir) or self.site_name)
         await self.reconciler.start()
-        if self.config.cluster.enabled:
+        if self.site_store.gateway is not None:
             await self._join_cluster()
         async with self._lock:
             await self._reschedule()
+        if self.cluster is not None:  # the site's identity is in its store; its leader syncs
+            key = load_or_create_host_key(self.state_dir / "cluster" / "host-key.pem")
+            keys = SiteIdentityKeys(self.cluster.kv, self.host_id, key)
+            self.control.follow_site(self.cluster, keys)
         await self.control.start(self.config.control.enrollment)
         await self._emit("enforcer.started", f"enforcer {__version__} started on {self.host_id}")
 
@@ -150,12 +170,13 @@ class Daemon:
     async def _join_cluster(self) -> None:
         """A multi-host site: follow its store; until the assignments are read, this host's
         engine is left as it is."""
-        from enforcer.site.etcd.gateway import EtcdGateway
         from enforcer.site.kv.etcd import EtcdKV
 
-        cfg = self.config.cluster
-        kv = EtcdKV(EtcdGateway(cfg.etcd_endpoints, timeout=max(0.5, cfg.lease_ttl / 3)))
-        record = host_record(self.host_info, cfg.advertise, cfg.role)
+        cfg, joined = self.config.cluster, self.site_store.membership
+        assert self.site_store.gateway is not None
+        kv = EtcdKV(self.site_store.gateway)
+        address, role = (joined.advertise, joined.role) if joined else (cfg.advertise, cfg.role)
+        record = host_record(self.host_info, address, role)
         self.cluster = Coordinator(
             kv,
             record,
@@ -166,9 +187,19 @@ class Daemon:
         try:
             await self.cluster.seed_apps(self.apps.all())
         except KVError as exc:
-            endpoints = ", ".join(cfg.etcd_endpoints)
+            endpoints = ", ".join(self.site_store.gateway.endpoints)
             raise KVError(f"cannot reach the site store ({endpoints}): {exc}") from exc
         await self.cluster.start()
+
+    async def site_join(self, bundle: str, advertise: str) -> dict[str, Any]:
+        """`edge-enforcer site join`: this running one-host site joins a multi-host one; its
+        applications go into the site's store, and its containers keep running."""
+        joined, warnings = await self.site_store.join_running(
+            bundle, advertise or self.config.cluster.advertise
+        )
+        await self._join_cluster()
+        return {"site": joined.site, "host": self.host_id, "role": joined.role,
+                "warnings": warnings}  # fmt: skip
 
     async def _cluster_changed(self) -> None:
         assert self.cluster is not None
@@ -180,8 +211,10 @@ class Daemon:
         if self.cluster is not None:
             await self.cluster.stop()
         await self.control.stop()
+        await self.site_store.stop()
         await self.membership.leave()
         await self.vaults.close()
+        await self.reconciler.images.close()
         await self.reconciler.stop()
         await self.devices.stop()
         await self.store.close()
@@ -200,6 +233,10 @@ class Daemon:
         """This host's desired instances, to the reconciler (under `_lock`)."""
         only = None
         if self.cluster is not None:  # the instances the site's leader gave this host
+            # and the images of every instance it could be given, pulled ahead of time
+            self.reconciler.images.prefetch(images_for(host_state(self.host_info), self.apps.apps))
+            refresh_host_record(self.cluster, self.host_info)  # its devices may have changed
+            self.cluster.status.leaving = self._leaving
             only = self.cluster.mine(self.apps.apps)
             if only is None:
                 return
@@ -271,6 +308,8 @@ class Daemon:
         """Control's desired state for this site: its applications replace the previous ones."""
         async with self._lock:
             await self.apps.replace_from_control(apps, self._emit)
+            if self.cluster is not None:  # the leader hands them to the site
+                await publish_control_apps(self.cluster, self.apps.records)
             await self.store.set("control-revision", str(revision))
             await self._reschedule()
 
@@ -281,7 +320,14 @@ class Daemon:
                 await self.quotas.replace(quotas)
                 await self._reschedule()
 
+    def _leaving(self) -> frozenset[str]:
+        """The instances this host still stops that it no longer runs (a move waits on them)."""
+        rc = self.reconciler
+        return frozenset(i for i, w in rc.workers.items() if i not in rc.desired and not w.done)
+
     def _status_for_control(self) -> dict[str, Any]:
+        if self.cluster is not None:  # the leader reports every host's instances
+            return {"instances": self.cluster.status.site(), "host": self.host_id}
         return {"instances": [i.to_json() for i in self.instances()], "host": self.host_id}
 
     def applications(self) -> list[AppRecord]:
@@ -325,13 +371,16 @@ class Daemon:
 
     async def health(self) -> dict[str, Any]:
         rt = self.reconciler
-        return await health_document(
+        doc = await health_document(
             self.store,
             runtime_error=None if rt.runtime_ok else rt.runtime_error,
             link=self.control.link(),
             outbound=self.firewall.status,
             started=self.started,
         )
+        if self.cluster is not None:  # the site store: ok, quorum lost since ..., cut off
+            doc["checks"]["site-store"] = store_check(self.cluster)
+        return doc
 
     def metrics(self) -> str:
         return render_metrics(

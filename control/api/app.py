@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from control import console
 from control.api.context import ApiContext, error_response
 from control.api.openapi import openapi_document
 from control.api.table import ROUTES
@@ -46,6 +47,7 @@ class ControlAPI(ApiContext):
             if route.shed:
                 handler = partial(self._shedding, handler)
             app.router.add_route(route.method, route.path, handler)
+        console.add_routes(app)  # the web console at /ui/: static files, not API
         return app
 
     @web.middleware
@@ -57,6 +59,9 @@ class ControlAPI(ApiContext):
             if isinstance(e, Invalid) and e.errors:
                 extra["errors"] = [{"path": p, "message": m} for p, m in e.errors]
             response = error_response(e.status, e.code, e.message, **extra)
+            retry_after = getattr(e, "retry_after", 0)  # the store cannot be reached now
+            if retry_after:
+                response.headers["Retry-After"] = str(retry_after)
         except web.HTTPException as e:
             if e.status < 400:
                 raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from control.api.context import ApiContext, json_response
+from control.fleet.metrics import fleet_families
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -22,6 +23,10 @@ COUNTERS = {
     "status_batches_duplicate_total": "Status batches from sites that were replays.",
     "events_received_total": "Events received from sites in status batches.",
     "http_shed_total": "Requests refused with 503 and Retry-After because control was busy.",
+    "connections_refused_total": "Connections closed at once: control's connections were full.",
+    "connections_stale_total": "Connections closed unread after 30 s waiting for a handshake.",
+    "tls_handshakes_started_total": "TLS handshakes started (a few hundred at a time at most).",
+    "tls_handshakes_failed_total": "TLS handshakes that failed, timed out or lost their peer.",
     "http_responses_2xx_total": "HTTP answers with a 2xx status.",
     "http_responses_3xx_total": "HTTP answers with a 3xx status.",
     "http_responses_4xx_total": "HTTP answers with a 4xx status.",
@@ -74,4 +79,5 @@ def exposition(api: ApiContext) -> str:
             f"# TYPE {metric} counter",
             f"{metric} {counters.get(name, 0)}",
         ]
+    lines += fleet_families(fleet)  # each site's link, and the fleet's counts
     return "\n".join(lines) + "\n"

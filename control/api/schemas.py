@@ -187,8 +187,7 @@ DEPLOYMENT_STATUS = {
                     connected=BOOLEAN,
                     last_contact=nullable(NUMBER),
                     failed=STRING,
-                    health={"type": "string",
-                            "enum": ["healthy", "waiting", "failed", "offline"]},
+                    health={"type": "string", "enum": ["healthy", "waiting", "failed", "offline"]},
                     since=nullable(NUMBER),
                 )
             ),

@@ -19,6 +19,7 @@ import yaml
 
 from control.cli.client import quote
 from control.cli.compose import app_convert, converted, name_option
+from control.cli.db import db
 from control.cli.deployments import deploy, deployment
 from control.cli.support import (
     Context,
@@ -276,6 +277,7 @@ def app_show(ctx: click.Context, /, name: str, version: str | None, output: str)
 
 cli.add_command(deploy)
 cli.add_command(deployment)
+cli.add_command(db)
 cli.add_command(vault)
 cli.add_command(secret)
 

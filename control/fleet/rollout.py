@@ -288,13 +288,16 @@ def observe_status(
     instances: Sequence[Mapping[str, Any]],
     versions: Mapping[str, str],
     now: float,
+    before: Sequence[Any] = (),
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Ready-since times and failures per application from an in-sync site's instance list.
 
     `previous` are the ready-since times known so far, `versions` the version each application
     should run at the site. An application is ready when it has instances and all are ready
     (and report the expected version where they report one); it keeps its earlier ready-since
-    time while it stays ready. Failed: an instance that could not be created or pulled
+    time while it stays ready — and starts it again when an instance restarted since the site's
+    report `before` (a crash-looping instance seen running twice was not ready in between).
+    Failed: an instance that could not be created or pulled
     (FAILED_STATES), or that crash-loops (backoff after CRASH_LOOP_RESTARTS restarts), with
     the reason the site gave.
     """
@@ -308,13 +311,22 @@ def observe_status(
             continue
         expected = versions[app]
         if all(bool(i.get("ready")) and i.get("version", expected) == expected for i in group):
-            ready[app] = previous.get(app, now)
+            restarted = any(_restarted(i, before) for i in group)
+            ready[app] = now if restarted else previous.get(app, now)
         for i in group:  # an instance of another version is on its way out: not this one's fault
             why = _failed(i) if i.get("version", expected) == expected else ""
             if why:
                 failed[app] = why
                 break
     return ready, failed
+
+
+def _restarted(instance: Mapping[str, Any], before: Sequence[Any]) -> bool:
+    """Whether `instance` counts more restarts than in the report `before`."""
+    ident = instance.get("id")
+    earlier = next((b for b in before if isinstance(b, Mapping) and b.get("id") == ident), None)
+    now_count, then_count = instance.get("restarts"), (earlier or {}).get("restarts")
+    return isinstance(now_count, int) and isinstance(then_count, int) and now_count > then_count
 
 
 def _failed(instance: Mapping[str, Any]) -> str:

@@ -1,13 +1,16 @@
 """Control's operations, composed from parts that share one `Core` (store, fleet, lock).
 
-`ControlService` is the wiring: it makes the parts, loads them in order and runs the two
-background tasks (rollouts, contact times). The decisions live in `control.fleet`.
+`ControlService` is the wiring: it makes the parts, loads them in order and runs the background
+tasks (rollouts, contact times; on a shared PostgreSQL store also following the other control
+processes and taking part in leadership, see `control.service.feed`). The decisions live in
+`control.fleet`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -18,14 +21,24 @@ from control.service.apps import Applications
 from control.service.core import Core, Metrics
 from control.service.deployments import Deployments
 from control.service.enrollment import Enrollment
+from control.service.feed import Follower
 from control.service.sites import Sites
 from control.service.sync import Sync
 from control.service.tenants import Tenants
 from control.service.vaults import Vaults
-from control.store.base import Store
+from control.store.base import (
+    CHANGE_APP,
+    CHANGE_DEPLOYMENT,
+    CHANGE_TENANT,
+    CHANGE_VAULT,
+    Store,
+    StoreUnavailable,
+)
 from control.vaults.envelope import MASTER_KEY_FILE, Envelope
 
 __all__ = ["ControlService", "Metrics"]
+
+log = logging.getLogger(__name__)
 
 
 class ControlService:
@@ -50,9 +63,20 @@ class ControlService:
         self.apps = Applications(self.core, self.vaults)
         self.deployments = Deployments(self.core)
         self.sync = Sync(self.core, self.vaults)
+        self.follower: Follower | None = None
+        if store.feed is not None:  # other control processes share the database
+            reloads = {
+                CHANGE_TENANT: self.tenants.load,
+                CHANGE_APP: self.apps.load,
+                CHANGE_DEPLOYMENT: self.deployments.load,
+                CHANGE_VAULT: self.vaults.reload,
+            }
+            self.follower = Follower(self.core, store.feed, reloads)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        if self.follower is not None:
+            await self.follower.start()  # before loading: no change falls in between
         await self.tenants.load()
         await self.sites.load()
         await self.apps.load()
@@ -64,8 +88,27 @@ class ControlService:
             asyncio.create_task(self.sync.flush_contacts_forever(), name="control-contacts"),
             asyncio.create_task(self.deployments.run_rollouts(), name="control-rollouts"),
         ]
+        if self.follower is not None:
+            self._tasks.append(asyncio.create_task(self.follower.run(), name="control-follow"))
+            self._tasks.append(
+                asyncio.create_task(self.follower.trim_forever(), name="control-feed-trim")
+            )
+        leadership = self.core.store.leadership
+        if leadership is not None:
+            self._tasks.append(
+                asyncio.create_task(leadership.run(self._leading), name="control-leadership")
+            )
+
+    def _leading(self, held: bool) -> None:
+        log.info(
+            "%s the loops that run once (rollouts, trimming the change feed)",
+            "this process now runs" if held else "another control process runs",
+        )
+        if held:
+            self.core.rollout_wakeup.set()
 
     async def stop(self) -> None:
+        self.core.stopping = True  # a site polling again now is answered at once
         for task in self._tasks:
             # Python 3.11's wait_for may swallow a cancellation that races its inner wait:
             # cancel again until the task is done
@@ -74,5 +117,8 @@ class ControlService:
                 await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.sync.flush_contacts()
+        try:
+            await self.sync.flush_contacts()
+        except StoreUnavailable as e:  # contact times are a hint: stopping goes on
+            log.warning("saving last contact times at stop: %s", e)
         self.fleet.desired.wake_all()

@@ -32,7 +32,9 @@ class Deployments:
         self.core = core
 
     async def load(self) -> None:
-        for record in await self.core.store.deployments.load():
+        records = await self.core.store.deployments.load()
+        self.core.fleet.deployments = {}  # all there are: a reload drops deleted ones
+        for record in records:
             spec = dep.parse_deployment(record.document, stored=True)
             rollout = Rollout.from_json(record.rollout) if record.rollout else None
             self.core.fleet.deployments[record.name] = DeploymentState(record, spec, rollout)
@@ -175,6 +177,8 @@ class Deployments:
 
     async def advance_rollouts(self) -> None:
         core = self.core
+        if not core.leads():  # another control process moves them on
+            return
         async with core.lock:
             changed = core.fleet.advance_rollouts(core.clock())
             if changed:

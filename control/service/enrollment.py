@@ -63,6 +63,10 @@ class Enrollment:
         secret_hash = token_hash(secret)
         # the same lookup, and the same answer, for an unknown site and a wrong secret
         await core.store.sites.check_enrollment(secret_hash, site, core.clock())
+        if site not in core.fleet.sites:  # issued through another control process just now
+            async with core.lock:
+                await core.reload_sites([site])
+                await core.recompute([site] if site in core.fleet.sites else [])
         if site not in core.fleet.sites:
             raise Forbidden(UNKNOWN_SECRET)
         try:

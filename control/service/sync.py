@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -11,10 +12,13 @@ from control.fleet.rollout import observe_status
 from control.model import Invalid, Site, StatusResult, copy_site
 from control.service.core import Core
 from control.service.vaults import Vaults
+from control.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 CONTACT_FLUSH_SECONDS = 10.0
+CONTACT_STALE_SECONDS = 60.0  # older contacts are news to other control processes
+CONTACT_NEWS_SECONDS = 0.2
 MAX_EVENTS_PER_BATCH = 1000
 JOIN_IN_THREAD = 1 << 20  # bytes of desired state assembled off the event loop
 
@@ -24,6 +28,7 @@ class Sync:
         self.core = core
         self.vaults = vaults
         self._contacts: dict[str, float] = {}
+        self._contact_news = asyncio.Event()  # a site came online (shared stores only)
 
     async def desired_body(self, site: Site) -> bytes:
         """The site's desired state, with its vaults sealed to its key and the quotas of the
@@ -64,7 +69,7 @@ class Sync:
         self.touch(site.name)
         if site.revision != revision:
             return await self.desired_body(site)
-        if wait <= 0:
+        if wait <= 0 or self.core.stopping:
             return None
         try:
             woken = await self.core.fleet.desired.wait(site.name, wait)
@@ -80,18 +85,31 @@ class Sync:
         self._contacts[site] = now
         record = self.core.fleet.sites.get(site)
         if record is not None:
+            if self.core.store.feed is not None and (
+                record.last_contact is None or now - record.last_contact > CONTACT_STALE_SECONDS
+            ):
+                self._contact_news.set()  # other control processes learn soon it is online
             record.last_contact = now
 
     async def flush_contacts(self) -> None:
         if self._contacts:
             contacts, self._contacts = self._contacts, {}
-            await self.core.store.sites.save_contacts(contacts.items())
+            try:
+                await self.core.store.sites.save_contacts(contacts.items())
+            except Exception:
+                self._contacts = {**contacts, **self._contacts}  # for the next try
+                raise
 
     async def flush_contacts_forever(self) -> None:
         while True:
-            await asyncio.sleep(CONTACT_FLUSH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._contact_news.wait(), CONTACT_FLUSH_SECONDS)
+                await asyncio.sleep(CONTACT_NEWS_SECONDS)  # gather the others arriving now
+            self._contact_news.clear()
             try:
                 await self.flush_contacts()
+            except StoreUnavailable as e:  # kept for the next try
+                log.warning("saving last contact times: %s", e)
             except Exception:
                 log.exception("saving last contact times failed")
 
@@ -117,7 +135,10 @@ class Sync:
                 versions = {
                     p.application: p.version for p in core.fleet.desired.placed(site.digest)
                 }
-                updated.ready, updated.failed = observe_status(site.ready, instances, versions, now)
+                before = (site.status or {}).get("instances", [])
+                updated.ready, updated.failed = observe_status(
+                    site.ready, instances, versions, now, before if isinstance(before, list) else []
+                )
             else:
                 updated.ready, updated.failed = {}, {}
         result = await core.store.sites.apply_status(updated, seq, events, now)

@@ -16,7 +16,7 @@ class Tenants:
 
     async def load(self) -> None:
         tenants = await self.core.store.tenants.load()
-        self.core.fleet.tenants.update((t.name, t) for t in tenants)
+        self.core.fleet.tenants = {t.name: t for t in tenants}
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:

@@ -78,6 +78,10 @@ class Vaults:
         self.envelope.verify(check, self.master_key_path)
         self.core.fleet.vaults = {v.name: v for v in await store.load()}
 
+    async def reload(self) -> None:
+        """The vaults again (another control process changed one)."""
+        self.core.fleet.vaults = {v.name: v for v in await self.core.store.vaults.load()}
+
     # --- operators ------------------------------------------------------------------------
 
     def get(self, who: Principal, name: str) -> Vault:

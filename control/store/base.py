@@ -1,16 +1,19 @@
 """What control keeps, as interfaces: one part per kind of record, composed into a `Store`.
 
-Every method is atomic (one transaction). SQLite implements these (`control.store.sqlite`);
-a PostgreSQL backend implements the same parts.
+Every method is atomic (one transaction). SQLite implements these (`control.store.sqlite`),
+PostgreSQL the same parts (`control.store.pg`), where several control processes share one
+database: there the store also has a `ChangeFeed` (what the others changed) and a `Leadership`
+(the one process that runs the loops that must run once).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from control.model import AppVersion, Deployment, Site, StatusResult, Tenant
+from control.model import AppVersion, ControlError, Deployment, Site, StatusResult, Tenant
 from control.vaults.envelope import Vault
 
 # the one answer to an enrollment with an unknown site or secret: names cannot be probed
@@ -18,6 +21,31 @@ UNKNOWN_SECRET = (
     "the enrollment bundle is not valid: control does not know its secret "
     "(issue a new one with `edge-control site token`)"
 )
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+class StoreUnavailable(ControlError):
+    """The database cannot be reached now (503 with Retry-After): nothing was changed."""
+
+    status = 503
+    code = "unavailable"
+    retry_after = RETRY_AFTER_SECONDS
+
+
+class StoreOpenError(Exception):
+    """The store cannot be opened; the message names the database (never a password)."""
+
+
+# one changed record: (feed position, kind, name); kinds are the CHANGE_* names
+Change = tuple[int, str, str]
+CHANGE_TENANT = "tenant"
+CHANGE_SITE = "site"
+CHANGE_STATUS = "status"
+CHANGE_APP = "app"
+CHANGE_DEPLOYMENT = "deployment"
+CHANGE_VAULT = "vault"
 
 
 class TenantRecords(abc.ABC):
@@ -50,6 +78,10 @@ class SiteRecords(abc.ABC):
     ) -> None: ...
     @abc.abstractmethod
     async def load(self) -> list[Site]: ...
+    @abc.abstractmethod
+    async def get(self, names: Sequence[str]) -> list[Site]:
+        """The sites in `names` that exist."""
+
     @abc.abstractmethod
     async def save(self, site: Site) -> None: ...
     @abc.abstractmethod
@@ -99,6 +131,36 @@ class VaultRecords(abc.ABC):
     async def site_key(self, site: str, wrapped: bytes, now: float) -> bytes: ...
 
 
+class ChangeFeed(abc.ABC):
+    """What the control processes sharing the database changed, in the order it committed."""
+
+    @abc.abstractmethod
+    async def latest(self) -> int:
+        """The position of the last change (0 when none)."""
+
+    @abc.abstractmethod
+    async def since(self, after: int, limit: int) -> list[Change]: ...
+    @abc.abstractmethod
+    async def listen(self, wake: Callable[[bool], None]) -> None:
+        """Call ``wake(False)`` whenever a change is committed, and ``wake(True)`` after each
+        (re)connection: notifications may have been lost meanwhile; runs until cancelled."""
+
+    @abc.abstractmethod
+    async def trim(self, before: float) -> int:
+        """Forget changes made before `before`; how many."""
+
+
+class Leadership(abc.ABC):
+    """One lock across the control processes: whoever holds it runs the loops that must run
+    once (rollouts, trimming the change feed)."""
+
+    held: bool = False
+
+    @abc.abstractmethod
+    async def run(self, changed: Callable[[bool], None]) -> None:
+        """Try to take the lock until cancelled, calling `changed` when `held` changes."""
+
+
 class Store(abc.ABC):
     """The store: opened once, then used through its parts."""
 
@@ -107,8 +169,21 @@ class Store(abc.ABC):
     apps: AppRecords
     deployments: DeploymentRecords
     vaults: VaultRecords
+    # None: the only process on its database (SQLite)
+    feed: ChangeFeed | None = None
+    leadership: Leadership | None = None
 
     @abc.abstractmethod
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect, and apply the migrations the database lacks (SchemaTooNew when it has
+        migrations this control does not know)."""
+
     @abc.abstractmethod
     async def close(self) -> None: ...
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    def batch(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A block whose store calls (in this task) commit together: other control processes
+        see the whole of a change or none of it. Each call is its own transaction here."""
+        return contextlib.nullcontext()

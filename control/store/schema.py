@@ -1,9 +1,14 @@
-"""Control's SQLite schema, as numbered migrations (applied in order by `SQLiteStore.open`).
+"""Control's schema, as numbered migrations applied in order when a store opens (or by
+`edge-control db upgrade`), the same list for SQLite and PostgreSQL.
 
-Never edit a migration that has shipped; append a new one.
+The migrations are written in SQLite's dialect; `postgres_dialect` turns one into
+PostgreSQL's (the few type names differ). Never edit a migration that has shipped; append a new
+one.
 """
 
 from __future__ import annotations
+
+import re
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema
@@ -45,4 +50,42 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sites ADD COLUMN public_key TEXT NOT NULL DEFAULT '';
     ALTER TABLE tenants ADD COLUMN quota TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3: the change feed: one row per changed record, read by the other control processes on
+    # one PostgreSQL database (rows are kept a while, then trimmed)
+    """
+    CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+                          name TEXT NOT NULL, at REAL NOT NULL);
+    """,
 ]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_POSTGRES_TYPES = [
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+]
+
+
+def postgres_dialect(script: str) -> str:
+    """A migration in PostgreSQL's dialect."""
+    for pattern, replacement in _POSTGRES_TYPES:
+        script = pattern.sub(replacement, script)
+    return script
+
+
+def statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer control than this one."""
+
+
+def check_version(current: int, where: str) -> None:
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{where}: the database schema is version {current}, newer than this control's "
+            f"(version {SCHEMA_VERSION}); run the newer edgeward, or restore a backup"
+        )

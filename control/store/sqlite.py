@@ -32,3 +32,7 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def schema_version(self) -> int:
+        rows = await self.db.rows("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        return int(rows[0][0])

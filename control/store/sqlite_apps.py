@@ -8,7 +8,8 @@ from typing import Any
 
 from control.model import AppVersion, Conflict, Deployment
 from control.store.base import AppRecords, DeploymentRecords
-from control.store.sqlite_db import Database, dumps
+from control.store.rows import dumps
+from control.store.sqlite_db import Database
 
 
 class SQLiteApps(AppRecords):

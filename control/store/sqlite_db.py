@@ -6,7 +6,6 @@ The schema is versioned in ``schema_migrations``; `Database.open` applies what i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,13 +16,9 @@ from typing import Any
 import aiosqlite
 
 from control.model import SYSTEM_TENANT
-from control.store.schema import MIGRATIONS
+from control.store.schema import MIGRATIONS, check_version, statements
 
 log = logging.getLogger(__name__)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 class Database:
@@ -36,6 +31,14 @@ class Database:
 
     async def open(self) -> None:
         self._db = await aiosqlite.connect(str(self.path), isolation_level=None)
+        try:
+            await self._setup()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _setup(self) -> None:
+        assert self._db is not None
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
@@ -72,12 +75,12 @@ class Database:
             async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
                 row = await c.fetchone()
             current = int(row[0]) if row else 0
+            check_version(current, str(self.path))
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version <= current:
                     continue
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await db.execute(statement)
+                for statement in statements(script):
+                    await db.execute(statement)
                 await db.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time())
                 )

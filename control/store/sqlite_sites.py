@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
-from control.model import Forbidden, NotFound, OutOfOrder, Site, StatusResult
-from control.store.base import UNKNOWN_SECRET, SiteRecords
-from control.store.sqlite_db import Database, dumps
-
-EVENTS_KEPT_PER_SITE = 1000
-STATUS_GROUP = 1000  # status batches committed in one transaction at most
+from control.model import NotFound, OutOfOrder, Site, StatusResult
+from control.store.base import SiteRecords
+from control.store.rows import (
+    EVENTS_KEPT_PER_SITE,
+    SITE_COLUMNS,
+    STATUS_GROUP,
+    check_enrollment_row,
+    dumps,
+    sites_from_rows,
+)
+from control.store.sqlite_db import Database
 
 _PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
 
@@ -46,7 +50,7 @@ class SQLiteSites(SiteRecords):
         rows = await self.db.rows(
             "SELECT site, expires, used FROM enrollments WHERE secret_hash = ?", (secret_hash,)
         )
-        _check_enrollment(rows[0] if rows else None, site, now)
+        check_enrollment_row(rows[0] if rows else None, site, now)
 
     async def consume_enrollment(
         self, secret_hash: str, site: str, serial: str, now: float, public_key: str = ""
@@ -56,7 +60,7 @@ class SQLiteSites(SiteRecords):
                 "SELECT site, expires, used FROM enrollments WHERE secret_hash = ?", (secret_hash,)
             ) as c:
                 row = await c.fetchone()
-            _check_enrollment(row, site, now)
+            check_enrollment_row(row, site, now)
             await db.execute(
                 "UPDATE enrollments SET used = ? WHERE secret_hash = ?", (now, secret_hash)
             )
@@ -68,34 +72,21 @@ class SQLiteSites(SiteRecords):
 
     # --- sites ----------------------------------------------------------------------------
 
-    _SITE_COLUMNS = (
-        "name, labels, created, tenants, cert_serial, enrolled, revoked, revision, "
-        "digest, last_seq, last_contact, status, status_time, ready, failed, public_key"
-    )
+    _SITE_COLUMNS = SITE_COLUMNS
 
     async def load(self) -> list[Site]:
         rows = await self.db.rows(f"SELECT {self._SITE_COLUMNS} FROM sites ORDER BY name")
-        return [
-            Site(
-                name=r[0],
-                labels=json.loads(r[1]),
-                created=r[2],
-                tenants=json.loads(r[3]),
-                cert_serial=r[4],
-                enrolled=r[5],
-                revoked=bool(r[6]),
-                revision=r[7],
-                digest=r[8],
-                last_seq=r[9],
-                last_contact=r[10],
-                status=json.loads(r[11]) if r[11] else None,
-                status_time=r[12],
-                ready=json.loads(r[13]),
-                failed=json.loads(r[14]),
-                public_key=r[15],
+        return sites_from_rows(rows)
+
+    async def get(self, names: Sequence[str]) -> list[Site]:
+        rows: list[Any] = []
+        for i in range(0, len(names), 500):
+            chunk = list(names[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows += await self.db.rows(
+                f"SELECT {self._SITE_COLUMNS} FROM sites WHERE name IN ({marks})", chunk
             )
-            for r in rows
-        ]
+        return sites_from_rows(rows)
 
     async def _write(self, db: aiosqlite.Connection, s: Site) -> None:
         await db.execute(
@@ -242,21 +233,3 @@ class SQLiteSites(SiteRecords):
             (site, limit),
         )
         return [{"seq": r[0], "received": r[1], "event": json.loads(r[2])} for r in rows[::-1]]
-
-
-def _check_enrollment(row: Any, site: str, now: float) -> None:
-    """Forbidden unless `row` (site, expires, used) is an unused, unexpired secret of `site`;
-    an unknown secret and another site's secret get the same answer."""
-    if row is None or row[0] != site:
-        raise Forbidden(UNKNOWN_SECRET)
-    if row[2] is not None:
-        raise Forbidden(
-            f"the enrollment bundle was already used at {_iso(row[2])}; "
-            "a bundle works once (issue a new one)"
-        )
-    if row[1] < now:
-        raise Forbidden(f"the enrollment bundle expired at {_iso(row[1])} (issue a new one)")
-
-
-def _iso(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

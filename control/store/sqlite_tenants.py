@@ -6,7 +6,8 @@ import json
 
 from control.model import Conflict, NotFound, Tenant
 from control.store.base import TenantRecords
-from control.store.sqlite_db import Database, dumps
+from control.store.rows import dumps
+from control.store.sqlite_db import Database
 
 
 class SQLiteTenants(TenantRecords):

@@ -12,6 +12,7 @@ from enforcer.api.documents import DocumentError, format_for_media_type, parse_d
 from enforcer.api.errors import ApiError
 from enforcer.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from enforcer.api.openapi import openapi_document
+from enforcer.api.site import SiteHandlers
 from enforcer.api.streams import stream_response
 from enforcer.api.tenants import current_view
 from enforcer.facade import Enforcer, NotFound
@@ -46,7 +47,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return int(value)
 
 
-class Handlers:
+class Handlers(SiteHandlers):  # the site's join routes: enforcer.api.site
     def __init__(self, enforcer: Enforcer, max_body: int) -> None:
         self.enforcer = enforcer  # all of it: see view
         self.max_body = max_body

@@ -67,6 +67,42 @@ _INSTANCE = Param(
 )
 _SPEC = {"schema": ref("ApplicationSpec")}
 
+_STRING = {"type": "string"}
+_WARNINGS = {"type": "array", "items": _STRING}
+_JOIN_BUNDLE_REQUEST = {
+    "type": "object",
+    "properties": {
+        "role": {"type": "string", "enum": ["controller", "worker"], "default": "controller"},
+        "expires": {"type": "string", "default": "1h", "description": "A duration, e.g. 1h."},
+    },
+}
+_JOIN_BUNDLE = {
+    "type": "object",
+    "required": ["bundle", "role", "expires", "warnings"],
+    "properties": {
+        "bundle": _STRING,
+        "role": _STRING,
+        "expires": {"type": "integer", "description": "Unix time."},
+        "warnings": _WARNINGS,
+    },
+}
+_JOIN_REQUEST = {
+    "type": "object",
+    "required": ["bundle"],
+    "properties": {
+        "bundle": _STRING,
+        "advertise": {
+            "type": "string",
+            "description": "This host's address inside the site; default: cluster.advertise.",
+        },
+    },
+}
+_JOINED = {
+    "type": "object",
+    "required": ["site", "host", "role", "warnings"],
+    "properties": {"site": _STRING, "host": _STRING, "role": _STRING, "warnings": _WARNINGS},
+}
+
 ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/v1/health", "health", "getHealth",
@@ -209,6 +245,35 @@ ROUTES: tuple[Route, ...] = (
             **COMMON_ERRORS,
         },
         body={"application/json": {"schema": ref("Enrollment")}},
+    ),
+    Route(
+        "POST", "/v1/site/join-bundle", "site_join_bundle", "createJoinBundle",
+        "On a controller of a multi-host site: a one-time join bundle for a new host "
+        "(`edge-enforcer site join-bundle`). Not a controller of a site with its own store: 409.",
+        {
+            "200": json_response(_JOIN_BUNDLE, "The bundle, its role and expiry, any warnings."),
+            "400": error("BadRequest"),
+            "403": error("Forbidden"),
+            "409": error("Conflict"),
+            "415": error("UnsupportedMediaType"),
+            **COMMON_ERRORS,
+        },
+        body={"application/json": {"schema": _JOIN_BUNDLE_REQUEST}},
+    ),
+    Route(
+        "POST", "/v1/site/join", "site_join", "joinSite",
+        "This running one-host site joins the multi-host site of a join bundle "
+        "(`edge-enforcer site join`); its applications move into the site's store and its "
+        "containers keep running. A bundle that is wrong, used or expired: 422.",
+        {
+            "200": json_response(_JOINED, "Joined: the site, this host's id and role, warnings."),
+            "400": error("BadRequest"),
+            "403": error("Forbidden"),
+            "415": error("UnsupportedMediaType"),
+            "422": json_response(ref("Error"), "The join was refused; the message says why."),
+            **COMMON_ERRORS,
+        },
+        body={"application/json": {"schema": _JOIN_REQUEST}},
     ),
     Route(
         "GET", "/v1/openapi.json", "openapi", "getOpenApi", "This document.",

@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, int] = {
     "unsupported-media-type": 415,
     "invalid-spec": 422,
     "enrollment-failed": 422,
+    "join-failed": 422,
     "internal": 500,
 }
 

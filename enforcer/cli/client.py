@@ -120,6 +120,20 @@ class Client:
         exchange = self._send("POST", "/v1/enrollment", body=body, content_type="application/json")
         return _mapping(exchange.json((200,)))
 
+    def join_bundle(self, role: str, expires: str) -> dict[str, Any]:
+        """A one-time join bundle from this controller (`edge-enforcer site join-bundle`)."""
+        body = json.dumps({"role": role, "expires": expires}).encode("utf-8")
+        exchange = self._send(
+            "POST", "/v1/site/join-bundle", body=body, content_type="application/json"
+        )
+        return _mapping(exchange.json((200,)))
+
+    def join(self, bundle: str, advertise: str = "") -> dict[str, Any]:
+        """The running daemon joins the site of `bundle` (`edge-enforcer site join`)."""
+        body = json.dumps({"bundle": bundle, "advertise": advertise}).encode("utf-8")
+        exchange = self._send("POST", "/v1/site/join", body=body, content_type="application/json")
+        return _mapping(exchange.json((200,)))
+
     def logs(
         self,
         instance: str,

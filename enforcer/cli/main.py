@@ -425,5 +425,9 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
+from enforcer.cli.site import site  # noqa: E402  (the `site` group)
+
+main.add_command(site)
+
 if __name__ == "__main__":
     main()

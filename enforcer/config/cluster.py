@@ -14,7 +14,16 @@ if TYPE_CHECKING:
 
 __all__ = ["KEYS", "cluster_config"]
 
-KEYS = {"advertise", "role", "join", "etcd-endpoints", "client-port", "peer-port", "lease-ttl"}
+KEYS = {
+    "advertise",
+    "role",
+    "join",
+    "etcd-endpoints",
+    "client-port",
+    "peer-port",
+    "join-port",
+    "lease-ttl",
+}
 ROLES = ("controller", "worker")
 
 
@@ -58,7 +67,7 @@ def cluster_config(reader: Reader, table: Mapping[str, Any]) -> ClusterConfig:
             ("cluster", "role"), f'cluster.role: "{role}" is neither controller nor worker'
         )
     ports = {}
-    for name in ("client-port", "peer-port"):
+    for name in ("client-port", "peer-port", "join-port"):
         port = reader.integer(table, ("cluster", name), getattr(default, name.replace("-", "_")), 1)
         if port > 65535:
             raise reader.error(("cluster", name), f"cluster.{name}: {port} is not a port")
@@ -67,22 +76,30 @@ def cluster_config(reader: Reader, table: Mapping[str, Any]) -> ClusterConfig:
         raise reader.error(
             ("cluster", "peer-port"), "cluster.peer-port: must differ from client-port"
         )
+    if ports["join-port"] in (ports["client-port"], ports["peer-port"]):
+        raise reader.error(
+            ("cluster", "join-port"),
+            "cluster.join-port: must differ from client-port and peer-port",
+        )
     ttl = reader.duration(table, ("cluster", "lease-ttl"), default.lease_ttl)
     if ttl < 2:  # etcd grants no lease shorter than 2 s
         raise reader.error(("cluster", "lease-ttl"), "cluster.lease-ttl: must be at least 2s")
     endpoints = _endpoints(reader, table)
     join = reader.string(table, ("cluster", "join"), default.join)
-    if (advertise or join) and not endpoints:
-        which = "advertise" if advertise else "join"
+    if (endpoints or join) and not advertise:
         raise reader.error(
-            ("cluster", which),
-            "cluster: this version runs no managed etcd member yet: "
-            "give cluster.etcd-endpoints (an existing etcd)",
-        )
-    if endpoints and not advertise:
-        raise reader.error(
-            ("cluster", "etcd-endpoints"),
+            ("cluster", "join" if join else "etcd-endpoints"),
             "cluster.advertise: a multi-host site needs this host's address inside the site",
+        )
+    if endpoints and join:
+        raise reader.error(
+            ("cluster", "join"),
+            "cluster.join: a host joins a site of managed members, not given etcd-endpoints",
+        )
+    if advertise and role == "worker" and not (join or endpoints):
+        raise reader.error(
+            ("cluster", "role"),
+            "cluster.role: a worker joins an existing site: give cluster.join (a join bundle)",
         )
     return ClusterConfig(
         advertise=advertise,
@@ -92,4 +109,5 @@ def cluster_config(reader: Reader, table: Mapping[str, Any]) -> ClusterConfig:
         client_port=ports["client-port"],
         peer_port=ports["peer-port"],
         lease_ttl=ttl,
+        join_port=ports["join-port"],
     )

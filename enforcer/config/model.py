@@ -141,10 +141,13 @@ class ClusterConfig:
     lease_ttl: float = 3.0
     """``lease-ttl``: a host silent this long is dead."""
 
+    join_port: int = 7722
+    """``join-port``: where a controller's join service listens (on ``advertise``)."""
+
     @property
     def enabled(self) -> bool:
-        """A multi-host site: the site store is etcd."""
-        return bool(self.etcd_endpoints)
+        """A multi-host site: the site store is etcd (given, or this host's own member)."""
+        return bool(self.etcd_endpoints or self.advertise or self.join)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ a site that is enrolled already is refused with `AlreadyEnrolled`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,10 @@ from enforcer.facade import Conflict
 
 if TYPE_CHECKING:
     from enforcer.link.enrollment import SiteIdentity
+    from enforcer.link.leader import SiteLeaderLink
     from enforcer.link.sync import OnDesired, OnVaults, SyncClient
+    from enforcer.site.cluster.coordinator import Coordinator
+    from enforcer.site.cluster.identity import SiteIdentityKeys
 
 __all__ = ["AlreadyEnrolled", "ControlLink", "enrolled_site"]
 
@@ -79,8 +81,17 @@ class ControlLink:
         self._key_fetcher = key_fetcher  # gets how to fetch the vault key from control
         self.sync: SyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._sync_tasks: list[asyncio.Task[None]] = []
         self._enrolling = asyncio.Lock()
         self._enroll_error = ""  # why the configured enrollment failed
+        self.site: SiteLeaderLink | None = None  # a multi-host site: the leader syncs
+
+    def follow_site(self, cluster: Coordinator, keys: SiteIdentityKeys) -> None:
+        """A multi-host site (before `start`): the site's identity lives in its store and only
+        its leader syncs (`enforcer.link.leader`)."""
+        from enforcer.link.leader import SiteLeaderLink
+
+        self.site = SiteLeaderLink(self, cluster, keys)
 
     @property
     def enrolled(self) -> bool:
@@ -89,20 +100,34 @@ class ControlLink:
     async def start(self, configured_bundle: str) -> None:
         """Enroll with the configured bundle when not enrolled yet, then sync if enrolled."""
         bundle = read_bundle(configured_bundle) if configured_bundle else ""
+        if self.site is not None:
+            task = asyncio.create_task(self.site.run(bundle), name="site-control-link")
+            task.add_done_callback(_log_if_failed)
+            self._tasks.append(task)
+            return
         if not bundle and not self.enrolled:
             return  # a site-local enforcer: no TLS stack loaded (about 8 MB less)
         from enforcer.link import enrollment
 
         if bundle and enrollment.load_site_identity(self.state_dir) is None:
-            try:
-                await enrollment.enroll(bundle, self.state_dir)
-            except Exception as exc:
-                log.error("enrollment with control failed: %s", exc)
-                self._enroll_error = str(exc)
-                await self._emit("control.enrollment-failed", str(exc))
+            await self.enroll_with(bundle)
         identity = enrollment.load_site_identity(self.state_dir)
         if identity is not None:
-            await self._start_sync(identity)
+            await self.start_sync(identity)
+
+    async def enroll_with(self, bundle: str) -> None:
+        """Enroll with the configured bundle; a failure is logged, kept for `link` and emitted."""
+        from enforcer.link import enrollment
+
+        try:
+            await enrollment.enroll(bundle, self.state_dir)
+        except Exception as exc:
+            log.error("enrollment with control failed: %s", exc)
+            self._enroll_error = str(exc)
+            await self._emit("control.enrollment-failed", str(exc))
+        else:
+            if self.site is not None:
+                self.site.wake.set()
 
     async def enroll(self, bundle: str) -> SiteIdentity:
         """Enroll this running enforcer with `bundle` and start syncing at once.
@@ -111,6 +136,13 @@ class ControlLink:
         from enforcer.link import enrollment
 
         async with self._enrolling:
+            if self.site is not None:  # the site's, whichever host enrolls it
+                await self.site.check_enroll()
+                new = await enrollment.enroll(bundle, self.state_dir)
+                self._enroll_error = ""
+                await self._emit("control.enrolled", f"enrolled as site {new.site} with {new.url}")
+                self.site.wake.set()  # into the store; the leader syncs
+                return new
             identity = enrollment.load_site_identity(self.state_dir)
             if identity is not None:
                 raise AlreadyEnrolled(
@@ -122,10 +154,14 @@ class ControlLink:
             await self._emit(
                 "control.enrolled", f"enrolled as site {identity.site} with {identity.url}"
             )
-            await self._start_sync(identity)
+            await self.start_sync(identity)
             return identity
 
-    async def _start_sync(self, identity: SiteIdentity) -> None:
+    async def identified(self, site: str) -> None:
+        """The site's name as control knows it (a multi-host site's identity arrived)."""
+        await self._on_identity(site)
+
+    async def start_sync(self, identity: SiteIdentity) -> None:
         from enforcer.link.sync import SyncClient
 
         await self._on_identity(identity.site)
@@ -141,7 +177,15 @@ class ControlLink:
         for coro, name in ((self.sync.run(), "control-sync"), (self._status_loop(), "status")):
             task = asyncio.create_task(coro, name=name)
             task.add_done_callback(_log_if_failed)
-            self._tasks.append(task)
+            self._sync_tasks.append(task)
+
+    async def stop_sync(self) -> None:
+        """Stop syncing (this host of a multi-host site no longer leads)."""
+        tasks, self._sync_tasks = self._sync_tasks, []
+        await _cancel(tasks)
+        sync, self.sync = self.sync, None
+        if sync is not None:
+            await sync.aclose()
 
     async def _status_loop(self) -> None:
         while True:
@@ -155,6 +199,8 @@ class ControlLink:
 
     def link(self) -> dict[str, Any]:
         """The control link for `GET /v1/site` and `edge-enforcer status`."""
+        if self.sync is None and self.site is not None and not self._enroll_error:
+            return self.site.standby()
         if self.sync is None:
             why = self._enroll_error
             return {
@@ -167,13 +213,16 @@ class ControlLink:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        if self.sync is not None:
-            await self.sync.aclose()
+        await _cancel(tasks)
+        await self.stop_sync()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for them; a cancellation of the caller itself goes on (a
+    suppressed await would swallow it)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _log_if_failed(task: asyncio.Task[None]) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,15 @@ import aiohttp
 from enforcer.shared import pki
 from enforcer.shared.bundle import BundleError, parse_bundle
 
-__all__ = ["EnrollmentError", "SiteIdentity", "enroll", "load_site_identity", "site_dir"]
+__all__ = [
+    "EnrollmentError",
+    "SiteIdentity",
+    "enroll",
+    "identity_fields",
+    "load_site_identity",
+    "site_dir",
+    "write_site_identity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -154,22 +163,57 @@ async def enroll(bundle: str, state_dir: Path) -> SiteIdentity:
     if not isinstance(answer, dict) or not isinstance(answer.get("certificate"), str):
         raise EnrollmentError("control's enrollment answer has no certificate")
     cert_pem = answer["certificate"].encode("ascii")
-    directory = site_dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    now = time.time()
-    pki.write_file(directory / "key.pem", pki.key_to_pem(key), 0o600)
-    pki.write_file(directory / "cert.pem", cert_pem)
-    pki.write_file(directory / "ca.pem", ca_pem)
-    # A new identity starts a new status sequence at control: drop the old sync state.
-    for name in ("sync.db", "sync.db-wal", "sync.db-shm"):
-        (directory / name).unlink(missing_ok=True)
-    doc = {
+    fields = {
         "site": parsed.site,
         "url": parsed.url,
         "ca_fingerprint": parsed.ca_fingerprint,
-        "enrolled": now,
+        "enrolled": repr(time.time()),
+        "key": pki.key_to_pem(key).decode("ascii"),
+        "cert": cert_pem.decode("ascii"),
+        "ca": ca_pem.decode("ascii"),
+    }
+    identity = write_site_identity(state_dir, fields)
+    log.info("enrolled as site %s with control %s", parsed.site, parsed.url)
+    return identity
+
+
+def write_site_identity(state_dir: Path, fields: Mapping[str, str]) -> SiteIdentity:
+    """Write an identity (`identity_fields`' form) under `state_dir/site`. One that differs
+    from the identity there starts a new status sequence at control: the old sync state goes."""
+    directory = site_dir(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    try:
+        old = load_site_identity(state_dir)
+    except EnrollmentError:  # a half-written one: replaced
+        old = None
+    if old is None or identity_fields(old) != dict(fields):
+        for name in ("sync.db", "sync.db-wal", "sync.db-shm"):
+            (directory / name).unlink(missing_ok=True)
+    pki.write_file(directory / "key.pem", fields["key"].encode("ascii"), 0o600)
+    pki.write_file(directory / "cert.pem", fields["cert"].encode("ascii"))
+    pki.write_file(directory / "ca.pem", fields["ca"].encode("ascii"))
+    enrolled = float(fields["enrolled"])
+    doc = {
+        "site": fields["site"],
+        "url": fields["url"],
+        "ca_fingerprint": fields["ca_fingerprint"],
+        "enrolled": enrolled,
     }
     pki.write_file(directory / "site.json", json.dumps(doc, indent=2).encode() + b"\n")
-    log.info("enrolled as site %s with control %s", parsed.site, parsed.url)
-    return SiteIdentity(parsed.site, parsed.url, parsed.ca_fingerprint, directory, now)
+    return SiteIdentity(
+        fields["site"], fields["url"], fields["ca_fingerprint"], directory, enrolled
+    )
+
+
+def identity_fields(identity: SiteIdentity) -> dict[str, str]:
+    """An identity as text fields: what a multi-host site keeps (sealed) in its store."""
+    return {
+        "site": identity.site,
+        "url": identity.url,
+        "ca_fingerprint": identity.ca_fingerprint,
+        "enrolled": repr(identity.enrolled),
+        "key": identity.key_path.read_text(),
+        "cert": identity.cert_path.read_text(),
+        "ca": identity.ca_path.read_text(),
+    }

@@ -11,10 +11,19 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Bundle", "BundleError", "encode_bundle", "parse_bundle"]
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "decode_document",
+    "encode_bundle",
+    "encode_document",
+    "parse_bundle",
+]
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _SITE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
@@ -39,25 +48,38 @@ def encode_bundle(bundle: Bundle) -> str:
         "secret": bundle.secret,
         "site": bundle.site,
     }
+    return encode_document(doc)
+
+
+def encode_document(doc: Mapping[str, Any]) -> str:
+    """A JSON object as one line: base64url (unpadded) of its compact JSON. Every bundle
+    (enrollment, a multi-host site's join bundle) is one."""
     raw = json.dumps(doc, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def parse_bundle(text: str) -> Bundle:
-    """The bundle in `text` (surrounding white space is ignored); raises BundleError."""
+def decode_document(text: str, what: str, printed_by: str) -> dict[str, Any]:
+    """The JSON object `encode_document` made (surrounding white space is ignored); BundleError
+    naming `what` ("the enrollment bundle") and the command that prints it when it is empty or
+    garbled."""
     text = text.strip()
     if not text:
-        raise BundleError("the enrollment bundle is empty")
+        raise BundleError(f"{what} is empty")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         doc = json.loads(raw)
     except (binascii.Error, ValueError) as e:
         raise BundleError(
-            "the enrollment bundle is garbled: it is not the one line that "
-            "`edge-control site token` printed"
+            f"{what} is garbled: it is not the one line that `{printed_by}` printed"
         ) from e
     if not isinstance(doc, dict):
-        raise BundleError("the enrollment bundle is garbled: not a JSON object")
+        raise BundleError(f"{what} is garbled: not a JSON object")
+    return doc
+
+
+def parse_bundle(text: str) -> Bundle:
+    """The bundle in `text` (surrounding white space is ignored); raises BundleError."""
+    doc = decode_document(text, "the enrollment bundle", "edge-control site token")
     missing = [
         k
         for k in ("url", "ca_fingerprint", "secret", "site")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.control import ControlProcess
+from tests.support.postgres import postgres_cluster  # noqa: F401 (the session's PostgreSQL)
 
 
 @pytest.fixture()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import ssl
+import tempfile
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from tests.support.control import (
     eventually,
     run,
 )
+from tests.support.postgres import PostgresCluster
 
 
 def has_apps(site: Site, names: list[str]) -> bool:
@@ -45,6 +49,22 @@ async def raw_post(site: Site, path: str, body: Any) -> tuple[int, Any]:
         ) as response,
     ):
         return response.status, await response.json(content_type=None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def control(request: pytest.FixtureRequest) -> Iterator[ControlProcess]:
+    """Every test of this module runs against control on SQLite and on PostgreSQL (a fresh
+    database of the session's cluster per test)."""
+    database = ""
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        database = cluster.new_database("api")
+    root = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
+    process = ControlProcess(root, database=database)
+    process.start()
+    yield process
+    process.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # --- operators ----------------------------------------------------------------------------

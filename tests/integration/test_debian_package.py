@@ -509,6 +509,8 @@ def test_the_commands_run_on_debians_own_python_and_libraries(installation: Inst
     print("Debian's libraries:", found["versions"])  # shown with -s: the versions tested
     assert Path("/usr/bin/edge-control").read_text().startswith("#!/usr/bin/python3\n")
     assert "Usage: edge-control" in run("/usr/bin/edge-control", "--help").stdout
+    console = Path("/usr/lib/python3/dist-packages/control/console/static")  # the web console
+    assert {"index.html", "console.js", "console.css"} <= {p.name for p in console.iterdir()}
 
 
 def test_a_broken_config_file_stops_the_daemons_naming_file_and_line(

@@ -11,4 +11,5 @@ control     `edge-control serve` as a real process, and sites driven by the real
 apps        application documents for the behaviour tests
 devices     real device nodes made for a test (loop devices) and read back from /sys
 users       a piece of a test run as an unprivileged user (root passes permission checks)
+browser     Debian's headless chromium through chromedriver and Selenium (the web console)
 """

@@ -47,12 +47,15 @@ class ControlProcess:
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
         python_args: tuple[str, ...] = (),
+        database: str = "",
     ) -> None:
         self.root = root
         self.state_dir = root / "control"
         self.port = port or free_port()
         self.config = root / "control.toml"
-        self.config.write_text(f'listen = "127.0.0.1:{self.port}"\n')
+        self.config.write_text(
+            f'listen = "127.0.0.1:{self.port}"\n' + (f"database = {database!r}\n" if database else "")
+        )
         self.extra_args = extra_args
         self.python_args = python_args
         self.proc: subprocess.Popen[bytes] | None = None

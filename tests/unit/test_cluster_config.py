@@ -15,10 +15,10 @@ FULL = """\
 [cluster]
 advertise = "10.0.0.11"
 role = "worker"
-join = "bundle-text"
 etcd-endpoints = ["http://10.0.0.11:2379", "https://10.0.0.12:2379"]
 client-port = 17720
 peer-port = 17721
+join-port = 17722
 lease-ttl = "5s"
 """
 
@@ -43,13 +43,17 @@ def test_every_cluster_key_is_read() -> None:
     assert cluster == ClusterConfig(
         advertise="10.0.0.11",
         role="worker",
-        join="bundle-text",
         etcd_endpoints=("http://10.0.0.11:2379", "https://10.0.0.12:2379"),
         client_port=17720,
         peer_port=17721,
+        join_port=17722,
         lease_ttl=5.0,
     )
     assert cluster.enabled
+    joining = parse_config('[cluster]\nadvertise = "10.0.0.12"\njoin = "@/etc/b"\n', PATH)
+    assert joining.cluster.join == "@/etc/b" and joining.cluster.enabled
+    first = parse_config('[cluster]\nadvertise = "10.0.0.11"\n', PATH).cluster
+    assert first.enabled and not first.etcd_endpoints and not first.join
 
 
 @pytest.mark.parametrize(
@@ -83,9 +87,18 @@ def test_a_bad_cluster_key_names_its_line(line: str, wanted: str) -> None:
     assert text.splitlines()[line_no - 1].startswith(line.split(" =")[0]), (line_no, text)
 
 
-def test_a_multi_host_site_needs_etcd_endpoints_and_this_hosts_address() -> None:
-    message = error_of('[cluster]\nadvertise = "10.0.0.11"\n')
-    assert "runs no managed etcd member yet: give cluster.etcd-endpoints" in message
-    assert message.startswith(f"{PATH}:2:")
+def test_a_multi_host_site_needs_this_hosts_address() -> None:
     message = error_of('[cluster]\netcd-endpoints = ["http://127.0.0.1:2379"]\n')
     assert "cluster.advertise: a multi-host site needs this host's address" in message
+    message = error_of('[cluster]\njoin = "abc"\n')
+    assert "cluster.advertise: a multi-host site needs this host's address" in message
+    assert message.startswith(f"{PATH}:2:")
+
+
+def test_a_worker_needs_a_join_bundle_and_ports_differ() -> None:
+    message = error_of('[cluster]\nadvertise = "10.0.0.11"\nrole = "worker"\n')
+    assert "cluster.role: a worker joins an existing site: give cluster.join" in message
+    message = error_of('[cluster]\nadvertise = "10.0.0.11"\njoin-port = 7720\n')
+    assert "cluster.join-port: must differ from client-port and peer-port" in message
+    text = '[cluster]\nadvertise = "10.0.0.11"\njoin = "x"\netcd-endpoints = ["http://a:1"]\n'
+    assert "cluster.join: a host joins a site of managed members" in error_of(text)

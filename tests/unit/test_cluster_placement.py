@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from enforcer.schedule.hosts import HostState
+from enforcer.shared.spec.parse import parse_application
 from enforcer.site.cluster.placement import place
+from tests.support import apps as spec
 from tests.unit.test_scheduler import app, host, svc
 
 APPS = {"a": app("a", svc("web", replicas=2), svc("agent", per_host=True))}
@@ -45,3 +48,15 @@ def test_what_no_live_host_can_take_is_pending_with_reasons() -> None:
     decided = place([host("h1")], big, {}, {}, now=0.0, grace=GRACE)
     assert decided.instances == {}
     assert decided.pending.get("b.db.0")
+
+
+def test_an_instance_whose_live_host_lost_its_device_moves_once_that_host_stopped_it() -> None:
+    doc = spec.app("c", spec.sleeper("s", "img:1", placement={"devices": ["cam"]}))
+    apps = {"c": parse_application(doc)}
+    unplugged = HostState("h1", memory=1 << 30, cpus=1)
+    other = HostState("h2", device_labels=frozenset({"cam"}), memory=1 << 30, cpus=1)
+    hosts = [unplugged, other]
+    running = place(hosts, apps, {"c.s.0": "h1"}, {}, 0.0, 1.0, {"h1": frozenset({"c.s.0"})})
+    assert running.instances == {"c.s.0": "h1"} and running.held == ("c.s.0",)
+    stopped = place(hosts, apps, {"c.s.0": "h1"}, {}, 0.0, 1.0, {"h1": frozenset()})
+    assert stopped.instances == {"c.s.0": "h2"} and stopped.held == ()

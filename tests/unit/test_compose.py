@@ -582,6 +582,7 @@ def test_the_schema_names_the_wrong_part_of_a_long_form(schema: dict[str, Any]) 
     ]
 
 
+@pytest.mark.repository
 def test_the_yaml_examples_of_the_compose_page_convert() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "compose.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", page, re.S)

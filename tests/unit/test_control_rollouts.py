@@ -72,6 +72,14 @@ def test_an_instance_of_the_version_on_its_way_out_fails_nothing() -> None:
     assert observe_status({}, leaving, {"v": "2"}, 10.0) == ({}, {})
 
 
+def test_an_instance_that_restarted_between_two_reports_starts_its_ready_time_again() -> None:
+    first = [{"id": "v.m.0", "app": "v", "version": "2", "state": "running", "ready": True,
+              "restarts": 1}]  # fmt: skip
+    again = [{**first[0], "restarts": 2}]
+    assert observe_status({"v": 5.0}, first, {"v": "2"}, 10.0, first)[0] == {"v": 5.0}
+    assert observe_status({"v": 5.0}, again, {"v": "2"}, 10.0, first)[0] == {"v": 10.0}
+
+
 def test_an_image_that_cannot_be_pulled_fails_its_site_with_the_pull_error() -> None:
     instances = [{"id": "v.m.0", "app": "v", "state": "image-pull-failed",
                   "reason": "manifest for reg/v:9 not found", "ready": False}]  # fmt: skip

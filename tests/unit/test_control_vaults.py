@@ -364,6 +364,8 @@ def test_sealing_a_sites_vaults_leaves_the_event_loop_free(tmp_path: Path) -> No
         assert len(doc["vaults"]) == 20
         assert unseal(doc["vaults"][0]["sealed"], key, site="s1") == secrets
         assert took > 0.05  # enough work to tell
-        assert max(gaps) < took / 4, f"the loop stood still {max(gaps):.3f}s of {took:.3f}s"
+        # on the loop, the one gap would be all of `took`; a loaded machine's scheduler alone
+        # has made gaps of a quarter of it
+        assert max(gaps) < took / 2, f"the loop stood still {max(gaps):.3f}s of {took:.3f}s"
 
     with_service(tmp_path, body)

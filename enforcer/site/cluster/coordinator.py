@@ -10,14 +10,18 @@ store cannot be reached) is *fenced*: `mine()` drops its instances of replicated
 they are stopped before its lease must have expired; the leader places them elsewhere only
 `grace` (a third of the TTL) after the lease expired in the store. A fenced host that registers
 again reads the assignments afresh before it runs anything, so it adopts what is still its own
-and removes what moved.
+and removes what moved. With the store's quorum lost nothing can move, and nothing is fenced
+(`enforcer.site.cluster.quorum` tells the two apart).
+
+A (re)started host leaves its engine as it is until it has registered and read the
+assignments; a stopped enforcer's host stays in the site for `RESTART_HOLD` lease TTLs (its
+containers keep running), and its next run takes that registration back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,14 +32,20 @@ from enforcer.shared.spec.model import Application, Mode
 from enforcer.shared.spec.parse import parse_application
 from enforcer.site.cluster import records as keys
 from enforcer.site.cluster.placement import place
+from enforcer.site.cluster.quorum import QuorumProbe, QuorumWatch
 from enforcer.site.cluster.records import Assignments, InvalidRecord, app_from_json, app_to_json
+from enforcer.site.cluster.retake import revoke_if_ours, take_back
+from enforcer.site.cluster.statuses import SiteStatuses
+from enforcer.site.cluster.view import site_hosts
 from enforcer.site.kv.base import Compacted, Entry, Event, EventKind, KVError, SiteKV
-from enforcer.site.kv.election import Election, current_leader
-from enforcer.site.kv.registry import HostRecord, InvalidHostRecord, Registration, live_hosts
+from enforcer.site.kv.election import Election
+from enforcer.site.kv.registry import DuplicateHost, HostRecord, InvalidHostRecord, Registration
 
 __all__ = ["Coordinator"]
 
 log = logging.getLogger(__name__)
+
+RESTART_HOLD = 5  # lease TTLs a stopped enforcer's host stays in the site (its containers run)
 
 
 class Coordinator:
@@ -56,7 +66,6 @@ class Coordinator:
         self.fence_lead = ttl / 3  # a host fences this long before its lease must expire
         self.clock = clock
         self.on_change = on_change
-        self.statuses = statuses
         self.registration = Registration(kv, record, prefix=keys.HOSTS, ttl=ttl, clock=clock)
         self.election = Election(kv, self.host, prefix=keys.ELECTION, ttl=ttl, clock=clock)
         self.hosts: dict[str, HostRecord] = {}
@@ -65,11 +74,15 @@ class Coordinator:
         self._assignments_revision = 0  # its key's mod_revision; 0: absent
         self.gone_at: dict[str, float] = {}  # hosts seen to go (local clock)
         self.fenced = True  # until registered and the assignments are read
+        self.settled = False  # unfenced once; until then a (re)started host leaves its engine be
         self.leading = False
         self._dirty = asyncio.Event()  # something changed for this host's engine
         self._leader_dirty = asyncio.Event()  # something changed for the leader's decision
         self._tasks: list[asyncio.Task[None]] = []
-        self._published = b""
+        self.status = SiteStatuses(self.host, statuses)
+        self.quorum = QuorumWatch(QuorumProbe.of(kv), ttl, clock)
+        self._own_lease = 0  # the lease this host last registered under
+        self.leading_changed = asyncio.Event()  # set when `leading` flips
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -80,20 +93,26 @@ class Coordinator:
             ("cluster-fence", self._fence()),
             ("cluster-notify", self._notify()),
             ("cluster-lead", self._lead()),
-            ("cluster-status", self._publish_status()),
+            ("cluster-status", self.status.publish_forever(self.kv, self.registration)),
         ):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def stop(self) -> None:
-        """Step down as leader at once; stop renewing the registration but let it expire (the
-        containers keep running: their instances move only a lease TTL later, and a restart
-        within it starts fenced, so nothing runs twice); close the store."""
+        """Step down as leader at once; keep the host in the site for RESTART_HOLD lease TTLs
+        (its containers keep running, so its instances stay put: a restart within that time
+        takes the registration back and restarts nothing); close the store."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         with contextlib.suppress(KVError):
             await self.election.resign()
+        if self.registration.registered.is_set():
+            with contextlib.suppress(KVError):  # its key onto a longer lease, never deleted
+                hold = await self.kv.grant(self.ttl * RESTART_HOLD)
+                await self.kv.put(
+                    self.registration.key, self.registration.record.to_json(), hold.id
+                )
         with contextlib.suppress(KVError):
             await self.registration.deregister(revoke=False)
         await self.kv.close()
@@ -102,7 +121,7 @@ class Coordinator:
     def mine(self, apps: Mapping[str, Application]) -> frozenset[str] | None:
         """The instances this host's engine should run; None while that is not known (leave
         the engine as it is). Fenced: only its one-per-matching-host instances."""
-        if self.assignments is None:
+        if self.assignments is None or not self.settled:
             return None
         ids = self.assignments.on_host(self.host)
         if self.fenced:
@@ -114,6 +133,24 @@ class Coordinator:
             }
             ids = ids & local
         return ids
+
+    def set_record(self, record: HostRecord) -> None:
+        """This host's record changed (its devices, labels): publish it in the background."""
+        if record != self.registration.record:
+            task = asyncio.create_task(self._publish_record(record), name="cluster-record")
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
+    async def _publish_record(self, record: HostRecord) -> None:
+        try:  # not registered: the next registration carries it
+            await self.registration.update(record)
+            log.info("host %s: its record is published again", self.host)
+        except KVError as exc:
+            log.warning("host %s cannot publish its changed record: %s", self.host, exc)
 
     # -- applications --------------------------------------------------------------------
     async def put_app(self, rec: AppRecord) -> None:
@@ -131,7 +168,12 @@ class Coordinator:
     async def _register(self) -> None:
         while True:
             try:
-                await self.registration.register()
+                try:
+                    await self.registration.register()
+                except DuplicateHost:
+                    if not await take_back(self.kv, self.registration):
+                        raise
+                    await self.registration.register()
                 return
             except KVError as exc:  # a twin, the old key not expired yet, or no store
                 log.warning("host %s cannot register yet: %s", self.host, exc)
@@ -146,7 +188,15 @@ class Coordinator:
     async def _fence(self) -> None:
         while True:
             await asyncio.sleep(0.1)
+            if self.registration.registered.is_set():
+                self._own_lease = self.registration.lease.id
             cut = self._cut_off()
+            if cut and await self._quorum_lost():
+                continue  # nobody can move anything: change nothing
+            if not cut:
+                self.quorum.back()
+            if cut and self.quorum.holding():
+                continue  # back from a lost quorum: its registration is being taken back
             if cut and not self.fenced:
                 log.warning("host %s is cut off from the site store: fencing", self.host)
                 self.fenced = True
@@ -159,7 +209,27 @@ class Coordinator:
                 self._set_assignments(entry)
                 log.info("host %s is registered: running its assignments", self.host)
                 self.fenced = False
+                self.settled = True
                 self._dirty.set()
+
+    async def _quorum_lost(self) -> bool:
+        """Whether the store's quorum is lost; when it has just come back, this host's old
+        registration (its lease outlived the loss) is revoked, so that it registers at once."""
+        was = self.quorum.lost_since is not None
+        try:
+            lost = await self.quorum.lost()
+        except Exception as exc:  # a probe that fails says nothing
+            log.debug("cannot probe the site store: %s", exc)
+            return False
+        if was and not lost and not self.registration.registered.is_set() and self._own_lease:
+            with contextlib.suppress(KVError):
+                await revoke_if_ours(self.kv, self.registration, self._own_lease)
+        return lost
+
+    def _went(self, host: str) -> float:
+        """When `host` counts as gone: now, or two TTLs on just after a lost quorum came back
+        (every host re-registers then)."""
+        return self.clock() + (2 * self.ttl if self.quorum.recently_back() else 0.0)
 
     async def _notify(self) -> None:
         while True:
@@ -179,10 +249,10 @@ class Coordinator:
             log.error("%s", exc)
 
     def _load(self, entries: list[Entry]) -> None:
-        now = self.clock()
         before = set(self.hosts)
         self.hosts.clear()
         self.apps.clear()
+        self.status.load(entries)
         assignments = None
         for entry in entries:
             self._put(entry.key, entry.value)
@@ -190,10 +260,10 @@ class Coordinator:
                 assignments = entry
         self._set_assignments(assignments)
         for host in before - set(self.hosts):
-            self.gone_at.setdefault(host, now)
+            self.gone_at.setdefault(host, self._went(host))
         if self.assignments is not None:
             for host in set(self.assignments.instances.values()) - set(self.hosts):
-                self.gone_at.setdefault(host, now)
+                self.gone_at.setdefault(host, self._went(host))
 
     def _put(self, key: str, value: bytes) -> None:
         try:
@@ -216,7 +286,7 @@ class Coordinator:
         elif event.key.startswith(keys.HOSTS):
             host = event.key[len(keys.HOSTS) :]
             if self.hosts.pop(host, None) is not None:
-                self.gone_at[host] = self.clock()
+                self.gone_at[host] = self._went(host)
                 log.warning("host %s left the site (its lease expired or was revoked)", host)
         elif event.key.startswith(keys.APPS):
             self.apps.pop(event.key[len(keys.APPS) :], None)
@@ -231,6 +301,8 @@ class Coordinator:
                 async with contextlib.aclosing(self.kv.watch(keys.ROOT, revision + 1)) as events:
                     async for event in events:
                         if event.key.startswith(keys.STATUS):
+                            self.status.apply(event)  # a move may wait on it
+                            self._leader_dirty.set()
                             continue
                         self._apply(event)
                         if not event.key.startswith(keys.ELECTION):
@@ -251,7 +323,7 @@ class Coordinator:
                 log.warning("host %s cannot stand for leadership: %s", self.host, exc)
                 await asyncio.sleep(self.ttl / 3)
                 continue
-            self.leading = True
+            self._set_leading(True)
             log.info("host %s leads the site", self.host)
             try:
                 await self._decide_while_leading()
@@ -259,10 +331,20 @@ class Coordinator:
                 log.warning("leader %s: the site store failed: %s", self.host, exc)
                 await asyncio.sleep(self.ttl / 3)
             finally:
-                self.leading = False
+                self._set_leading(False)
             if not self.election.lost.is_set():  # stepped down after a store error
                 with contextlib.suppress(KVError):
                     await self.election.resign()
+
+    def _set_leading(self, leading: bool) -> None:
+        if leading != self.leading:
+            self.leading = leading
+            self.leading_changed.set()
+
+    @property
+    def leader(self) -> str:
+        """The host that last wrote the assignments (the leader, as this host knows it)."""
+        return self.assignments.leader if self.assignments else ""
 
     def _parsed_apps(self) -> dict[str, Application]:
         out = {}
@@ -278,8 +360,9 @@ class Coordinator:
             self._leader_dirty.clear()
             hosts = [h.host_state() for _, h in sorted(self.hosts.items())]
             current = self.assignments.instances if self.assignments else {}
+            busy = self.status.busy()
             decided = place(
-                hosts, self._parsed_apps(), current, self.gone_at, self.clock(), self.grace
+                hosts, self._parsed_apps(), current, self.gone_at, self.clock(), self.grace, busy
             )
             old = self.assignments or Assignments()
             if decided.instances != dict(old.instances) or old.leader != self.host:
@@ -309,41 +392,7 @@ class Coordinator:
                 changed.cancel()
                 lost.cancel()
 
-    # -- status and the site view ----------------------------------------------------------
-    async def _publish_status(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            if not self.registration.registered.is_set():
-                self._published = b""
-                continue
-            body = json.dumps(self.statuses(), sort_keys=True).encode()
-            if body == self._published:
-                continue
-            try:
-                await self.kv.put(keys.STATUS + self.host, body, self.registration.lease.id)
-                self._published = body
-            except KVError as exc:
-                log.debug("host %s cannot publish its status: %s", self.host, exc)
-
+    # -- the site view -------------------------------------------------------------------
     async def view(self) -> tuple[list[dict[str, Any]], str | None]:
         """The hosts as `GET /v1/site` shows them, and the leader's id. Raises KVError."""
-        live = await live_hosts(self.kv, keys.HOSTS)
-        leader = await current_leader(self.kv, keys.ELECTION)
-        shown = []
-        for h in live:
-            left = await self.kv.time_to_live(h.lease) if h.lease else None
-            age = None if left is None else round(max(0.0, self.ttl - left), 3)
-            shown.append({
-                "id": h.record.id,
-                "address": h.record.address,
-                "role": h.record.role,
-                "state": "alive",
-                "lease-age": age,
-            })  # fmt: skip
-        alive = {h.record.id for h in live}
-        known = set(self.assignments.instances.values()) if self.assignments else set()
-        for host in sorted((known | set(self.gone_at)) - alive):  # seen to go, or assigned
-            shown.append(
-                {"id": host, "address": "", "role": "", "state": "dead", "lease-age": None}
-            )
-        return shown, leader.candidate if leader else None
+        return await site_hosts(self)

@@ -6,6 +6,11 @@ instance on a host that died is placed again only `grace` seconds after the lead
 go: the host's lease had expired in the store then, and a host cut off from the store stops
 its instances of replicated services before that (`enforcer.site.cluster.fencing`), so no
 instance runs twice. Until then it stays assigned to the dead host.
+
+An instance whose live host stopped qualifying for it (a device unplugged) moves only once
+that host reports it no longer running (`busy`: what each live host's published status shows
+as possibly running): the host stops it on its own, as it cannot run it any more, and the
+instance never runs on two hosts at once.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from enforcer.schedule.feasibility import label_expression, static_reason
 from enforcer.schedule.hosts import HostState
 from enforcer.schedule.scheduler import schedule
+from enforcer.shared.labels import LabelSyntaxError
 from enforcer.shared.spec.model import Application
 
 __all__ = ["Placement", "place"]
@@ -35,9 +42,11 @@ def place(
     gone_at: Mapping[str, float],
     now: float,
     grace: float,
+    busy: Mapping[str, frozenset[str]] | None = None,
 ) -> Placement:
     """`hosts`: the live hosts; `current`: the assignments now; `gone_at`: when (local clock)
-    each host that is not live was seen to go (a host missing here counts as gone `now`)."""
+    each host that is not live was seen to go (a host missing here counts as gone `now`);
+    `busy`: per live host, the instances it reports as possibly running."""
     live = {h.id for h in hosts}
     keep = {i: h for i, h in current.items() if h in live}
     held: dict[str, str] = {}
@@ -54,7 +63,31 @@ def place(
     out = dict(sched.assignments)
     held = {i: h for i, h in held.items() if i in out or i in sched.pending}  # still wanted
     out.update(held)  # it waits on its dead host
+    by_id = {h.id: h for h in hosts}
+    for iid, host in current.items():
+        moving = host in live and out.get(iid, host) != host
+        if moving and iid in (busy or {}).get(host, ()) and not _qualifies(by_id[host], apps, iid):
+            out[iid] = host  # until its host has stopped it
+            held[iid] = host
     if not held:
         recheck = None
     pending = {i: r for i, r in sched.pending.items() if i not in held}
     return Placement(dict(sorted(out.items())), pending, tuple(sorted(held)), recheck)
+
+
+def _qualifies(host: HostState, apps: Mapping[str, Application], iid: str) -> bool:
+    """Whether `host` could ever run instance `iid` (labels, devices, GPUs, total size)."""
+    app_name, _, rest = iid.partition(".")
+    service_name = rest.partition(".")[0]
+    app = apps.get(app_name)
+    service = next((s for s in app.services if s.name == service_name), None) if app else None
+    if service is None:
+        return True
+    text = service.placement.match_host_labels
+    expr = label_expression(text)
+    if isinstance(expr, LabelSyntaxError):
+        return True
+    return (
+        static_reason(host, host.label_map, expr, text, service.placement, service.resources)
+        is None
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from enforcer.shared.pki import (
@@ -30,7 +31,15 @@ from enforcer.shared.pki import (
     write_key_and_cert,
 )
 
-__all__ = ["SiteCA", "TLSFiles", "create_site_ca", "load_or_create_site_ca", "write_cert_pair"]
+__all__ = [
+    "SiteCA",
+    "TLSFiles",
+    "create_site_ca",
+    "load_or_create_site_ca",
+    "load_site_ca",
+    "save_site_ca",
+    "write_cert_pair",
+]
 
 CA_DAYS = 3650
 LEAF_DAYS = 3650
@@ -102,6 +111,33 @@ class SiteCA:
         )
         return cert_to_pem(cert), key_to_pem(key)
 
+    def sign_csr(self, csr_pem: bytes, common_name: str, addresses: list[str] | None) -> bytes:
+        """A certificate (PEM) for the key of a signing request, as `issue` makes one (the
+        request's own subject is not used: the CA names the host). ValueError when the
+        request is not a valid, self-signed EC request."""
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as exc:
+            raise ValueError(f"not a certificate signing request: {exc}") from None
+        public_key = csr.public_key()
+        if not csr.is_signature_valid or not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ValueError("the certificate signing request is not signed by an EC key")
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if addresses:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        cert = issue_leaf(
+            self.cert,
+            self.key,
+            _name(common_name),
+            public_key,
+            LEAF_DAYS,
+            usages=usages,
+            hosts=sorted(set(addresses)) if addresses else None,
+            key_usage=True,
+            key_encipherment=True,
+        )
+        return cert_to_pem(cert)
+
     def write_pair(
         self, directory: Path, stem: str, common_name: str, addresses: list[str] | None = None
     ) -> TLSFiles:
@@ -126,6 +162,21 @@ def create_site_ca(site: str) -> SiteCA:
     """A new CA for `site`."""
     cert, key = create_ca(_name(f"Edgeward site CA {site}"), CA_DAYS)
     return SiteCA(cert, key)
+
+
+def load_site_ca(directory: Path) -> SiteCA | None:
+    """The site CA kept in `directory`, or None where this host holds none (a worker)."""
+    cert_path, key_path = directory / "site-ca.pem", directory / "site-ca-key.pem"
+    if cert_path.exists() and key_path.exists():
+        return SiteCA(load_cert(cert_path.read_bytes()), load_key(key_path.read_bytes()))
+    return None
+
+
+def save_site_ca(directory: Path, cert_pem: bytes, key_pem: bytes) -> SiteCA:
+    """Keep a site CA received from another controller in `directory` (the key 0600)."""
+    ca = SiteCA(load_cert(cert_pem), load_key(key_pem))
+    write_key_and_cert(directory / "site-ca-key.pem", ca.key, directory / "site-ca.pem", ca.cert)
+    return ca
 
 
 def load_or_create_site_ca(directory: Path, site: str) -> SiteCA:

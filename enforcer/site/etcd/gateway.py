@@ -229,10 +229,20 @@ class EtcdGateway:
         answer = await self.call("cluster/member/list", {}, repeatable=True)
         return [member_from(m) for m in answer.get("members", ())]
 
-    async def member_add(self, peer_urls: Sequence[str]) -> tuple[Member, list[Member]]:
-        """Announce a new member by its peer URLs; the new member and the whole list."""
-        answer = await self.call("cluster/member/add", {"peerURLs": list(peer_urls)})
+    async def member_add(
+        self, peer_urls: Sequence[str], *, learner: bool = False
+    ) -> tuple[Member, list[Member]]:
+        """Announce a new member by its peer URLs; the new member and the whole list. A
+        `learner` does not count towards quorum until `member_promote`."""
+        body: dict[str, Any] = {"peerURLs": list(peer_urls)}
+        if learner:
+            body["isLearner"] = True
+        answer = await self.call("cluster/member/add", body)
         return member_from(answer["member"]), [member_from(m) for m in answer["members"]]
+
+    async def member_promote(self, member_id: int) -> None:
+        """Make a learner a voting member (refused while it has not caught up with the leader)."""
+        await self.call("cluster/member/promote", {"ID": str(member_id)})
 
     async def member_remove(self, member_id: int) -> None:
         await self.call("cluster/member/remove", {"ID": str(member_id)})
@@ -307,6 +317,14 @@ class EtcdGateway:
         """
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
         return aiohttp.ClientSession(connector=connector)
+
+    def set_endpoints(self, endpoints: Sequence[str]) -> None:
+        """Talk to these members from now on (the cluster grew or shrank)."""
+        urls = [url.rstrip("/") for url in endpoints]
+        if urls and urls != self.endpoints:
+            current = self.endpoints[self._first]
+            self.endpoints = urls
+            self._first = urls.index(current) if current in urls else 0
 
     def rotation(self) -> list[str]:
         return self.endpoints[self._first :] + self.endpoints[: self._first]

@@ -34,22 +34,16 @@ from enforcer.site.etcd.gateway import EtcdGateway
 from enforcer.site.etcd.records import Member
 
 __all__ = [
-    "CLIENT_PORT",
-    "PEER_PORT",
-    "Backoff",
-    "EtcdMissing",
-    "ManagedMember",
-    "MemberConfig",
-    "MemberConflict",
-    "MemberFailed",
-    "add_member",
-    "etcd_binary",
-]
+    "CLIENT_PORT", "PEER_PORT", "Backoff", "EtcdMissing", "ManagedMember", "MemberConfig",
+    "MemberConflict", "MemberFailed", "add_member", "etcd_binary",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 CLIENT_PORT = 7720
 PEER_PORT = 7721
+# etcd 3.4 warns of this on every gateway request made with a client certificate.
+_NOISE = "ignoring common name in gRPC-gateway proxy request"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -319,7 +313,7 @@ class ManagedMember:
         assert process.stderr is not None
         async for raw in process.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
-            if line:
+            if line and _NOISE not in line:
                 self._tail.append(line)
                 log.info("etcd %s: %s", self.config.name, line)
 
@@ -346,7 +340,7 @@ class ManagedMember:
 
 
 async def add_member(
-    gateway: EtcdGateway, name: str, peer_url: str, *, wait: float = 20.0
+    gateway: EtcdGateway, name: str, peer_url: str, *, wait: float = 20.0, learner: bool = False
 ) -> dict[str, str]:
     """Announce member `name` at `peer_url` to the running cluster `gateway` talks to; the
     `initial_cluster` the new member starts with (`cluster_state="existing"`).
@@ -360,7 +354,7 @@ async def add_member(
     deadline = time.monotonic() + wait
     while True:
         try:
-            return await _add_member(gateway, name, peer_url)
+            return await _add_member(gateway, name, peer_url, learner)
         except Unavailable as e:
             if time.monotonic() >= deadline:
                 raise
@@ -368,7 +362,9 @@ async def add_member(
             await asyncio.sleep(0.5)
 
 
-async def _add_member(gateway: EtcdGateway, name: str, peer_url: str) -> dict[str, str]:
+async def _add_member(
+    gateway: EtcdGateway, name: str, peer_url: str, learner: bool
+) -> dict[str, str]:
     members = await gateway.member_list()
     for member in members:
         if peer_url in member.peer_urls:
@@ -386,7 +382,7 @@ async def _add_member(gateway: EtcdGateway, name: str, peer_url: str) -> dict[st
                 f"the etcd member at {', '.join(member.peer_urls)} was added but never started: "
                 "start it, or remove it, before adding another"
             )
-    new, members = await gateway.member_add([peer_url])
+    new, members = await gateway.member_add([peer_url], learner=learner)
     return _initial_cluster(members, name, new.id)
 
 

@@ -152,6 +152,7 @@ class Member:
     name: str
     peer_urls: tuple[str, ...]
     client_urls: tuple[str, ...]
+    is_learner: bool = False  # added as a learner: it does not count towards quorum yet
 
     @property
     def started(self) -> bool:
@@ -164,6 +165,7 @@ def member_from(body: Mapping[str, Any]) -> Member:
         name=str(body.get("name", "")),
         peer_urls=tuple(body.get("peerURLs", ())),
         client_urls=tuple(body.get("clientURLs", ())),
+        is_learner=bool(body.get("isLearner", False)),
     )
 
 
