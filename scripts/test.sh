@@ -7,4 +7,4 @@ scripts/setup.sh
 .venv/bin/ruff check enforcer control tests bench scripts
 .venv/bin/mypy
 .venv/bin/lint-imports
-exec .venv/bin/pytest -p no:cacheprovider -q "$@"
+exec .venv/bin/pytest -p no:cacheprovider -q --durations=25 "$@"
