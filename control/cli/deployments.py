@@ -72,7 +72,7 @@ def _health(site: dict[str, Any]) -> str:
     health, since = site.get("health", "-"), site.get("since")
     if health == "failed":
         return f"failed: {site['failed']}"
-    return f"{health} {ago(since)}" if since and health in ("healthy", "offline") else health
+    return f"{health} since {ago(since)}" if since and health in ("healthy", "offline") else health
 
 
 @deployment.command("status")

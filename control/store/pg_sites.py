@@ -17,18 +17,17 @@ import asyncpg
 
 from control.model import NotFound, OutOfOrder, Site, StatusResult
 from control.store.base import CHANGE_SITE, CHANGE_STATUS, SiteRecords
+from control.store.group_commit import GroupCommit, PendingStatus
 from control.store.pg_db import PgDatabase, changed
 from control.store.rows import (
     EVENTS_KEPT_PER_SITE,
     SITE_COLUMNS,
-    STATUS_GROUP,
     check_enrollment_row,
     dumps,
     sites_from_rows,
 )
 
 CONTACT_NEWS_AFTER = 60.0  # a contact this much newer than the stored one is news
-_PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
 _MARKS = ", ".join(f"${n}" for n in range(1, 17))
 # what an operator's change writes; the rest belongs to the sites' requests and to revisions
 _OPERATOR_COLUMNS = ("labels", "tenants", "cert_serial", "enrolled", "revoked", "public_key")
@@ -58,8 +57,7 @@ def _values(s: Site) -> tuple[Any, ...]:
 class PgSites(SiteRecords):
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
-        self._pending_status: list[_PendingStatus] = []
-        self._status_writer: asyncio.Task[None] | None = None
+        self._statuses = GroupCommit(self._apply_statuses)
 
     # --- enrollment -----------------------------------------------------------------------
 
@@ -173,28 +171,9 @@ class PgSites(SiteRecords):
     ) -> StatusResult:
         """Apply batch `seq` exactly once across all processes; batches arriving together are
         committed together (group commit)."""
-        future: asyncio.Future[StatusResult] = asyncio.get_running_loop().create_future()
-        self._pending_status.append((site, seq, events, now, future))
-        if self._status_writer is None or self._status_writer.done():
-            self._status_writer = asyncio.create_task(
-                self._write_statuses(), name="store-status-writer"
-            )
-        return await future
+        return await self._statuses.submit(site, seq, events, now)
 
-    async def _write_statuses(self) -> None:
-        while self._pending_status:
-            batch, self._pending_status = (
-                self._pending_status[:STATUS_GROUP],
-                self._pending_status[STATUS_GROUP:],
-            )
-            try:
-                await self._apply_statuses(batch)
-            except Exception as e:  # the whole transaction failed: so does every batch in it
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-
-    async def _apply_statuses(self, batch: list[_PendingStatus]) -> None:
+    async def _apply_statuses(self, batch: list[PendingStatus]) -> None:
         names = sorted({item[0].name for item in batch})
         outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = []
         async with self.db.tx() as conn:

@@ -15,24 +15,21 @@ import aiosqlite
 
 from control.model import NotFound, OutOfOrder, Site, StatusResult
 from control.store.base import SiteRecords
+from control.store.group_commit import GroupCommit, PendingStatus
 from control.store.rows import (
     EVENTS_KEPT_PER_SITE,
     SITE_COLUMNS,
-    STATUS_GROUP,
     check_enrollment_row,
     dumps,
     sites_from_rows,
 )
 from control.store.sqlite_db import Database
 
-_PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
-
 
 class SQLiteSites(SiteRecords):
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._pending_status: list[_PendingStatus] = []
-        self._status_writer: asyncio.Task[None] | None = None
+        self._statuses = GroupCommit(self._apply_statuses)
 
     # --- enrollment -----------------------------------------------------------------------
 
@@ -137,28 +134,9 @@ class SQLiteSites(SiteRecords):
         Batches arriving together are committed together (group commit): a fleet answering
         a change at once costs a few transactions, not one per site.
         """
-        future: asyncio.Future[StatusResult] = asyncio.get_running_loop().create_future()
-        self._pending_status.append((site, seq, events, now, future))
-        if self._status_writer is None or self._status_writer.done():
-            self._status_writer = asyncio.create_task(
-                self._write_statuses(), name="store-status-writer"
-            )
-        return await future
+        return await self._statuses.submit(site, seq, events, now)
 
-    async def _write_statuses(self) -> None:
-        while self._pending_status:
-            batch, self._pending_status = (
-                self._pending_status[:STATUS_GROUP],
-                self._pending_status[STATUS_GROUP:],
-            )
-            try:
-                await self._apply_statuses(batch)
-            except Exception as e:  # the whole transaction failed: so does every batch in it
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-
-    async def _apply_statuses(self, batch: list[_PendingStatus]) -> None:
+    async def _apply_statuses(self, batch: list[PendingStatus]) -> None:
         names = sorted({item[0].name for item in batch})
         async with self.db.tx() as db:
             last: dict[str, int] = {}
