@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from control.model import Site, StatusResult
-from control.store.rows import STATUS_GROUP
+from control.model import NotFound, OutOfOrder, Site, StatusResult
+from control.store.rows import STATUS_GROUP, dumps
 
-__all__ = ["GroupCommit", "PendingStatus"]
+__all__ = ["GroupCommit", "GroupWrites", "PendingStatus", "plan_group"]
 
 PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
 
@@ -39,3 +40,56 @@ class GroupCommit:
                 for *_, future in batch:
                     if not future.done():
                         future.set_exception(e)
+
+
+@dataclass
+class GroupWrites:
+    """What one group of status batches writes, and what each batch's caller gets."""
+
+    updates: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """site -> (last_seq, status, status_time, ready, failed, last_contact, name)"""
+    inserts: list[tuple[str, int, float, str]] = field(default_factory=list)
+    """(site, seq, received, event) of the events the applied batches carry"""
+    outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = field(
+        default_factory=list
+    )
+
+    @property
+    def sites_with_events(self) -> list[str]:
+        return sorted({row[0] for row in self.inserts})
+
+    def settle(self) -> None:
+        """After the commit: every batch's caller gets its outcome."""
+        for future, outcome in self.outcomes:
+            if future.done():
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
+def plan_group(batch: Sequence[PendingStatus], last: dict[str, int]) -> GroupWrites:
+    """Each batch applied exactly once, in order: `last` is each site's last applied sequence
+    number as the store holds it (locked); a replay is a duplicate, a gap is out of order."""
+    writes = GroupWrites()
+    for site, seq, events, now, future in batch:
+        if site.name not in last:
+            writes.outcomes.append((future, NotFound(f"site {site.name!r} does not exist")))
+            continue
+        previous = last[site.name]
+        if seq <= previous:
+            writes.outcomes.append((future, StatusResult(applied=False, last_seq=previous)))
+            continue
+        if seq != previous + 1:
+            message = f"status batch {seq} is out of order: expected seq {previous + 1}"
+            writes.outcomes.append((future, OutOfOrder(message, expected=previous + 1)))
+            continue
+        last[site.name] = seq
+        status = dumps(site.status) if site.status is not None else None
+        writes.updates[site.name] = (
+            seq, status, now, dumps(site.ready), dumps(site.failed), now, site.name,
+        )  # fmt: skip
+        writes.inserts.extend((site.name, seq, now, dumps(e)) for e in events)
+        writes.outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
+    return writes

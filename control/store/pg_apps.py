@@ -9,7 +9,7 @@ from typing import Any
 from control.model import AppVersion, Conflict, Deployment
 from control.store.base import CHANGE_APP, CHANGE_DEPLOYMENT, AppRecords, DeploymentRecords
 from control.store.pg_db import PgDatabase, changed
-from control.store.rows import dumps
+from control.store.rows import deployments_from_rows, dumps
 
 
 class PgApps(AppRecords):
@@ -99,10 +99,7 @@ class PgDeployments(DeploymentRecords):
             "SELECT name, tenant, document, created, updated, rollout "
             "FROM deployments ORDER BY name"
         )
-        return [
-            Deployment(r[0], r[1], json.loads(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None)
-            for r in rows
-        ]
+        return deployments_from_rows(rows)
 
     async def delete(self, name: str) -> None:
         async with self.db.tx() as conn:

@@ -8,16 +8,15 @@ requests keep (sequence numbers, status, contact times) with an older copy.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
-from control.model import NotFound, OutOfOrder, Site, StatusResult
+from control.model import Site, StatusResult
 from control.store.base import CHANGE_SITE, CHANGE_STATUS, SiteRecords
-from control.store.group_commit import GroupCommit, PendingStatus
+from control.store.group_commit import GroupCommit, PendingStatus, plan_group
 from control.store.pg_db import PgDatabase, changed
 from control.store.rows import (
     EVENTS_KEPT_PER_SITE,
@@ -175,7 +174,6 @@ class PgSites(SiteRecords):
 
     async def _apply_statuses(self, batch: list[PendingStatus]) -> None:
         names = sorted({item[0].name for item in batch})
-        outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = []
         async with self.db.tx() as conn:
             rows = await conn.fetch(
                 "SELECT name, last_seq FROM sites WHERE name = ANY($1::text[]) "
@@ -183,55 +181,24 @@ class PgSites(SiteRecords):
                 names,
             )
             last = {str(r[0]): int(r[1]) for r in rows}
-            updates: dict[str, tuple[Any, ...]] = {}
-            inserts: list[tuple[str, int, float, str]] = []
-            for site, seq, events, now, future in batch:
-                if site.name not in last:
-                    outcomes.append((future, NotFound(f"site {site.name!r} does not exist")))
-                    continue
-                previous = last[site.name]
-                if seq <= previous:
-                    outcomes.append((future, StatusResult(applied=False, last_seq=previous)))
-                    continue
-                if seq != previous + 1:
-                    message = f"status batch {seq} is out of order: expected seq {previous + 1}"
-                    outcomes.append((future, OutOfOrder(message, expected=previous + 1)))
-                    continue
-                last[site.name] = seq
-                updates[site.name] = (
-                    seq,
-                    dumps(site.status) if site.status is not None else None,
-                    now,
-                    dumps(site.ready),
-                    dumps(site.failed),
-                    now,
-                    site.name,
-                )
-                inserts.extend((site.name, seq, now, dumps(e)) for e in events)
-                outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
+            writes = plan_group(batch, last)
             await conn.executemany(
                 "UPDATE sites SET last_seq = $1, status = $2, status_time = $3, ready = $4, "
                 "failed = $5, last_contact = $6 WHERE name = $7",
-                list(updates.values()),
+                list(writes.updates.values()),
             )
-            if inserts:
+            if writes.inserts:
                 await conn.executemany(
                     "INSERT INTO site_events (site, seq, received, event) VALUES ($1, $2, $3, $4)",
-                    inserts,
+                    writes.inserts,
                 )
                 await conn.executemany(
                     "DELETE FROM site_events WHERE site = $1 AND id <= (SELECT id FROM "
                     "site_events WHERE site = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-                    [(n, EVENTS_KEPT_PER_SITE) for n in sorted({row[0] for row in inserts})],
+                    [(n, EVENTS_KEPT_PER_SITE) for n in writes.sites_with_events],
                 )
-            await changed(conn, CHANGE_STATUS, updates)
-        for future, outcome in outcomes:
-            if future.done():
-                continue
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            await changed(conn, CHANGE_STATUS, writes.updates)
+        writes.settle()
 
     async def events(self, site: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.db.rows(

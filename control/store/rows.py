@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from control.model import Forbidden, Site
+from control.model import Deployment, Forbidden, Site
 from control.store.base import UNKNOWN_SECRET
 
 EVENTS_KEPT_PER_SITE = 1000
@@ -65,3 +65,11 @@ def check_enrollment_row(row: Any, site: str, now: float) -> None:
 
 def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def deployments_from_rows(rows: Sequence[Any]) -> list[Deployment]:
+    """(name, tenant, document, created, updated, rollout) rows as deployments."""
+    return [
+        Deployment(r[0], r[1], json.loads(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None)
+        for r in rows
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from control.model import AppVersion, Conflict, Deployment
 from control.store.base import AppRecords, DeploymentRecords
-from control.store.rows import dumps
+from control.store.rows import deployments_from_rows, dumps
 from control.store.sqlite_db import Database
 
 
@@ -87,10 +87,7 @@ class SQLiteDeployments(DeploymentRecords):
             "SELECT name, tenant, document, created, updated, rollout "
             "FROM deployments ORDER BY name"
         )
-        return [
-            Deployment(r[0], r[1], json.loads(r[2]), r[3], r[4], json.loads(r[5]) if r[5] else None)
-            for r in rows
-        ]
+        return deployments_from_rows(rows)
 
     async def delete(self, name: str) -> None:
         async with self.db.tx() as db:

@@ -6,16 +6,15 @@ change at once costs a few transactions, not one per site.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
-from control.model import NotFound, OutOfOrder, Site, StatusResult
+from control.model import Site, StatusResult
 from control.store.base import SiteRecords
-from control.store.group_commit import GroupCommit, PendingStatus
+from control.store.group_commit import GroupCommit, PendingStatus, plan_group
 from control.store.rows import (
     EVENTS_KEPT_PER_SITE,
     SITE_COLUMNS,
@@ -147,63 +146,24 @@ class SQLiteSites(SiteRecords):
                     f"SELECT name, last_seq FROM sites WHERE name IN ({marks})", chunk
                 ) as c:
                     last.update({str(r[0]): int(r[1]) for r in await c.fetchall()})
-            updates: dict[str, tuple[Any, ...]] = {}
-            inserts: list[tuple[str, int, float, str]] = []
-            outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = []
-            for site, seq, events, now, future in batch:
-                if site.name not in last:
-                    outcomes.append((future, NotFound(f"site {site.name!r} does not exist")))
-                    continue
-                previous = last[site.name]
-                if seq <= previous:
-                    outcomes.append((future, StatusResult(applied=False, last_seq=previous)))
-                    continue
-                if seq != previous + 1:
-                    outcomes.append(
-                        (
-                            future,
-                            OutOfOrder(
-                                f"status batch {seq} is out of order: expected seq {previous + 1}",
-                                expected=previous + 1,
-                            ),
-                        )
-                    )
-                    continue
-                last[site.name] = seq
-                updates[site.name] = (
-                    seq,
-                    dumps(site.status) if site.status is not None else None,
-                    now,
-                    dumps(site.ready),
-                    dumps(site.failed),
-                    now,
-                    site.name,
-                )
-                inserts.extend((site.name, seq, now, dumps(e)) for e in events)
-                outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
+            writes = plan_group(batch, last)
             await db.executemany(
                 "UPDATE sites SET last_seq = ?, status = ?, status_time = ?, ready = ?, "
                 "failed = ?, last_contact = ? WHERE name = ?",
-                list(updates.values()),
+                list(writes.updates.values()),
             )
-            if inserts:
+            if writes.inserts:
                 await db.executemany(
                     "INSERT INTO site_events (site, seq, received, event) VALUES (?, ?, ?, ?)",
-                    inserts,
+                    writes.inserts,
                 )
-                trimmed = sorted({row[0] for row in inserts})
+                trimmed = writes.sites_with_events
                 await db.executemany(
                     "DELETE FROM site_events WHERE site = ? AND id <= (SELECT id FROM "
                     "site_events WHERE site = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     [(n, n, EVENTS_KEPT_PER_SITE) for n in trimmed],
                 )
-        for future, outcome in outcomes:
-            if future.done():
-                continue
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        writes.settle()
 
     async def events(self, site: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.db.rows(
