@@ -28,6 +28,10 @@ from tests.support.http import request
 from tests.support.processes import Exited, MissingPart, installed, wait_for
 from tests.support.site import ManagedSite, SiteHost, managed_site, wait_placed
 
+# Joining is not failover: a lease long enough that a slow disk under etcd (a second or two
+# without fsync answering, seen on a loaded CI machine) never makes a live host look dead here.
+LEASE_TTL = "8s"
+
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[ManagedSite]:
@@ -36,7 +40,7 @@ def site() -> Iterator[ManagedSite]:
         installed("etcd", "etcd-server")
     except MissingPart as exc:
         missing(str(exc))
-    with managed_site() as made:
+    with managed_site(LEASE_TTL) as made:
         made.add(docker=False)
         yield made
 
@@ -215,7 +219,7 @@ def test_a_controller_without_etcd_says_which_package_and_starts_nothing(tmp_pat
 
 
 def test_a_one_host_site_grows_to_three_hosts_with_nothing_restarted(test_image: str) -> None:
-    with managed_site() as made:
+    with managed_site(LEASE_TTL) as made:
         first = made.add(cluster=False)
         assert first.etcd_pids() == []  # a one-host site starts no etcd
         first.enforcer.apply(app("web", sleeper("main", test_image, replicas=2)))

@@ -38,7 +38,9 @@ def enrolled(control: ControlProcess, engine: DockerEngine, site: str, labels: d
 
 
 def running_apps(client: docker.DockerClient) -> set[str]:
-    return {c.labels["edgeward.app"] for c in client.containers.list(filters={"label": "edgeward.managed=true"})}
+    # sparse: the list's own labels, no inspect per container (one may go between the two)
+    listed = client.containers.list(filters={"label": "edgeward.managed=true"}, sparse=True)
+    return {c.attrs["Labels"]["edgeward.app"] for c in listed}
 
 
 def wait(predicate: object, timeout: float, what: str) -> None:

@@ -33,4 +33,5 @@ async def site_hosts(c: Coordinator) -> tuple[list[dict[str, Any]], str | None]:
     known = set(c.assignments.instances.values()) if c.assignments else set()
     for host in sorted((known | set(c.gone_at)) - alive):  # seen to go, or assigned
         shown.append({"id": host, "address": "", "role": "", "state": "dead", "lease-age": None})
+    shown.sort(key=lambda h: str(h["id"]))  # by id: a host that re-registered keeps its place
     return shown, leader.candidate if leader else None
