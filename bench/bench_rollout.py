@@ -28,6 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/bench_rollout.py`: the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import fleet_sites
 from bench.fleet_sites import LightSite, app_doc, enroll_slice, raise_nofile, running_fleet
 from control.server import shrink_tls_read_buffers
 from enforcer.link.enrollment import load_site_identity
@@ -115,10 +116,8 @@ async def worker_main(root: Path, port: int) -> None:
             return
 
 
-class Worker:
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
-        self.proc: asyncio.subprocess.Process | None = None
+class Worker(fleet_sites.Worker):
+    """A fleet bench worker process running this module's `worker_main` (ask/kill inherited)."""
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -126,20 +125,6 @@ class Worker:
             str(self.root), "--port", str(self.port),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26, cwd=ROOT,
         )  # fmt: skip
-
-    async def ask(self, command: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
-        await self.proc.stdin.drain()
-        line = await self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("a rollout bench worker died")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
 
 
 async def wait_phase(control: Any, phases: set[str], timeout: float) -> dict[str, Any]:
