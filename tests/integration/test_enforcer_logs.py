@@ -19,8 +19,9 @@ from tests.support.apps import app, container, service
 from tests.support.enforcer import EnforcerProc
 from tests.support.engines import DockerEngine
 
-CALL_TIMEOUT_S = 5  # [docker] timeout: every read timeout on the way is this or the CLI's 30 s
-QUIET_S = 35  # longer than both
+CALL_TIMEOUT_S = 5  # [docker] timeout: the read timeout of the enforcer's calls to Docker
+QUIET_S = 12  # longer than it (the CLI reads a followed stream with no read timeout at all:
+# tests/unit/test_cli_client_streams.py)
 
 
 @pytest.fixture()
@@ -91,7 +92,7 @@ def test_a_reader_that_does_not_read_never_makes_the_enforcer_buffer_the_output(
         assert stalled.recv(64).startswith(b"HTTP/1.1 200")
         time.sleep(3)  # the pipe to the client is full by now
         before = impatient.process().memory_info().rss
-        time.sleep(10)  # some 80 MB more output that nobody reads
+        time.sleep(5)  # some 40 MB more output that nobody reads
         grown = impatient.process().memory_info().rss - before
         assert grown < 16 * 2**20, f"the enforcer grew by {grown / 2**20:.0f} MB"
         assert impatient.cli("status").returncode == 0  # and it still answers

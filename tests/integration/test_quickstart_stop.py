@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -59,7 +60,12 @@ def test_quickstart_stop_leaves_no_bridge_and_no_iptables_rule_behind(
         monkeypatch.setattr(qs, "STATE", state)
         monkeypatch.setattr(qs, "PIDS", state / "pids.json")
         monkeypatch.setattr(qs, "ENGINE_ROOT", root / "d")
+        # the engine is this process's child: reap it the moment it exits, as init reaps the
+        # quickstart's own engine (a zombie would look alive to `stop` for its whole wait)
+        reaper = threading.Thread(target=engine.proc.wait, daemon=True)
+        reaper.start()
         qs.stop()
+        reaper.join(30)
         engine.proc.wait(30)
         engine.proc = None
 
