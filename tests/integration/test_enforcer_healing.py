@@ -60,7 +60,7 @@ def test_crash_loop_backs_off_exponentially_while_other_apps_keep_reconciling(
     crash = service("c", container("main", test_image, "sh", "-c", "exit 3"))
     enforcer.apply(app("crashy", crash))
     enforcer.apply(app("calm", sleeper("s", test_image)))
-    ps = enforcer.wait_ps(lambda p: p.get("crashy.c.0", {}).get("restarts", 0) >= 4, timeout=20)
+    ps = enforcer.wait_ps(lambda p: p.get("crashy.c.0", {}).get("restarts", 0) >= 5, timeout=20)
     enforcer.wait_running("calm.s.0")
     c = ps["crashy.c.0"]
     assert c["last_exit_code"] == 3
@@ -74,9 +74,10 @@ def test_crash_loop_backs_off_exponentially_while_other_apps_keep_reconciling(
         and e["kind"] in ("container.started", "container.restarted")
     ]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert len(gaps) >= 3
-    # 0 (first restart is immediate), then 0.2s, 0.4s, 0.8s, ... capped at 3s (test config)
-    assert gaps[-1] > gaps[1] * 1.5, gaps
+    assert len(gaps) >= 4
+    # 0 (first restart is immediate), then 0.2s, 0.4s, 0.8s, 1.6s ... capped at 3s (test
+    # config), each gap plus the time a start takes (most of a second on a loaded machine)
+    assert gaps[-1] - gaps[1] > 0.8, gaps
     assert max(gaps) < 3 * 1.2 + 1.0, gaps
     # meanwhile a kill in another application still heals at once
     before = started_at(docker_client, "ew.calm.s.0.main")
