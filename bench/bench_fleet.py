@@ -1,17 +1,23 @@
 """Control with a simulated fleet, side by side with the goals.
 
-Runs one real ``edge-control serve`` process and a fleet of lightweight sites in worker
-processes that speak the real protocol over real TLS: they enroll with the enforcer's own
-`enroll` (key, CSR, pinned CA), then each holds one mutual-TLS connection with its own site
-certificate, long-polls its desired state with the default wait (300 s) and pushes a status
-batch after each change. Measured per fleet size:
+Runs control in each of its setups (`bench.fleet_groups`, ``--setups``): one real
+``edge-control serve`` on SQLite, and two and three on one PostgreSQL database behind HAProxy;
+and a fleet of lightweight sites in worker processes that speak the real protocol over real
+TLS: they enroll with the enforcer's own `enroll` (key, CSR, pinned CA), then each holds one
+mutual-TLS connection with its own site certificate, long-polls its desired state with the
+default wait (300 s) and pushes a status batch after each change. Measured per setup and
+fleet size, side by side:
 
 - enrollment rate (bundles issued by the operator API, then every site enrolling);
 - change propagation: from pushing a new version (deployed with ``version: latest``) to each
   site having it, p50 / p99 / max;
 - bytes on the wire per idle long-poll cycle, TLS included (a counting TCP proxy in front of a
   real `SyncClient`), and what that makes per idle site per hour and per month;
-- control's RSS and CPU (enrolling, idle with every site waiting, propagating).
+- control's RSS (all processes together, and per connected site) and CPU per process
+  (enrolling, idle with every site waiting, per change), PostgreSQL's and HAProxy's CPU;
+- with several processes, one of them SIGKILLed (the one holding most long-polls) and a change
+  pushed through another at once: how many sites lost their long-poll, how long until all had
+  the change, and until every site held a long-poll again.
 
 With ``--reconnect``, the reconnect storm instead (`bench.fleet_reconnect`): every site runs
 the enforcer's own `SyncClient`; control goes down for ``--outage`` seconds (60) and comes back;
@@ -23,6 +29,7 @@ may run at a lower priority (``--nice``), so that control, the thing measured, i
 starved by them.
 
     .venv/bin/python bench/bench_fleet.py --sites 1000 10000
+    .venv/bin/python bench/bench_fleet.py --sites 1000 --setups postgresql-3
     .venv/bin/python -m bench.bench_fleet --reconnect --sites 10000
 """
 
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import time
@@ -40,20 +48,27 @@ if __package__ in (None, ""):  # `python bench/bench_fleet.py`: the repository's
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import median, percentile
+from bench.fleet_clients import raise_nofile, worker_main
+from bench.fleet_groups import (
+    SETUPS,
+    haproxies_for,
+    haproxy_maxconn,
+    kill_one,
+    running_group,
+    setup_label,
+)
 from bench.fleet_reconnect import print_reconnect, run_reconnect
 from bench.fleet_sites import (
+    Fleet,
     app_doc,
     cells,
+    control_cpu,
+    cpu_shares,
     enrolled_fleet,
-    metric,
     print_goal_table,
-    raise_nofile,
-    running_fleet,
-    worker_main,
 )
 from enforcer.link.enrollment import SiteIdentity, enroll
 from enforcer.link.sync import POLL_WAIT, SyncClient
-from tests.support.control import ControlProcess
 
 WAIT_JITTER = 0.1  # control ends a quiet poll after wait * (1 - U(0, 0.1))
 TCP_IP_HEADERS = 52  # IPv4 20 + TCP 20 + timestamps 12, per segment
@@ -103,11 +118,11 @@ class CountingProxy:
 # --- the main process -------------------------------------------------------------------------
 
 
-async def measure_idle_bytes(control: ControlProcess, root: Path) -> dict[str, float]:
+async def measure_idle_bytes(fleet: Fleet) -> dict[str, float]:
     """Bytes per quiet long-poll cycle of a real SyncClient, through a counting proxy."""
-    answer = await control.call("POST", "/v1/enrollment/tokens", {"site": "bytes-probe"})
-    identity = await enroll(answer["bundle"], root / "bytes-probe")
-    proxy = CountingProxy(control.port)
+    answer = await fleet.control.call("POST", "/v1/enrollment/tokens", {"site": "bytes-probe"})
+    identity = await enroll(answer["bundle"], fleet.root / "bytes-probe")
+    proxy = CountingProxy(fleet.port)
     await proxy.start()
     probe = SiteIdentity(
         identity.site,
@@ -120,17 +135,15 @@ async def measure_idle_bytes(control: ControlProcess, root: Path) -> dict[str, f
     async def on_desired(revision: int, apps: list[dict[str, Any]]) -> None:
         received.set()
 
-    client = SyncClient(probe, on_desired=on_desired, state_dir=root / "bytes-probe", poll_wait=1.0)
+    state = fleet.root / "bytes-probe"
+    client = SyncClient(probe, on_desired=on_desired, state_dir=state, poll_wait=1.0)
     task = asyncio.create_task(client.run())
     await received.wait()
     await asyncio.sleep(2.0)  # handshake, first answer and first status push are behind us
-    metrics_before = await control.call("GET", "/v1/metrics")
+    cycles0 = await fleet.metric("desired_not_modified_total")
     up0, down0 = proxy.up, proxy.down
     await asyncio.sleep(12.0)
-    metrics_after = await control.call("GET", "/v1/metrics")
-    cycles = metric(metrics_after, "desired_not_modified_total") - metric(
-        metrics_before, "desired_not_modified_total"
-    )
+    cycles = await fleet.metric("desired_not_modified_total") - cycles0
     per_cycle = (proxy.up - up0 + proxy.down - down0) / max(cycles, 1)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -147,104 +160,140 @@ async def measure_idle_bytes(control: ControlProcess, root: Path) -> dict[str, f
 
 
 async def run_fleet(
-    n: int, workers: int, changes: int, keep: bool, profile: Path | None, nice: int = 0
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"sites": n}
-    python_args = ("-m", "cProfile", "-o", str(profile)) if profile else ()
-    async with running_fleet(f"edgeward-fleet-{n}-", keep, python_args, nice) as fleet:
-        control, pool = fleet.control, fleet.pool
-        name_slices = await enrolled_fleet(fleet, n, workers, result)
-        result.update(await measure_idle_bytes(control, fleet.root))
+    fleet: Fleet, n: int, workers: int, changes: int, wait_limit: float, result: dict[str, Any]
+) -> None:
+    """Enroll `n` sites, connect them, measure idle and `changes` changes; with several control
+    processes, then kill one (`bench.fleet_groups.kill_one`). The figures go into `result` as
+    they come (a run that fails half-way keeps those it made)."""
+    control, pool = fleet.control, fleet.pool
+    name_slices = await enrolled_fleet(fleet, n, workers, result)
+    result.update(await measure_idle_bytes(fleet))
 
-        started = time.monotonic()
-        await asyncio.gather(
-            *(w.ask({"cmd": "sync", "sites": ns}) for w, ns in zip(pool, name_slices, strict=True))
+    started = time.monotonic()
+    await asyncio.gather(
+        *(
+            w.ask({"cmd": "sync", "sites": ns, "timeout": wait_limit})
+            for w, ns in zip(pool, name_slices, strict=True)
         )
-        result["connect_seconds"] = time.monotonic() - started
-        metrics = await control.call("GET", "/v1/metrics")
-        await asyncio.sleep(3)
-        metrics = await control.call("GET", "/v1/metrics")
-        result["polling"] = int(metric(metrics, "sites_polling"))
+    )
+    result["connect_seconds"] = time.monotonic() - started
+    await asyncio.sleep(3)
+    result["polling"] = int(await fleet.metric("sites_polling"))
+    print(
+        f"[{n}] all sites connected in {result['connect_seconds']:.1f}s, "
+        f"{result['polling']} long-polls waiting",
+        flush=True,
+    )
+
+    cpu0, t0 = fleet.cpu_seconds(), time.monotonic()
+    await asyncio.sleep(20)
+    result["idle_cpus"] = cpu_shares(cpu0, fleet.cpu_seconds(), time.monotonic() - t0)
+    result["idle_cpu"] = control_cpu(result["idle_cpus"])
+    result["idle_rss"] = fleet.rss_mb()
+    result["rss_per_site"] = result["idle_rss"] * 2**20 / 1000 / max(result["polling"], 1)
+    added = result["idle_rss"] - result["enrolled_rss"]
+    result["rss_added_per_site"] = added * 2**20 / 1000 / max(result["polling"], 1)
+
+    latencies: list[float] = []
+    result["change_missing"] = 0
+    cpu0 = fleet.cpu_seconds()
+    for k in range(changes):
+        version = str(k + 2)
+        t0 = time.time()
+        ask = {"cmd": "expect", "version": version, "t0": t0, "timeout": wait_limit}
+        expect = [asyncio.create_task(w.ask(ask)) for w in pool]
+        await control.call("PUT", f"/v1/applications/fleet/versions/{version}", app_doc(version))
+        answers = await asyncio.gather(*expect)
+        had = [x for a in answers for x in a["latencies"]]
+        latencies.extend(had)
+        result["change_missing"] += sum(a["missing"] for a in answers)
         print(
-            f"[{n}] all sites connected in {result['connect_seconds']:.1f}s, "
-            f"{result['polling']} long-polls waiting",
+            f"[{n}] change {k + 1}: {len(had)} sites had version {version} after "
+            f"{max(had, default=math.nan):.2f}s",
             flush=True,
         )
-
-        cpu0, t0 = control.cpu_seconds(), time.monotonic()
-        await asyncio.sleep(20)
-        result["idle_cpu"] = (control.cpu_seconds() - cpu0) / (time.monotonic() - t0)
-        result["idle_rss"] = control.rss_mb()
-
-        latencies: list[float] = []
-        cpu0 = control.cpu_seconds()
-        for k in range(changes):
-            version = str(k + 2)
-            t0 = time.time()
-            expect = [
-                asyncio.create_task(w.ask({"cmd": "expect", "version": version, "t0": t0}))
-                for w in pool
-            ]
-            await control.call(
-                "PUT", f"/v1/applications/fleet/versions/{version}", app_doc(version)
-            )
-            for a in await asyncio.gather(*expect):
-                latencies.extend(a["latencies"])
-            print(
-                f"[{n}] change {k + 1}: every site had version {version} after "
-                f"{max(latencies[-n:]):.2f}s",
-                flush=True,
-            )
-            await asyncio.sleep(3)
-        result["propagation_cpu_s"] = (control.cpu_seconds() - cpu0) / changes
-        latencies.sort()
-        result["p50"] = median(latencies)
-        result["p99"] = percentile(latencies, 99)
-        result["max"] = latencies[-1]
-        result["peak_rss"] = control.rss_mb()
-        result["shed"] = int(metric(await control.call("GET", "/v1/metrics"), "http_shed_total"))
-    return result
+        await asyncio.sleep(3)
+    result["change_cpus"] = cpu_shares(cpu0, fleet.cpu_seconds(), changes)  # seconds per change
+    result["propagation_cpu_s"] = control_cpu(result["change_cpus"])
+    latencies.sort()
+    result["p50"] = median(latencies)
+    result["p99"] = percentile(latencies, 99)
+    result["max"] = max(latencies, default=math.nan)
+    result["peak_rss"] = fleet.rss_mb()
+    result["shed"] = int(await fleet.metric("http_shed_total"))
+    if len(fleet.processes) > 1:
+        result.update(await kill_one(fleet, n, str(changes + 2), wait_limit))
 
 
-def print_table(results: list[dict[str, Any]]) -> None:
+def per_process(shares: dict[str, float], pattern: str) -> str:
+    """The control processes' figures of a `cpu_shares` result, in process order."""
+    processes = sorted((k for k in shares if k.isdigit()), key=int)
+    return " / ".join(pattern.format(shares[k]) for k in processes)
+
+
+def print_table(results: list[dict[str, Any]], open_files: int) -> None:
     def fmt(key: str, pattern: str) -> list[str]:
         return cells(results, key, pattern)
 
+    def each(key: str, pattern: str) -> list[str]:
+        return [per_process(r[key], pattern) if key in r else "-" for r in results]
+
+    def helper(key: str, name: str, pattern: str) -> list[str]:
+        return [pattern.format(r[key][name]) if name in r.get(key, {}) else "-" for r in results]
+
     rows: list[tuple[str, str, list[str]]] = [
-        ("sites waiting on one control", "10,000", [f"{r.get('polling', 0):,}" for r in results]),
+        ("sites waiting (long-polls held)", "10,000", fmt("polling", "{:,}")),
         ("enrollment rate (sites/s)", ">= 33.3/s", fmt("enroll_rate", "{:.1f}/s")),
-        (
-            "10,000 enrollments take",
-            "< 300 s",
-            [f"{10000 / r['enroll_rate']:.0f} s" if r.get("enroll_rate") else "-" for r in results],
-        ),
+        ("10,000 enrollments take", "< 300 s",
+         [f"{10000 / r['enroll_rate']:.0f} s" if r.get("enroll_rate") else "-" for r in results]),
         ("bundle issue rate (operator)", "-", fmt("issue_rate", "{:.0f}/s")),
         ("all sites connected after", "-", fmt("connect_seconds", "{:.1f} s")),
         ("change propagation p50", "-", fmt("p50", "{:.2f} s")),
         ("change propagation p99", "<= 3 s", fmt("p99", "{:.2f} s")),
         ("change propagation max", "-", fmt("max", "{:.2f} s")),
+        ("sites that missed a change", "0", fmt("change_missing", "{:,}")),
         ("503 + Retry-After answers", "-", fmt("shed", "{:,}")),
         ("idle poll cycle, TLS bytes", "-", fmt("cycle_tls", "{:.0f} B")),
         ("idle poll cycle + TCP/IP hdrs", "-", fmt("cycle_wire", "{:.0f} B")),
         ("idle site per hour", "-", fmt("hour_wire", "{:.0f} B")),
-        (
-            "idle site per month",
-            f"< 5 MB (balena ~{BALENA_MB_MONTH:.0f} MB)",
-            fmt("month_mb", "{:.2f} MB"),
-        ),
-        ("control RSS, after enrollment", "-", fmt("enrolled_rss", "{:.0f} MiB")),
-        ("control RSS, all sites waiting", "-", fmt("idle_rss", "{:.0f} MiB")),
-        ("control RSS, after changes", "-", fmt("peak_rss", "{:.0f} MiB")),
-        ("control CPU, idle", "-", fmt("idle_cpu", "{:.1%}")),
-        ("control CPU, enrolling", "-", fmt("enroll_cpu", "{:.0%}")),
-        ("control CPU s per change", "-", fmt("propagation_cpu_s", "{:.2f} s")),
-    ]
+        ("idle site per month", f"< 5 MB (balena ~{BALENA_MB_MONTH:.0f} MB)",
+         fmt("month_mb", "{:.2f} MB")),
+        ("control RSS (all), after enrollment", "-", fmt("enrolled_rss", "{:.0f} MiB")),
+        ("control RSS (all), sites waiting", "-", fmt("idle_rss", "{:.0f} MiB")),
+        ("control RSS per connected site", "< 30 KB", fmt("rss_per_site", "{:.1f} KB")),
+        ("  added by connecting the sites", "-", fmt("rss_added_per_site", "{:.1f} KB")),
+        ("control RSS (all), after changes", "-", fmt("peak_rss", "{:.0f} MiB")),
+        ("CPU per control process, enrolling", "-", each("enroll_cpus", "{:.0%}")),
+        ("CPU per control process, idle", "-", each("idle_cpus", "{:.1%}")),
+        ("CPU s per change, per process", "-", each("change_cpus", "{:.2f}")),
+        ("PostgreSQL CPU, enrolling", "-", helper("enroll_cpus", "postgresql", "{:.0%}")),
+        ("PostgreSQL CPU, idle", "-", helper("idle_cpus", "postgresql", "{:.1%}")),
+        ("PostgreSQL CPU s per change", "-", helper("change_cpus", "postgresql", "{:.2f}")),
+        ("HAProxy CPU, enrolling", "-", helper("enroll_cpus", "haproxy", "{:.0%}")),
+        ("HAProxy CPU, idle", "-", helper("idle_cpus", "haproxy", "{:.1%}")),
+        ("one control process SIGKILLed:", "", ["" for _ in results]),
+        ("  long-polls it held", "-", fmt("held_by_killed", "{:,}")),
+        ("  sites that lost their long-poll", "-", fmt("lost", "{:,}")),
+        ("  a change pushed then: sites had it, p50", "-", fmt("resync_p50", "{:.2f} s")),
+        ("  all sites back in sync after", "-", fmt("resync_max", "{:.2f} s")),
+        ("  not back in sync", "0", fmt("resync_missing", "{:,}")),
+        ("  every long-poll held again after", "-", fmt("repolled", "{:.1f} s")),
+        ("  503s from the others meanwhile", "-", fmt("kill_shed", "{:,}")),
+    ]  # fmt: skip
     print_goal_table("", results, rows)
     print(
         f"\nlong-poll wait {POLL_WAIT:g} s (control ends quiet polls up to {WAIT_JITTER:.0%} "
         f"early); per-cycle TCP/IP overhead estimated as {SEGMENTS_PER_CYCLE} segments x "
-        f"{TCP_IP_HEADERS} B; {os.cpu_count()} CPUs shared by control and the fleet workers"
+        f"{TCP_IP_HEADERS} B; {os.cpu_count()} CPUs shared by control, PostgreSQL, HAProxy and "
+        "the fleet workers; KB = 1,000 bytes; a change goes to the first control process"
     )
+    for r in results:
+        if r.get("haproxies", 0) > 1:
+            print(
+                f"{r['label']}: {r['haproxies']} HAProxy processes share the port (one holds "
+                f"at most {haproxy_maxconn(open_files):,} connections with {open_files:,} open "
+                "files, two per connection)"
+            )
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -255,19 +304,42 @@ async def main_async(args: argparse.Namespace) -> None:
         ]
         print_reconnect(storms, args.wait_limit)
         return
-    results = []
-    for n in args.sites:
-        results.append(
-            await run_fleet(
-                n, args.workers, args.changes, args.keep, args.profile_control, args.nice
-            )
-        )
-    print_table(results)
+    open_files = raise_nofile()
+    python_args = (
+        ("-m", "cProfile", "-o", str(args.profile_control)) if args.profile_control else ()
+    )
+    results: list[dict[str, Any]] = []
+    try:
+        for n in args.sites:
+            for setup in args.setups:
+                result: dict[str, Any] = {"sites": n, "label": f"{n:,}: {setup_label(setup)}"}
+                result["haproxies"] = haproxies_for(n, open_files) if SETUPS[setup] > 1 else 0
+                results.append(result)
+                group = running_group(setup, n, args.keep, open_files, args.nice, python_args)
+                try:
+                    async with group as fleet:
+                        await run_fleet(
+                            fleet, n, args.workers, args.changes, args.wait_limit, result
+                        )
+                except Exception as e:  # the other setups still run; the table says "-"
+                    print(f"[{n}] {setup} failed: {type(e).__name__}: {e}", flush=True)
+    finally:  # interrupted (Ctrl-C), the setups measured so far
+        if results:
+            print_table(results, open_files)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sites", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument(
+        "--setups",
+        nargs="+",
+        choices=list(SETUPS),
+        default=list(SETUPS),
+        help="the control setups side by side, each with every --sites [all: "
+        + ", ".join(SETUPS)
+        + "]",
+    )
     parser.add_argument(
         "--reconnect",
         action="store_true",
@@ -279,7 +351,8 @@ def main() -> None:
         "--wait-limit",
         type=float,
         default=300.0,
-        help="seconds to wait for every site to be back in sync after control returns [300]",
+        help="seconds to wait for every site to be back in sync after control returns, or "
+        "after one of several control processes was killed [300]",
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(

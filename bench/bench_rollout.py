@@ -29,8 +29,8 @@ if __package__ in (None, ""):  # `python bench/bench_rollout.py`: the repository
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import fleet_sites
-from bench.fleet_sites import LightSite, app_doc, enroll_slice, raise_nofile, running_fleet
-from control.server import shrink_tls_read_buffers
+from bench.fleet_clients import LightSite, commands, enroll_slice, reply
+from bench.fleet_sites import app_doc, running_fleet
 from enforcer.link.enrollment import load_site_identity
 
 HEALTHY_TIME = "2s"
@@ -74,24 +74,10 @@ class ReportingSite(LightSite):
 
 async def worker_main(root: Path, port: int) -> None:
     """One JSON command per line on stdin, one answer per line on stdout."""
-    raise_nofile()
-    shrink_tls_read_buffers()
     logging.getLogger().setLevel(logging.ERROR)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**28)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     sites: list[ReportingSite] = []
     tasks: list[asyncio.Task[None]] = []
-
-    def reply(doc: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(doc) + "\n")
-        sys.stdout.flush()
-
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        command = json.loads(line)
+    async for command in commands():
         if command["cmd"] == "enroll":
             reply(await enroll_slice(root, command["bundles"], 32))
         elif command["cmd"] == "sync":

@@ -28,7 +28,8 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/console_load.py`: the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fleet_sites import enrolled_fleet, raise_nofile, running_fleet
+from bench.fleet_clients import raise_nofile
+from bench.fleet_sites import enrolled_fleet, running_fleet
 from tests.support.browser import Browser
 
 OPEN_SECONDS = 10.0  # the page stays open this long for the CPU figure

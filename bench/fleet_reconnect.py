@@ -1,6 +1,6 @@
 """The reconnect storm: control down for a while under a fleet of real sync clients.
 
-Every site runs the enforcer's own `SyncClient` (`bench.fleet_sites.RealSite`: its defaults,
+Every site runs the enforcer's own `SyncClient` (`bench.fleet_clients.RealSite`: its defaults,
 its backoff with jitter and `Retry-After`). Once all are in sync, control is stopped for
 `outage` seconds and started again on the same port and state; the moment it answers, a new
 version of the fleet's application is pushed. A site is back in sync when it holds that
@@ -21,13 +21,13 @@ from typing import Any
 import aiohttp
 
 from bench.common import median, percentile
+from bench.fleet_clients import raise_nofile
 from bench.fleet_sites import (
     app_doc,
     cells,
     enrolled_fleet,
     metric,
     print_goal_table,
-    raise_nofile,
     running_fleet,
 )
 from control.api.admission import connection_budget

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from enforcer.shared.units import format_duration, parse_duration
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -30,6 +32,16 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names file and line."""
 
 
+DEFAULT_EVENTS_KEEP = 14 * 24 * 3600.0
+MIN_EVENTS_KEEP = 60.0
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    keep: float = DEFAULT_EVENTS_KEEP
+    """How long sites' events are kept (the newest 1000 per site at most), in seconds."""
+
+
 @dataclass(frozen=True)
 class ControlConfig:
     state_dir: Path = DEFAULT_STATE_DIR
@@ -42,6 +54,8 @@ class ControlConfig:
     """Empty: SQLite in state-dir; or a "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" URL."""
     metrics_public: bool = False
     """Serve ``GET /v1/metrics`` without a token (for a Prometheus that scrapes without one)."""
+    events: EventsConfig = field(default_factory=EventsConfig)
+    """``[events]``: how long sites' events are kept."""
 
     @property
     def listen_host(self) -> str:
@@ -123,7 +137,8 @@ def describe_database(url: str) -> str:
     return f'PostgreSQL database "{database}" on {where}'
 
 
-_KEYS = {"state-dir", "listen", "public-url", "database", "metrics-public"}
+_KEYS = {"state-dir", "listen", "public-url", "database", "metrics-public", "events"}
+_TABLES = {"events"}
 _BOOLEANS = {"metrics-public"}
 
 
@@ -158,7 +173,7 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
                 f"(known: {', '.join(sorted(_KEYS))})"
             )
     values: dict[str, str] = {}
-    for key in (_KEYS - _BOOLEANS) & doc.keys():
+    for key in (_KEYS - _BOOLEANS - _TABLES) & doc.keys():
         if not isinstance(doc[key], str):
             raise ConfigError(f"{_where(path, text, key)}: {key} must be a string")
         values[key] = doc[key]
@@ -171,6 +186,7 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
         public_url=values.get("public-url", ""),
         database=values.get("database", ""),
         metrics_public=bool(doc.get("metrics-public", False)),
+        events=_events(doc.get("events", {}), path, text),
     )
     try:
         split_host_port(config.listen)
@@ -187,6 +203,29 @@ def parse_config(text: str, path: str = "control.toml") -> ControlConfig:
     if problem is not None:
         raise ConfigError(f"{_where(path, text, 'database')}: database: {problem}")
     return config
+
+
+def _events(table: object, path: str, text: str) -> EventsConfig:
+    """The ``[events]`` table: ``keep``, a duration of at least a minute."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{_where(path, text, 'events')}: events must be a table ([events])")
+    for key in table:
+        if key != "keep":
+            raise ConfigError(
+                f"{_where(path, text, key)}: unknown key {key!r} in [events] (known: keep)"
+            )
+    if "keep" not in table:
+        return EventsConfig()
+    try:
+        keep = parse_duration(table["keep"])
+    except ValueError as e:
+        raise ConfigError(f"{_where(path, text, 'keep')}: events.keep: {e}") from e
+    if keep < MIN_EVENTS_KEEP:
+        raise ConfigError(
+            f"{_where(path, text, 'keep')}: events.keep must be at least "
+            f"{format_duration(MIN_EVENTS_KEEP)}, not {table['keep']!r}"
+        )
+    return EventsConfig(keep=keep)
 
 
 def load_config(path: Path | None) -> ControlConfig:

@@ -130,6 +130,8 @@ async def serve(
         config.url,
         envelope=Envelope(master_key),
         master_key_path=state_dir / MASTER_KEY_FILE,
+        events_keep=config.events.keep,
+        git_dir=state_dir / "git",
     )
     runner: web.AppRunner | None = None
     try:

@@ -23,13 +23,17 @@ from enforcer.api.metrics import Histogram, render_metrics
 from enforcer.config.model import EnforcerConfig
 from enforcer.devices.inventory import Inventory
 from enforcer.devices.watcher import DeviceWatcher
-from enforcer.facade import AppRecord, Event, InstanceStatus, NotFound
+from enforcer.facade import AppRecord, Conflict, Event, InstanceStatus, NotFound
 from enforcer.link.control import ControlLink, enrolled_site
+from enforcer.logs.errors import parse_rate
+from enforcer.logs.forwarder import ErrorForwarder
+from enforcer.logs.requests import answer_log_request
 from enforcer.network.firewall import Firewall
 from enforcer.reconcile.instances import Context
 from enforcer.reconcile.reconciler import Reconciler
 from enforcer.reconcile.restarts import BackoffPolicy
 from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
+from enforcer.runtime.logstream import DockerLogs
 from enforcer.schedule.hosts import host_state
 from enforcer.secrets.files import SecretFiles
 from enforcer.secrets.vaults import SiteVaults
@@ -37,7 +41,9 @@ from enforcer.site.applications import Applications
 from enforcer.site.cluster.bootstrap import SiteStore
 from enforcer.site.cluster.coordinator import Coordinator
 from enforcer.site.cluster.identity import SiteIdentityKeys, load_or_create_host_key
+from enforcer.site.cluster.leaving import leave_site
 from enforcer.site.cluster.prepull import images_for
+from enforcer.site.cluster.shared import SharedRecords
 from enforcer.site.cluster.site import (
     cluster_site_document,
     host_record,
@@ -108,6 +114,19 @@ class Daemon:
             status=self._status_for_control,
             emit=self._emit,
             key_fetcher=self.vaults.set_fetcher,
+            on_request=self._control_request,
+        )
+        self.log_streams = DockerLogs(config.docker.host)  # no thread per followed container
+        self.error_forwarder = (
+            ErrorForwarder(
+                self.runtime.list_managed,
+                self.log_streams,
+                self._emit,
+                host=self.host_id,
+                rate=parse_rate(config.logs.error_rate),
+            )
+            if config.logs.forward_errors
+            else None
         )
         self.events_log.forward = self.control.push_event
         self.warnings: tuple[str, ...] = ()
@@ -116,6 +135,7 @@ class Daemon:
         self._lock = asyncio.Lock()  # apply/remove/schedule one at a time
         self.started = time.time()
         self.cluster: Coordinator | None = None  # a multi-host site ([cluster])
+        self.shared: SharedRecords | None = None  # its vaults and quotas, for every host
         self.site_store = SiteStore(config.cluster, self.state_dir, self.host_id, self.site_name)
         self.site_join_bundle = self.site_store.create_bundle  # `site join-bundle`
 
@@ -141,14 +161,14 @@ class Daemon:
         self.gpus = await self.store.gpu_assignments()
         self._set_site_name(enrolled_site(self.state_dir) or self.site_name)
         await self.reconciler.start()
+        if self.error_forwarder is not None:
+            self.error_forwarder.start()
         if self.site_store.gateway is not None:
             await self._join_cluster()
         async with self._lock:
             await self._reschedule()
         if self.cluster is not None:  # the site's identity is in its store; its leader syncs
-            key = load_or_create_host_key(self.state_dir / "cluster" / "host-key.pem")
-            keys = SiteIdentityKeys(self.cluster.kv, self.host_id, key)
-            self.control.follow_site(self.cluster, keys)
+            self.control.follow_site(self.cluster, self._identity_keys())
         await self.control.start(self.config.control.enrollment)
         await self._emit("enforcer.started", f"enforcer {__version__} started on {self.host_id}")
 
@@ -157,9 +177,11 @@ class Daemon:
         self.reconciler.ctx = dataclasses.replace(self.reconciler.ctx, site=name)
 
     async def _enrolled_as(self, site: str) -> None:
-        if site != self.site_name:  # just enrolled: SYS_SITE is the site's name now
+        if site != self.site_name or self.cluster is not None:  # SYS_SITE: the site's name
             async with self._lock:
                 self._set_site_name(site)
+                if self.shared is not None and self.cluster is not None:  # its key is here
+                    await self.shared.follow(self.cluster.shared, site)
                 await self._reschedule()
 
     async def enroll(self, bundle: str) -> dict[str, Any]:
@@ -184,6 +206,7 @@ class Daemon:
             on_change=self._cluster_changed,
             statuses=lambda: [i.to_json() for i in self.instances()],
         )
+        self.shared = SharedRecords(kv, self.vaults, self.quotas)
         try:
             await self.cluster.seed_apps(self.apps.all())
         except KVError as exc:
@@ -198,13 +221,38 @@ class Daemon:
             bundle, advertise or self.config.cluster.advertise
         )
         await self._join_cluster()
+        assert self.cluster is not None  # the link follows the site now, without a restart
+        await self.control.join_site(self.cluster, self._identity_keys())
         return {"site": joined.site, "host": self.host_id, "role": joined.role,
                 "warnings": warnings}  # fmt: skip
+
+    async def site_leave(self) -> dict[str, Any]:
+        """`edge-enforcer site leave`: its instances move off first (`leaving`); then it goes
+        on as a one-host site with nothing to run."""
+        if self.cluster is None:
+            raise Conflict("this host is in no multi-host site: there is nothing to leave")
+        rc = self.reconciler
+        stopped = lambda: not rc.desired and all(w.done for w in rc.workers.values())  # noqa: E731
+        answer = await leave_site(self.cluster, self.site_store, stopped, self.control.leave_site)
+        self.cluster = self.shared = None
+        async with self._lock:  # the site's applications are not this host's any more
+            await mirror_apps(self.apps, {})
+            await self._reschedule()
+        warnings = ["[cluster] advertise is set in the configuration: remove it, or the next "
+                    "start makes this host the first controller of a new site"]  # fmt: skip
+        return {**answer, "warnings": warnings if self.config.cluster.advertise else []}
+
+    def _identity_keys(self) -> SiteIdentityKeys:
+        assert self.cluster is not None
+        key = load_or_create_host_key(self.state_dir / "cluster" / "host-key.pem")
+        return SiteIdentityKeys(self.cluster.kv, self.host_id, key)
 
     async def _cluster_changed(self) -> None:
         assert self.cluster is not None
         async with self._lock:
             await mirror_apps(self.apps, self.cluster.apps)
+            if self.shared is not None:  # control's vaults and quotas, from the leader
+                await self.shared.follow(self.cluster.shared, self.site_name)
             await self._reschedule()
 
     async def stop(self) -> None:
@@ -217,6 +265,9 @@ class Daemon:
         await self.reconciler.images.close()
         await self.reconciler.stop()
         await self.devices.stop()
+        if self.error_forwarder is not None:
+            await self.error_forwarder.stop()
+        await self.log_streams.close()
         await self.store.close()
         self.runtime.close()
 
@@ -298,6 +349,8 @@ class Daemon:
     ) -> None:
         """Control's vaults for this site (`enforcer.secrets.vaults`), then reconcile."""
         async with self._lock:
+            if self.shared is not None:  # the leader hands them to every host of the site
+                await self.shared.publish_vaults(vaults, unseal)
             await self.vaults.apply(vaults, unseal, site=self.site_name)
             await self._reschedule()
 
@@ -315,6 +368,8 @@ class Daemon:
 
     async def apply_quotas(self, quotas: list[dict[str, Any]]) -> None:
         """Control's tenant quotas for this site."""
+        if self.shared is not None:  # the leader hands them to every host of the site
+            await self.shared.publish_quotas(quotas)
         if SiteQuotas.parse(quotas) != self.quotas.quotas:
             async with self._lock:
                 await self.quotas.replace(quotas)
@@ -343,6 +398,12 @@ class Daemon:
     async def logs(
         self, instance: str, container: str | None, tail: int | None, follow: bool
     ) -> AsyncIterator[bytes]:
+        container_id = await self._log_container(instance, container)
+        async for chunk in self.runtime.logs(container_id, tail, follow):
+            yield chunk
+
+    async def _log_container(self, instance: str, container: str | None) -> str:
+        """The id of the container whose logs `logs` reads (NotFound says why there is none)."""
         desired = self.reconciler.desired.get(instance)
         if desired is None:
             raise NotFound(f"instance {instance} does not exist")
@@ -352,8 +413,13 @@ class Daemon:
         found = await self.runtime.list_managed(instance=instance, container=name)
         if not found:
             raise NotFound(f"container {name} of {instance} is not created yet")
-        async for chunk in self.runtime.logs(found[0].id, tail, follow):
-            yield chunk
+        return found[0].id
+
+    async def _control_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A log request of control's, answered from this host's engine."""
+        return await answer_log_request(
+            request, self._log_container, self.log_streams, self.site_name
+        )
 
     def events(self, since: int, follow: bool) -> AsyncIterator[Event]:
         return self.events_log.since(since, follow)

@@ -60,7 +60,9 @@ def _operation(route: Route) -> dict[str, Any]:
             "in": "query",
             "required": False,
             "description": q.description,
-            "schema": {"type": "integer", "minimum": q.minimum, "maximum": q.maximum},
+            "schema": {"type": "string"}
+            if q.text
+            else {"type": "integer", "minimum": q.minimum, "maximum": q.maximum},
         }
         for q in route.query
     ]

@@ -22,6 +22,7 @@ COUNTERS = {
     "status_batches_applied_total": "Status batches from sites applied.",
     "status_batches_duplicate_total": "Status batches from sites that were replays.",
     "events_received_total": "Events received from sites in status batches.",
+    "site_requests_sent_total": "Requests (for logs) handed to sites in long-poll answers.",
     "http_shed_total": "Requests refused with 503 and Retry-After because control was busy.",
     "connections_refused_total": "Connections closed at once: control's connections were full.",
     "connections_stale_total": "Connections closed unread after 30 s waiting for a handshake.",

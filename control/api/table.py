@@ -11,7 +11,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from control.api import applications, operators, public, sync, vaults
+from control.api import applications, events, gitsources, operators, public, sync, vaults
 from control.api import schemas as s
 from control.api.context import ApiContext
 
@@ -32,6 +32,11 @@ class Query:
     description: str
     minimum: int
     maximum: int
+    text: bool = False  # a string (minimum and maximum unused), not an integer
+
+
+def text_query(name: str, description: str) -> Query:
+    return Query(name, description, 0, 0, text=True)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,21 @@ ROUTES: tuple[Route, ...] = (
           "Revoke the site's certificate", T, None, {200: s.SITE}),
     Route("GET", "/v1/sites/{name}/events", operators.site_events, "The site's latest events",
           T, None, {200: s.EVENTS}, (Query("limit", "How many (default 100)", 1, 1000),)),
+    Route("GET", "/v1/sites/{name}/logs", events.site_logs,
+          "An instance's latest log lines, asked of the site through its long-poll (query: "
+          "instance, container); 503 site_offline, 504 site_timeout after 20 s", T, None,
+          {200: events.LOG_LINES, 503: s.ERROR, 504: s.ERROR},
+          (text_query("instance", "The instance, such as web.web.0 (required)"),
+           text_query("container", "The container (default: the instance's first)"),
+           Query("tail", "How many lines (default 100)", 1, 10000))),
+    Route("GET", "/v1/events", events.list_events,
+          "The fleet's events, oldest first (query: site, app); with after and wait, waits "
+          "for newer ones", T, None, {200: events.EVENT_PAGE},
+          (text_query("site", "Only this site's events"),
+           text_query("app", "Only events about this application's instances"),
+           Query("after", "Only events after this id (a page's last)", 0, 2**62),
+           Query("limit", "How many (default 100)", 1, 1000),
+           Query("wait", "Seconds to wait for an event after `after` (default 0)", 0, 300))),
     Route("GET", "/v1/applications", applications.list_apps,
           "List applications and their versions", T, None, {200: s.APPLICATIONS}),
     Route("GET", "/v1/applications/{name}", applications.get_app,
@@ -125,14 +145,34 @@ ROUTES: tuple[Route, ...] = (
           "Set a secret's keys and values", T, s.SECRET_REQUEST, {200: s.SECRET}),
     Route("DELETE", "/v1/vaults/{vault}/secrets/{secret}", vaults.delete_secret,
           "Revoke a secret", T, None, {200: s.DELETED}),
+    Route("GET", "/v1/git-sources", gitsources.list_sources,
+          "List Git sources and the state of each (never credentials)", T, None,
+          {200: gitsources.GIT_SOURCES}),
+    Route("GET", "/v1/git-sources/{name}", gitsources.get_source,
+          "A Git source: last applied and seen commit, why that one was not applied (every "
+          "error with file and path)", T, None, {200: gitsources.GIT_SOURCE}),
+    Route("PUT", "/v1/git-sources/{name}", gitsources.put_source,
+          "Add a Git source (409 when it exists); the answer holds its hook secret, shown once",
+          T, gitsources.GIT_SOURCE_REQUEST, {201: gitsources.GIT_SOURCE_ADDED}),
+    Route("DELETE", "/v1/git-sources/{name}", gitsources.delete_source,
+          "Remove a Git source: what it applied stays, editable by hand again", T, None,
+          {200: s.DELETED}),
+    Route("POST", "/v1/git-sources/{name}/hook", gitsources.hook,
+          "Poll the source now (a Git server's push hook): its hook secret as a bearer token, "
+          "X-Edgeward-Hook-Secret, X-Gitlab-Token or ?secret=; 404 no such source, 401 wrong "
+          "secret; the body (the server's payload) is not read", NONE, s.ANY,
+          {202: gitsources.HOOK_ANSWER, 401: s.ERROR, 404: s.ERROR}),
     Route("GET", "/v1/sync/desired", sync.desired,
           "Long-poll the site's desired state: the new state on change, 304 after the wait",
-          SITE, None, {200: s.DESIRED, 304: "", 503: s.ERROR},
+          SITE, None, {200: sync.DESIRED_OR_REQUESTS, 304: "", 503: s.ERROR},
           (Query("revision", "The revision the site has", 0, 2**62),
            Query("wait", "Seconds to wait for a change (default 300)", 0, 900))),
     Route("POST", "/v1/sync/status", sync.status,
           "Push a status batch: applied once; a replay answers duplicate, a gap 409 naming "
           "the expected seq", SITE, s.STATUS_REQUEST, {200: s.STATUS_ANSWER}, shed=True),
+    Route("POST", "/v1/sync/replies", sync.reply,
+          "Answer a request handed out in a long-poll's answer (404: unknown or expired)", SITE,
+          sync.REPLY, {200: sync.ACCEPTED}),
     Route("GET", "/v1/sync/vault-key", sync.vault_key,
           "The site's vault key for remote unseal (made on first request)", SITE, None,
           {200: s.VAULT_KEY}),

@@ -21,6 +21,8 @@ from control.cli.client import quote
 from control.cli.compose import app_convert, converted, name_option
 from control.cli.db import db
 from control.cli.deployments import deploy, deployment
+from control.cli.events import events, logs
+from control.cli.git import git
 from control.cli.support import (
     Context,
     ControlGroup,
@@ -280,6 +282,9 @@ cli.add_command(deployment)
 cli.add_command(db)
 cli.add_command(vault)
 cli.add_command(secret)
+cli.add_command(events)
+cli.add_command(logs)
+cli.add_command(git)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,12 +16,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from control.fleet.events import DEFAULT_KEEP_SECONDS
 from control.pki import Authority
 from control.service.apps import Applications
 from control.service.core import Core, Metrics
 from control.service.deployments import Deployments
 from control.service.enrollment import Enrollment
+from control.service.events import Events
 from control.service.feed import Follower
+from control.service.gitsources import GitSources
+from control.service.logs import Logs
 from control.service.sites import Sites
 from control.service.sync import Sync
 from control.service.tenants import Tenants
@@ -29,6 +33,8 @@ from control.service.vaults import Vaults
 from control.store.base import (
     CHANGE_APP,
     CHANGE_DEPLOYMENT,
+    CHANGE_GIT,
+    CHANGE_LOG_REQUEST,
     CHANGE_TENANT,
     CHANGE_VAULT,
     Store,
@@ -50,6 +56,8 @@ class ControlService:
         clock: Callable[[], float] = time.time,
         envelope: Envelope | None = None,
         master_key_path: Path = Path(MASTER_KEY_FILE),
+        events_keep: float = DEFAULT_KEEP_SECONDS,
+        git_dir: Path | None = None,
     ) -> None:
         self.core = Core(store, clock)
         self.fleet = self.core.fleet
@@ -63,6 +71,10 @@ class ControlService:
         self.apps = Applications(self.core, self.vaults)
         self.deployments = Deployments(self.core)
         self.sync = Sync(self.core, self.vaults)
+        self.events = Events(self.core, self.sites, events_keep)
+        self.logs = Logs(self.core, self.sites)
+        # Git sources' bare repositories: state-dir/git
+        self.git = GitSources(self.core, self.vaults, git_dir or master_key_path.parent / "git")
         self.follower: Follower | None = None
         if store.feed is not None:  # other control processes share the database
             reloads = {
@@ -70,8 +82,10 @@ class ControlService:
                 CHANGE_APP: self.apps.load,
                 CHANGE_DEPLOYMENT: self.deployments.load,
                 CHANGE_VAULT: self.vaults.reload,
+                CHANGE_GIT: self.git.reload,
             }
-            self.follower = Follower(self.core, store.feed, reloads)
+            notices = {CHANGE_LOG_REQUEST: self.logs.noticed}
+            self.follower = Follower(self.core, store.feed, reloads, notices)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -82,11 +96,14 @@ class ControlService:
         await self.apps.load()
         await self.vaults.load()
         await self.deployments.load()
+        await self.git.load()
         async with self.core.lock:
             await self.core.recompute()
         self._tasks = [
             asyncio.create_task(self.sync.flush_contacts_forever(), name="control-contacts"),
             asyncio.create_task(self.deployments.run_rollouts(), name="control-rollouts"),
+            asyncio.create_task(self.git.run(), name="control-git-sources"),
+            asyncio.create_task(self.events.trim_forever(), name="control-events-trim"),
         ]
         if self.follower is not None:
             self._tasks.append(asyncio.create_task(self.follower.run(), name="control-follow"))
@@ -106,9 +123,11 @@ class ControlService:
         )
         if held:
             self.core.rollout_wakeup.set()
+            self.git.wake()
 
     async def stop(self) -> None:
         self.core.stopping = True  # a site polling again now is answered at once
+        self.events.arrived()  # and so is an operator following events
         for task in self._tasks:
             # Python 3.11's wait_for may swallow a cancellation that races its inner wait:
             # cancel again until the task is done

@@ -29,6 +29,8 @@ class Applications:
     ) -> tuple[bool, AppVersion]:
         """Store a version; (created, it). The same spec again is not an error."""
         core, fleet = self.core, self.core.fleet
+        if fleet.app_visible(who.visible, name):
+            core.refuse_owned("application", name)
         tenant = who.tenant
         try:
             app = parse_application(document, tenant=tenant)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control.fleet.state import DeploymentState, Fleet
-from control.model import Site, copy_site
+from control.model import Conflict, Site, copy_site
 from control.store.base import Store
 
 
@@ -74,6 +74,7 @@ class Core:
         self.lock = ChangeLock(store)  # serialises changes to the desired state
         self.rollout_wakeup = asyncio.Event()
         self.stopping = False  # long-polls are answered at once: the process is going away
+        self.owners: dict[tuple[str, str], str] = {}  # (kind, name) -> the Git source owning it
 
     async def recompute(self, names: Iterable[str] | None = None) -> None:
         """Give every site in `names` (default: all) whose desired state changed a new revision,
@@ -95,6 +96,16 @@ class Core:
             await self.store.deployments.save_rollouts(changed)
         await self.recompute()
         self.rollout_wakeup.set()
+
+    def refuse_owned(self, kind: str, name: str) -> None:
+        """Conflict when a Git source owns the record (kind: application, deployment, vault):
+        it changes through Git only."""
+        source = self.owners.get((kind, name))
+        if source is not None:
+            raise Conflict(
+                f"{kind} {name} is owned by Git source {source}: change it in its repository "
+                f"(or `edge-control git rm {source}` to manage it by hand)"
+            )
 
     def leads(self) -> bool:
         """Whether this process runs the loops that must run once (always, on SQLite)."""

@@ -81,6 +81,7 @@ class Deployments:
     async def put(self, who: Principal, document: Any) -> tuple[str, Deployment]:
         """Create or change a deployment; returns ("created" | "updated" | "unchanged", it)."""
         spec = self._check(who, document)
+        self.core.refuse_owned("deployment", spec.name)
         canonical = dep.deployment_to_document(spec)
         core, fleet = self.core, self.core.fleet
         now = core.clock()
@@ -118,6 +119,7 @@ class Deployments:
 
     async def delete(self, who: Principal, name: str) -> None:
         self.get(who, name)
+        self.core.refuse_owned("deployment", name)
         core = self.core
         async with core.lock:
             await core.store.deployments.delete(name)

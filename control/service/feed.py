@@ -33,15 +33,23 @@ KEEP_CHANGES_SECONDS = 3600.0
 TRIM_SECONDS = 60.0
 
 Reload = Callable[[], Awaitable[None]]
+Notice = Callable[[set[str]], None]  # told the names of changed records of one kind
 
 
 class Follower:
     """Keeps this process's fleet in step with the changes recorded in `feed`."""
 
-    def __init__(self, core: Core, feed: ChangeFeed, reloads: Mapping[str, Reload]) -> None:
+    def __init__(
+        self,
+        core: Core,
+        feed: ChangeFeed,
+        reloads: Mapping[str, Reload],
+        notices: Mapping[str, Notice] | None = None,
+    ) -> None:
         self.core = core
         self.feed = feed
         self.reloads = reloads  # per kind of record (not sites): reload all of that kind
+        self.notices = notices or {}  # per kind of change that is news, not a record to reload
         self.position = 0
         self._wake = asyncio.Event()
         self._everything = False
@@ -79,11 +87,14 @@ class Follower:
         try:
             kinds: set[str] = set(self.reloads) if everything else set()
             sites: set[str] = set()
+            news: dict[str, set[str]] = {}
             position = self.position
             while True:
                 changes = await self.feed.since(position, BATCH)
                 for position, kind, name in changes:  # noqa: B007 (the last one is kept)
-                    if kind in (CHANGE_SITE, CHANGE_STATUS):
+                    if kind in self.notices:
+                        news.setdefault(kind, set()).add(name)
+                    elif kind in (CHANGE_SITE, CHANGE_STATUS):
                         sites.add(name)
                     elif kind in self.reloads:
                         kinds.add(kind)
@@ -94,6 +105,8 @@ class Follower:
                 sites = set(self.core.fleet.sites) | {s.name for s in stored}
             if kinds or sites:
                 await self.apply(kinds, sites)
+            for kind, names in news.items():
+                self.notices[kind](names)
         except BaseException:
             self._everything |= everything
             raise

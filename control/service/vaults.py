@@ -111,6 +111,7 @@ class Vaults:
             now = self.core.clock()
             if existing is not None:
                 self.get(who, name)
+                self.core.refuse_owned("vault", name)
                 if tenant is not None and tenant != existing.tenant:
                     raise Invalid(f"vault {name} belongs to tenant {existing.tenant}")
                 mode = existing.unseal if unseal is None else str(unseal)
@@ -152,6 +153,7 @@ class Vaults:
 
     async def delete(self, who: Principal, name: str) -> None:
         self.get(who, name)
+        self.core.refuse_owned("vault", name)
         async with self.core.lock:
             await self.core.store.vaults.delete(name)
             self.core.fleet.vaults.pop(name, None)
@@ -159,6 +161,11 @@ class Vaults:
                 del self._sealed[key]
             await self.core.recompute()
         log.info("vault %s deleted", name)
+
+    def forget_sealed(self, name: str) -> None:
+        """Drop the sealed copies of a vault that was removed (by a Git source)."""
+        for key in [k for k in self._sealed if k[1] == name]:
+            del self._sealed[key]
 
     async def put_secret(self, who: Principal, vault_name: str, secret: str, values: Any) -> Vault:
         """Set a secret's keys and values (replacing the secret); the vault's version moves on."""

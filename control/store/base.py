@@ -13,7 +13,9 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from control.fleet.events import EventPage, EventQuery
 from control.model import AppVersion, ControlError, Deployment, Site, StatusResult, Tenant
+from control.store.git import GitRecords
 from control.vaults.envelope import Vault
 
 # the one answer to an enrollment with an unknown site or secret: names cannot be probed
@@ -46,6 +48,8 @@ CHANGE_STATUS = "status"
 CHANGE_APP = "app"
 CHANGE_DEPLOYMENT = "deployment"
 CHANGE_VAULT = "vault"
+CHANGE_GIT = "git"  # name: the Git source whose record, state or ownership changed
+CHANGE_LOG_REQUEST = "log-request"  # name: the site a log request waits for
 
 
 class TenantRecords(abc.ABC):
@@ -131,6 +135,47 @@ class VaultRecords(abc.ABC):
     async def site_key(self, site: str, wrapped: bytes, now: float) -> bytes: ...
 
 
+class EventRecords(abc.ABC):
+    """Sites' events across the fleet (written with the status batches that carry them)."""
+
+    @abc.abstractmethod
+    async def page(self, query: EventQuery) -> EventPage:
+        """Without ``after``: the newest ``limit`` events; with it, the oldest ``limit`` after
+        it; oldest first either way."""
+
+    @abc.abstractmethod
+    async def trim(self, before: float) -> int:
+        """Forget events received before `before`; how many."""
+
+
+class LogRequests(abc.ABC):
+    """Log requests waiting for a site's long-poll and its reply, visible to every control
+    process on the database (the operator's call and the site's poll may be on two)."""
+
+    @abc.abstractmethod
+    async def add(self, request_id: str, site: str, request: dict[str, Any], now: float) -> None:
+        """Keep a new request (and forget those older than `REQUESTS_KEPT_SECONDS`)."""
+
+    @abc.abstractmethod
+    async def take(self, site: str, since: float, now: float) -> list[dict[str, Any]]:
+        """The site's requests made after `since` not handed out yet, now marked handed out."""
+
+    @abc.abstractmethod
+    async def reply(self, request_id: str, site: str, reply: str, since: float, now: float) -> bool:
+        """Keep the site's reply to one of its requests made after `since`, not answered yet;
+        False when there is no such request."""
+
+    @abc.abstractmethod
+    async def state(self, request_id: str) -> tuple[float | None, str | None] | None:
+        """(handed out at, reply) of a request; None when there is none."""
+
+    @abc.abstractmethod
+    async def forget(self, request_id: str) -> None: ...
+
+
+REQUESTS_KEPT_SECONDS = 120.0
+
+
 class ChangeFeed(abc.ABC):
     """What the control processes sharing the database changed, in the order it committed."""
 
@@ -169,6 +214,9 @@ class Store(abc.ABC):
     apps: AppRecords
     deployments: DeploymentRecords
     vaults: VaultRecords
+    git: GitRecords
+    events: EventRecords
+    log_requests: LogRequests
     # None: the only process on its database (SQLite)
     feed: ChangeFeed | None = None
     leadership: Leadership | None = None

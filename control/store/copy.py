@@ -28,6 +28,8 @@ TABLES = [
     "control_meta",
     "vaults",
     "site_vault_keys",
+    "git_sources",
+    "git_owned",
 ]
 _SERIAL = {"site_events": "id"}
 

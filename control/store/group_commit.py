@@ -9,10 +9,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from control.fleet.events import event_columns
 from control.model import NotFound, OutOfOrder, Site, StatusResult
 from control.store.rows import STATUS_GROUP, dumps
 
-__all__ = ["GroupCommit", "GroupWrites", "PendingStatus", "plan_group"]
+__all__ = ["EVENT_INSERT_COLUMNS", "GroupCommit", "GroupWrites", "PendingStatus", "plan_group"]
+
+# the columns of a site_events row that a status batch writes, in the order of `inserts`
+EVENT_INSERT_COLUMNS = "site, seq, received, event, tenant, app, instance, kind, time"
 
 PendingStatus = tuple[Site, int, Sequence[Any], float, "asyncio.Future[StatusResult]"]
 
@@ -48,8 +52,9 @@ class GroupWrites:
 
     updates: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """site -> (last_seq, status, status_time, ready, failed, last_contact, name)"""
-    inserts: list[tuple[str, int, float, str]] = field(default_factory=list)
-    """(site, seq, received, event) of the events the applied batches carry"""
+    inserts: list[tuple[Any, ...]] = field(default_factory=list)
+    """(site, seq, received, event, tenant, app, instance, kind, time) of the events the
+    applied batches carry (`EVENT_INSERT_COLUMNS`)"""
     outcomes: list[tuple[asyncio.Future[StatusResult], StatusResult | Exception]] = field(
         default_factory=list
     )
@@ -90,6 +95,10 @@ def plan_group(batch: Sequence[PendingStatus], last: dict[str, int]) -> GroupWri
         writes.updates[site.name] = (
             seq, status, now, dumps(site.ready), dumps(site.failed), now, site.name,
         )  # fmt: skip
-        writes.inserts.extend((site.name, seq, now, dumps(e)) for e in events)
+        for e in events:
+            c = event_columns(e, now)
+            writes.inserts.append(
+                (site.name, seq, now, dumps(e), c.tenant, c.app, c.instance, c.kind, c.time)
+            )
         writes.outcomes.append((future, StatusResult(applied=True, last_seq=seq)))
     return writes

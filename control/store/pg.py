@@ -17,6 +17,8 @@ import asyncpg
 from control.store.base import Change, ChangeFeed, Leadership, Store, StoreUnavailable
 from control.store.pg_apps import PgApps, PgDeployments
 from control.store.pg_db import CHANNEL, LEADER_LOCK, PgDatabase, connect
+from control.store.pg_events import PgEvents, PgLogRequests
+from control.store.pg_git import PgGit
 from control.store.pg_sites import PgSites
 from control.store.pg_tenants import PgTenants
 from control.store.pg_vaults import PgVaults
@@ -123,6 +125,9 @@ class PgStore(Store):
         self.apps = PgApps(self.db)
         self.deployments = PgDeployments(self.db)
         self.vaults = PgVaults(self.db)
+        self.git = PgGit(self.db)
+        self.events = PgEvents(self.db)
+        self.log_requests = PgLogRequests(self.db)
         self.feed = PgFeed(self.db)
         self.leadership = PgLeadership(self.db)
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from control.model import Site, StatusResult
 from control.store.base import CHANGE_SITE, CHANGE_STATUS, SiteRecords
-from control.store.group_commit import GroupCommit, PendingStatus, plan_group
+from control.store.group_commit import EVENT_INSERT_COLUMNS, GroupCommit, PendingStatus, plan_group
 from control.store.pg_db import PgDatabase, changed
 from control.store.rows import (
     EVENTS_KEPT_PER_SITE,
@@ -189,7 +189,8 @@ class PgSites(SiteRecords):
             )
             if writes.inserts:
                 await conn.executemany(
-                    "INSERT INTO site_events (site, seq, received, event) VALUES ($1, $2, $3, $4)",
+                    f"INSERT INTO site_events ({EVENT_INSERT_COLUMNS}) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     writes.inserts,
                 )
                 await conn.executemany(

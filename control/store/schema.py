@@ -56,6 +56,37 @@ MIGRATIONS: list[str] = [
     CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
                           name TEXT NOT NULL, at REAL NOT NULL);
     """,
+    # 4: site events' searchable fields as columns (old rows keep them '' / 0 and are read from
+    # their JSON), and log requests handed to sites through the sync long-poll and answered by
+    # them (kept in the database so that any control process can hand one out or answer it)
+    """
+    ALTER TABLE site_events ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+    ALTER TABLE site_events ADD COLUMN app TEXT NOT NULL DEFAULT '';
+    ALTER TABLE site_events ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+    ALTER TABLE site_events ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+    ALTER TABLE site_events ADD COLUMN time REAL NOT NULL DEFAULT 0;
+    CREATE INDEX site_events_by_app ON site_events (app, id);
+    CREATE INDEX site_events_by_tenant ON site_events (tenant, id);
+    CREATE INDEX site_events_by_received ON site_events (received);
+    CREATE TABLE log_requests (id TEXT PRIMARY KEY, site TEXT NOT NULL, request TEXT NOT NULL,
+                               created REAL NOT NULL, handed REAL, reply TEXT, replied REAL);
+    CREATE INDEX log_requests_by_site ON log_requests (site, created);
+    """,
+    # 5: Git sources (credentials wrapped by the master key, the hook's secret hashed) with the
+    # state of their last fetch, and what each source owns (kind: application, deployment or
+    # vault): hand edits of those are refused
+    """
+    CREATE TABLE git_sources (name TEXT PRIMARY KEY, tenant TEXT NOT NULL REFERENCES tenants(name),
+                              url TEXT NOT NULL, branch TEXT NOT NULL, path TEXT NOT NULL,
+                              poll_seconds REAL NOT NULL, prune INTEGER NOT NULL,
+                              auth TEXT NOT NULL, credentials BLOB NOT NULL,
+                              hook_hash TEXT NOT NULL, created REAL NOT NULL,
+                              applied_commit TEXT NOT NULL DEFAULT '', applied_at REAL,
+                              seen_commit TEXT NOT NULL DEFAULT '', seen_at REAL,
+                              problem TEXT NOT NULL DEFAULT '', errors TEXT NOT NULL DEFAULT '[]');
+    CREATE TABLE git_owned (kind TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL,
+                            PRIMARY KEY (kind, name));
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,6 +10,8 @@ from pathlib import Path
 from control.store.base import Store
 from control.store.sqlite_apps import SQLiteApps, SQLiteDeployments
 from control.store.sqlite_db import Database
+from control.store.sqlite_events import SQLiteEvents, SQLiteLogRequests
+from control.store.sqlite_git import SQLiteGit
 from control.store.sqlite_sites import SQLiteSites
 from control.store.sqlite_tenants import SQLiteTenants
 from control.store.sqlite_vaults import SQLiteVaults
@@ -26,6 +28,9 @@ class SQLiteStore(Store):
         self.apps = SQLiteApps(self.db)
         self.deployments = SQLiteDeployments(self.db)
         self.vaults = SQLiteVaults(self.db)
+        self.git = SQLiteGit(self.db)
+        self.events = SQLiteEvents(self.db)
+        self.log_requests = SQLiteLogRequests(self.db)
 
     async def open(self) -> None:
         await self.db.open()

@@ -14,7 +14,7 @@ import aiosqlite
 
 from control.model import Site, StatusResult
 from control.store.base import SiteRecords
-from control.store.group_commit import GroupCommit, PendingStatus, plan_group
+from control.store.group_commit import EVENT_INSERT_COLUMNS, GroupCommit, PendingStatus, plan_group
 from control.store.rows import (
     EVENTS_KEPT_PER_SITE,
     SITE_COLUMNS,
@@ -154,7 +154,8 @@ class SQLiteSites(SiteRecords):
             )
             if writes.inserts:
                 await db.executemany(
-                    "INSERT INTO site_events (site, seq, received, event) VALUES (?, ?, ?, ?)",
+                    f"INSERT INTO site_events ({EVENT_INSERT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     writes.inserts,
                 )
                 trimmed = writes.sites_with_events

@@ -276,6 +276,20 @@ ROUTES: tuple[Route, ...] = (
         body={"application/json": {"schema": _JOIN_REQUEST}},
     ),
     Route(
+        "POST", "/v1/site/leave", "site_leave", "leaveSite",
+        "This host leaves its multi-host site (`edge-enforcer site leave`): its instances move "
+        "to other hosts first, then it deregisters and a controller's store member is removed. "
+        "Refused (422, nothing changes) for the last controller, or when the store's quorum "
+        "would be at risk; 409 on a host in no multi-host site.",
+        {
+            "200": json_response(_JOINED, "Left: the site, this host's id and role, warnings."),
+            "403": error("Forbidden"),
+            "409": error("Conflict"),
+            "422": json_response(ref("Error"), "The leave was refused; the message says why."),
+            **COMMON_ERRORS,
+        },
+    ),
+    Route(
         "GET", "/v1/openapi.json", "openapi", "getOpenApi", "This document.",
         {"200": json_response({"type": "object"}, "The OpenAPI 3.0 document."), **COMMON_ERRORS},
     ),

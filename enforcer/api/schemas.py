@@ -35,6 +35,7 @@ ERROR_CODES: dict[str, int] = {
     "invalid-spec": 422,
     "enrollment-failed": 422,
     "join-failed": 422,
+    "leave-failed": 422,
     "internal": 500,
 }
 

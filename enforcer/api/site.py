@@ -26,6 +26,8 @@ class SiteJoining(Protocol):
 
     async def site_join(self, bundle: str, advertise: str) -> dict[str, Any]: ...
 
+    async def site_leave(self) -> dict[str, Any]: ...
+
 
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
@@ -84,4 +86,12 @@ class SiteHandlers:
             answer = await joining.site_join(bundle, _string(document, "advertise"))
         except KVError as exc:
             raise ApiError(422, "join-failed", str(exc)) from None
+        return web.json_response(answer)
+
+    async def site_leave(self, request: web.Request) -> web.Response:
+        joining = self._joining()
+        try:  # in no multi-host site: Conflict (409)
+            answer = await joining.site_leave()
+        except KVError as exc:
+            raise ApiError(422, "leave-failed", str(exc)) from None
         return web.json_response(answer)

@@ -134,6 +134,11 @@ class Client:
         exchange = self._send("POST", "/v1/site/join", body=body, content_type="application/json")
         return _mapping(exchange.json((200,)))
 
+    def leave(self) -> dict[str, Any]:
+        """The running daemon leaves its multi-host site (`edge-enforcer site leave`)."""
+        exchange = self._send("POST", "/v1/site/leave")
+        return _mapping(exchange.json((200,)))
+
     def logs(
         self,
         instance: str,

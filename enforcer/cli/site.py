@@ -1,5 +1,6 @@
-"""`edge-enforcer site hosts | join-bundle | join`: the hosts of a multi-host site, and joining
-one (DESIGN.md, "Site, hosts and the scheduler"). Registered on the `main` group."""
+"""`edge-enforcer site hosts | join-bundle | join | leave`: the hosts of a multi-host site,
+joining one and leaving it (DESIGN.md, "Site, hosts and the scheduler"). Registered on the
+`main` group."""
 
 from __future__ import annotations
 
@@ -126,3 +127,13 @@ def join(opts: Any, bundle: str, advertise: str) -> None:
     for warning in answer.get("warnings") or []:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"joined site {answer.get('site')} as a {answer.get('role')}")
+
+
+@site.command()
+@click.pass_obj
+def leave(opts: Any) -> None:
+    """Make this host leave its multi-host site: its instances move to other hosts first."""
+    answer = opts.client().leave()
+    for warning in answer.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"host {answer.get('host')} left site {answer.get('site')}")

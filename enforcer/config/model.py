@@ -207,6 +207,14 @@ class LogsConfig:
     """``max-files``: log files kept per container; its logs never take more than
     max-size x max-files. Applies to containers created after a change."""
 
+    forward_errors: bool = True
+    """``forward-errors``: error lines of managed containers (stderr, or an error level) go to
+    control as ``log-error`` events (enrolled sites; always kept in the site's events)."""
+
+    error_rate: str = "10/min"
+    """``error-rate``: error lines forwarded per instance, e.g. ``"10/min"`` (bursts of twice
+    as many); the rest are counted in one ``log-errors-suppressed`` event per period."""
+
 
 @dataclass(frozen=True)
 class SecretsConfig:

@@ -25,6 +25,7 @@ from enforcer.config.model import (
     SiteConfig,
 )
 from enforcer.config.toml import KeyPath, key_lines, line_of
+from enforcer.logs.errors import parse_rate
 from enforcer.shared.units import format_size, parse_duration, parse_size
 
 __all__ = ["Reader", "os_reason", "parse_listen"]
@@ -235,7 +236,18 @@ class Reader:
         self.table(t["restart"], ("restart",), {"initial-delay", "max-delay", "reset-after"})
         self.table(t["reconcile"], ("reconcile",), {"resync-interval", "docker-parallelism"})
         self.table(t["runtime"], ("runtime",), {"stop-grace"})
-        self.table(t["logs"], ("logs",), {"max-size", "max-files"})
+        self.table(t["logs"], ("logs",), {"max-size", "max-files", "forward-errors", "error-rate"})
+        forward_errors = t["logs"].get("forward-errors", default.logs.forward_errors)
+        if not isinstance(forward_errors, bool):
+            raise self.error(
+                ("logs", "forward-errors"),
+                f"logs.forward-errors: expected a boolean, got {_type_name(forward_errors)}",
+            )
+        error_rate = self.string(t["logs"], ("logs", "error-rate"), default.logs.error_rate)
+        try:
+            parse_rate(error_rate)
+        except ValueError as exc:
+            raise self.error(("logs", "error-rate"), f"logs.error-rate: {exc}") from None
         self.table(t["secrets"], ("secrets",), {"dir"})
         secrets_dir = self.path(t["secrets"], ("secrets", "dir"), default.secrets.dir)
         assert secrets_dir is not None
@@ -310,6 +322,8 @@ class Reader:
             logs=LogsConfig(
                 max_size=self.size(t["logs"], ("logs", "max-size"), default.logs.max_size, 65536),
                 max_files=self.integer(t["logs"], ("logs", "max-files"), default.logs.max_files, 1),
+                forward_errors=forward_errors,
+                error_rate=error_rate,
             ),
             secrets=SecretsConfig(dir=secrets_dir),
         )

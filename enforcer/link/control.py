@@ -8,6 +8,7 @@ a site that is enrolled already is refused with `AlreadyEnrolled`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from enforcer.facade import Conflict
 if TYPE_CHECKING:
     from enforcer.link.enrollment import SiteIdentity
     from enforcer.link.leader import SiteLeaderLink
-    from enforcer.link.sync import OnDesired, OnVaults, SyncClient
+    from enforcer.link.sync import OnDesired, OnRequest, OnVaults, SyncClient
     from enforcer.site.cluster.coordinator import Coordinator
     from enforcer.site.cluster.identity import SiteIdentityKeys
 
@@ -70,6 +71,7 @@ class ControlLink:
         status: Callable[[], dict[str, Any]],
         emit: Callable[[str, str], Awaitable[None]],
         key_fetcher: Callable[[Callable[[], Awaitable[bytes]]], None],
+        on_request: OnRequest | None = None,
     ) -> None:
         self.state_dir = state_dir
         self._on_desired = on_desired
@@ -79,12 +81,14 @@ class ControlLink:
         self._status = status
         self._emit = emit
         self._key_fetcher = key_fetcher  # gets how to fetch the vault key from control
+        self._on_request = on_request  # control's log requests (in the long-poll)
         self.sync: SyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sync_tasks: list[asyncio.Task[None]] = []
         self._enrolling = asyncio.Lock()
         self._enroll_error = ""  # why the configured enrollment failed
         self.site: SiteLeaderLink | None = None  # a multi-host site: the leader syncs
+        self._bundle = ""  # the configured enrollment bundle (read at `start`)
 
     def follow_site(self, cluster: Coordinator, keys: SiteIdentityKeys) -> None:
         """A multi-host site (before `start`): the site's identity lives in its store and only
@@ -100,10 +104,9 @@ class ControlLink:
     async def start(self, configured_bundle: str) -> None:
         """Enroll with the configured bundle when not enrolled yet, then sync if enrolled."""
         bundle = read_bundle(configured_bundle) if configured_bundle else ""
+        self._bundle = bundle
         if self.site is not None:
-            task = asyncio.create_task(self.site.run(bundle), name="site-control-link")
-            task.add_done_callback(_log_if_failed)
-            self._tasks.append(task)
+            self._start_site_link()
             return
         if not bundle and not self.enrolled:
             return  # a site-local enforcer: no TLS stack loaded (about 8 MB less)
@@ -114,6 +117,34 @@ class ControlLink:
         identity = enrollment.load_site_identity(self.state_dir)
         if identity is not None:
             await self.start_sync(identity)
+
+    def _start_site_link(self) -> None:
+        assert self.site is not None
+        task = asyncio.create_task(self.site.run(self._bundle), name="site-control-link")
+        task.add_done_callback(_log_if_failed)
+        self._tasks.append(task)
+
+    async def join_site(self, cluster: Coordinator, keys: SiteIdentityKeys) -> None:
+        """This running enforcer joined a multi-host site (`edge-enforcer site join`): from
+        now on the link follows the site's, as after `follow_site` and `start`. A one-host
+        site's own sync stops; its identity goes into the site store when the site has none
+        (`enforcer.link.leader`), and its leader syncs."""
+        if self.site is not None:
+            return
+        await self.stop_sync()
+        self.follow_site(cluster, keys)
+        self._start_site_link()
+
+    async def leave_site(self) -> None:
+        """This host left its multi-host site: the link stops, and the site's identity goes
+        from this host (it syncs for the site no more)."""
+        from enforcer.link.leader import forget_site_identity
+
+        tasks, self._tasks = self._tasks, []
+        await _cancel(tasks)
+        await self.stop_sync()
+        self.site = None
+        forget_site_identity(self.state_dir)
 
     async def enroll_with(self, bundle: str) -> None:
         """Enroll with the configured bundle; a failure is logged, kept for `link` and emitted."""
@@ -157,9 +188,14 @@ class ControlLink:
             await self.start_sync(identity)
             return identity
 
-    async def identified(self, site: str) -> None:
-        """The site's name as control knows it (a multi-host site's identity arrived)."""
-        await self._on_identity(site)
+    async def identified(self, identity: SiteIdentity) -> None:
+        """A multi-host site's identity arrived: the site's name as control knows it, and
+        control's vault key (remote vaults) fetched with it while this host does not sync."""
+        from enforcer.link.leader import fetch_vault_key
+
+        if self.sync is None:
+            self._key_fetcher(functools.partial(fetch_vault_key, identity))
+        await self._on_identity(identity.site)
 
     async def start_sync(self, identity: SiteIdentity) -> None:
         from enforcer.link.sync import SyncClient
@@ -171,6 +207,7 @@ class ControlLink:
             on_vaults=self._on_vaults,
             on_quotas=self._on_quotas,
             state_dir=self.state_dir,
+            on_request=self._on_request,
         )
         await self.sync.open()
         self._key_fetcher(self.sync.fetch_vault_key)
@@ -196,6 +233,8 @@ class ControlLink:
     def push_event(self, event: dict[str, Any]) -> None:
         if self.sync is not None:
             self.sync.push_event(event)
+        elif self.site is not None:  # a host of a multi-host site: the leader forwards it
+            self.site.relay(event)
 
     def link(self) -> dict[str, Any]:
         """The control link for `GET /v1/site` and `edge-enforcer status`."""

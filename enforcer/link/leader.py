@@ -8,15 +8,23 @@ client when it comes to lead and stops it when it stops leading; a new leader pi
 the identity it holds, without enrolling again. A site enrolled before it had several hosts
 (an identity in the state directory, none in the store) puts its identity into the store; a
 site with neither enrolls with the configured bundle once one of its hosts leads.
+
+Events: a host that does not lead writes each of its events for control into the store
+(/site/events/<host>/<seq>, once the site is enrolled); the leader queues them in its outbox,
+waits until the outbox holds them, then deletes them from the store, so each reaches control
+once (only a leader that dies in the moment between the two would leave one to go twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from enforcer.site.cluster.identity import IdentityError, SiteIdentityKeys
+from enforcer.site.cluster.records import EVENTS
 from enforcer.site.kv.base import KVError
 
 if TYPE_CHECKING:
@@ -24,11 +32,33 @@ if TYPE_CHECKING:
     from enforcer.link.enrollment import SiteIdentity
     from enforcer.site.cluster.coordinator import Coordinator
 
-__all__ = ["SiteLeaderLink"]
+__all__ = ["SiteLeaderLink", "fetch_vault_key", "forget_site_identity"]
 
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0  # seconds between looks at the store's identity
+
+
+def forget_site_identity(state_dir: Path) -> None:
+    """The site's identity (and its sync state) off this host, which left the site."""
+    from enforcer.link.enrollment import site_dir
+
+    directory = site_dir(state_dir)
+    for name in ("site.json", "key.pem", "cert.pem", "ca.pem", "sync.db", "sync.db-wal",
+                 "sync.db-shm"):  # fmt: skip
+        (directory / name).unlink(missing_ok=True)
+
+
+async def fetch_vault_key(identity: SiteIdentity) -> bytes:
+    """Control's vault key for a host that holds the site's identity but does not sync (the
+    leader's sync client fetches it the same way, `SyncClient.fetch_vault_key`)."""
+    from enforcer.link.sync import SyncClient
+
+    class _Holder:  # what the sync client's fetch uses: the identity alone
+        def __init__(self, identity: SiteIdentity) -> None:
+            self.identity = identity
+
+    return await SyncClient.fetch_vault_key(cast("SyncClient", _Holder(identity)))
 
 
 class SiteLeaderLink:
@@ -38,6 +68,7 @@ class SiteLeaderLink:
         self.keys = keys
         self.held: dict[str, str] | None = None  # the site identity, once this host has it
         self.wake = asyncio.Event()
+        self._relaying: set[asyncio.Task[None]] = set()
 
     async def run(self, bundle: str) -> None:
         """Follow the site's identity and lead the link while this host leads; until cancelled."""
@@ -52,6 +83,8 @@ class SiteLeaderLink:
                 await self._follow(enrollment)
                 if self.cluster.leading and self.link.sync is None:
                     await self._lead(bundle, enrollment)
+                if self.cluster.leading and self.link.sync is not None:
+                    await self._forward_events()
             except (KVError, IdentityError, enrollment.EnrollmentError) as exc:
                 log.warning("site identity: %s", exc)
             if not self.cluster.leading and self.link.sync is not None:
@@ -81,7 +114,7 @@ class SiteLeaderLink:
         if found is not None and found != self.held:
             identity: SiteIdentity = enrollment.write_site_identity(self.link.state_dir, found)
             self.held = found
-            await self.link.identified(identity.site)
+            await self.link.identified(identity)
         if self.held is not None:
             shared = await self.keys.share(self.held)
             if shared:
@@ -97,6 +130,41 @@ class SiteLeaderLink:
                 "host %s leads: control sync starts as site %s", self.cluster.host, identity.site
             )
             await self.link.start_sync(identity)
+
+    def relay(self, event: dict[str, Any]) -> None:
+        """An event of this host while it does not lead: into the store, for the leader."""
+        if self.held is None:
+            return  # not enrolled: it stays in the host's own event log
+        body = json.dumps(
+            {**event, "fields": {**event.get("fields", {}), "host": self.cluster.host}}
+        )
+        key = f"{EVENTS}{self.cluster.host}/{int(event.get('seq', 0)):012d}"
+        task = asyncio.create_task(self._put_event(key, body.encode()), name="event-relay")
+        self._relaying.add(task)
+        task.add_done_callback(self._relaying.discard)
+
+    async def _put_event(self, key: str, body: bytes) -> None:
+        try:
+            await self.keys.kv.put(key, body)
+        except KVError as exc:
+            log.warning("event %s not handed to the site leader: %s", key, exc)
+
+    async def _forward_events(self) -> None:
+        """The other hosts' events from the store into this leader's outbox, then out of the
+        store."""
+        sync = self.link.sync
+        entries, _ = await self.keys.kv.range(EVENTS)
+        if sync is None or not entries:
+            return
+        for entry in entries:
+            try:
+                sync.push_event(json.loads(entry.value))
+            except ValueError:
+                log.error("site store: %s is not an event; dropped", entry.key)
+        await sync.queue.pending()  # after the pushes, on the outbox's one thread: written
+        for entry in entries:
+            await self.keys.kv.delete(entry.key)
+        log.debug("%d events of other hosts forwarded to control", len(entries))
 
     async def check_enroll(self) -> None:
         """Raise AlreadyEnrolled when the site holds an identity already (KVError: no store)."""

@@ -2,8 +2,10 @@
 
 Kept in ``site/sync.db`` (SQLite), so events queued while control is away survive a restart
 and reach control exactly once: a batch keeps its seq and contents until control acknowledges
-it. Every SQLite call runs on the outbox's own thread, one at a time and in the order they were
-made, never on the event loop.
+it. The queue holds at most `MAX_QUEUED_EVENTS`: beyond, the oldest events (not those of the
+batch in flight) are dropped and counted, and the next batch starts with one
+``events-dropped`` event that says how many. Every SQLite call runs on the outbox's own
+thread, one at a time and in the order they were made, never on the event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,8 +40,9 @@ class Batch:
 class EventQueue:
     """The persistent outbox (see the module documentation)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cap: int = MAX_QUEUED_EVENTS) -> None:
         self.path = path
+        self.cap = cap
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-outbox")
         self._db: sqlite3.Connection | None = None
         self.revision = 0
@@ -70,8 +74,12 @@ class EventQueue:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else default
 
-    def _set(self, key: str, value: int) -> None:
+    def _set(self, key: str, value: int | str) -> None:
         self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    def _text(self, key: str) -> str:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else ""
 
     def _count(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -85,19 +93,22 @@ class EventQueue:
         with db:
             db.execute("BEGIN")
             db.execute("INSERT INTO events (body) VALUES (?)", (body,))
-            excess = self._count() - MAX_QUEUED_EVENTS
+            excess = self._count() - self.cap
             if excess > 0:  # drop the oldest events that are not in the batch in flight
                 floor = self._get("inflight_max_id", 0)
-                db.execute(
+                dropped = db.execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events "
                     "WHERE id > ? ORDER BY id LIMIT ?)",
                     (floor, excess),
-                )
-                log.warning("control unreachable for long: dropped %d queued events", excess)
+                ).rowcount
+                self._set("dropped", self._get("dropped", 0) + dropped)
+                if self._get("dropped", 0) == dropped:  # the first of a run of drops
+                    log.warning("control unreachable for long: the outbox is full (%d events), "
+                                "dropping the oldest", self.cap)  # fmt: skip
         self.queued = self._count()
 
     def _pending(self) -> bool:
-        return self._get("inflight_seq", 0) > 0 or self._count() > 0
+        return self._get("inflight_seq", 0) > 0 or self._count() > 0 or self._get("dropped", 0) > 0
 
     def _batch(self, limit: int) -> Batch:
         db = self._conn()
@@ -106,16 +117,23 @@ class EventQueue:
             max_id = self._get("inflight_max_id", 0)
         else:
             seq = self._get("next_seq", 1)
-            row = db.execute(
-                "SELECT MAX(id) FROM (SELECT id FROM events ORDER BY id LIMIT ?)", (limit,)
-            ).fetchone()
-            max_id = int(row[0] or 0)
             with db:
                 db.execute("BEGIN")
+                dropped = self._get("dropped", 0)
+                head = json.dumps(dropped_event(dropped, time.time())) if dropped else ""
+                row = db.execute(
+                    "SELECT MAX(id) FROM (SELECT id FROM events ORDER BY id LIMIT ?)",
+                    (limit - 1 if head else limit,),
+                ).fetchone()
+                max_id = int(row[0] or 0)
                 self._set("inflight_seq", seq)
                 self._set("inflight_max_id", max_id)
+                self._set("inflight_head", head)
+                self._set("dropped", 0)
         rows = db.execute("SELECT body FROM events WHERE id <= ? ORDER BY id", (max_id,)).fetchall()
-        return Batch(seq, [json.loads(r[0]) for r in rows], max_id)
+        head = self._text("inflight_head")
+        events = [json.loads(r[0]) for r in rows]
+        return Batch(seq, [json.loads(head), *events] if head else events, max_id)
 
     def _acknowledge(self, batch: Batch) -> None:
         db = self._conn()
@@ -125,6 +143,7 @@ class EventQueue:
             self._set("next_seq", batch.seq + 1)
             self._set("inflight_seq", 0)
             self._set("inflight_max_id", 0)
+            self._set("inflight_head", "")
         self.queued = self._count()
 
     def _renumber(self, seq: int) -> None:
@@ -188,6 +207,19 @@ class EventQueue:
         self._closed = True
         self._pool.submit(self._close)
         self._pool.shutdown(wait=True)
+
+
+def dropped_event(count: int, at: float) -> dict[str, Any]:
+    """The event that tells control how many events the full outbox dropped."""
+    return {
+        "kind": "events-dropped",
+        "time": at,
+        "message": f"{count} events dropped while control was unreachable (outbox full)",
+        "app": "",
+        "instance": "",
+        "tenant": "",
+        "fields": {"count": count},
+    }
 
 
 def _log_failure(done: Future[None]) -> None:

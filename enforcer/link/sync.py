@@ -5,6 +5,10 @@ state by revision (answered at once on change, else "not modified" after the wai
 new states to `on_desired`; the pusher sends sequence-numbered batches of the latest status and
 queued events from the outbox (`enforcer.link.outbox`). Failures back off exponentially with
 full jitter up to a short cap; a ``Retry-After`` is honoured (`enforcer.link.backoff`).
+
+Control may answer the long-poll early with ``{"requests": [...]}`` (log requests; without a
+"revision" when the desired state did not change): each is answered by `on_request` in a task
+of its own, beside the poll, and its reply goes to ``POST /v1/sync/replies``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,12 +29,21 @@ import aiohttp
 from enforcer.link.backoff import BACKOFF_BASE, BACKOFF_CAP, Backoff, parse_retry_after
 from enforcer.link.enrollment import SiteIdentity, site_dir
 from enforcer.link.outbox import Batch, EventQueue
+from enforcer.link.requests import OnRequest, Requests
 
-__all__ = ["Backoff", "EventQueue", "SyncClient", "VaultKeyError", "parse_retry_after"]
+__all__ = [
+    "Backoff",
+    "EventQueue",
+    "OnRequest",
+    "SyncClient",
+    "VaultKeyError",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
 POLL_WAIT = 300.0  # seconds a long-poll may wait at control
+GZIP_ABOVE = 1024  # a status batch larger than this goes gzip-compressed (control inflates it)
 
 OnDesired = Callable[[int, list[dict[str, Any]]], Awaitable[None]]
 # the site's vaults: [{"name", "tenant", "version", "unseal": "local"|"remote", "sealed": {...}}]
@@ -53,11 +68,13 @@ class SyncClient:
         backoff_cap: float = BACKOFF_CAP,
         on_vaults: OnVaults | None = None,
         on_quotas: OnVaults | None = None,
+        on_request: OnRequest | None = None,
     ) -> None:
         self.identity = identity
         self.on_desired = on_desired
         self.on_vaults = on_vaults
         self.on_quotas = on_quotas  # [{tenant, members, quota}] the site is held to
+        self.requests = Requests(identity.url, on_request)  # control's log requests
         self.poll_wait = poll_wait
         self.queue = EventQueue(site_dir(state_dir) / "sync.db")
         self._poll_backoff = Backoff(backoff_base, backoff_cap)
@@ -144,6 +161,7 @@ class SyncClient:
         try:
             await asyncio.gather(*tasks)
         finally:
+            tasks.extend(self.requests.answering)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -232,6 +250,11 @@ class SyncClient:
                     if response.status == 200:
                         doc = await response.json(content_type=None)
                         self._connected()
+                        if isinstance(doc, dict) and "requests" in doc:
+                            self._take_requests(session, doc["requests"])
+                            if "revision" not in doc:  # nothing else: poll again at once
+                                self._poll_backoff.reset()
+                                continue
                         await self._apply(doc)
                         self._poll_backoff.reset()
                         continue
@@ -261,6 +284,9 @@ class SyncClient:
         self._status_version += 1  # the status now reports the new revision
         self._wakeup.set()
 
+    def _take_requests(self, session: aiohttp.ClientSession, requests: Any) -> None:
+        self.requests.take(session, requests)
+
     async def _refused(self, response: aiohttp.ClientResponse) -> None:
         message = f"HTTP {response.status}"
         with contextlib.suppress(Exception):
@@ -282,10 +308,10 @@ class SyncClient:
                 status = {**self._status, "revision": self.queue.revision}
             elif self._status is None and self._status_sent != version:
                 status = {"instances": [], "revision": self.queue.revision}
-            body = {"seq": batch.seq, "status": status, "events": batch.events}
+            data, headers = _encode({"seq": batch.seq, "status": status, "events": batch.events})
             try:
                 async with session.post(
-                    url, json=body, timeout=aiohttp.ClientTimeout(total=60.0)
+                    url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=60.0)
                 ) as response:
                     answer = (
                         await response.json(content_type=None) if response.status < 500 else None
@@ -323,6 +349,16 @@ class SyncClient:
         await self.queue.acknowledge(batch)
         if not answer.get("duplicate"):
             self._status_sent = version
+
+
+def _encode(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A batch as compact JSON; gzip-compressed when it is larger than `GZIP_ABOVE`."""
+    data = json.dumps(body, separators=(",", ":"), default=str).encode()
+    headers = {"Content-Type": "application/json"}
+    if len(data) > GZIP_ABOVE:
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return data, headers
 
 
 def _describe(e: BaseException) -> str:

@@ -83,13 +83,15 @@ class Console:
 
 def unnamed_controls(browser: Browser) -> list[str]:
     """Buttons, links and inputs on the page without an accessible name."""
-    return list(browser.driver.execute_script("""
+    return list(
+        browser.driver.execute_script("""
         const named = (e) => (e.getAttribute("aria-label") || "").trim() ||
             (e.labels && e.labels.length && e.labels[0].textContent.trim()) ||
             (e.tagName !== "INPUT" && e.textContent.trim());
         return [...document.querySelectorAll("button, a, input, progress")]
             .filter((e) => e.offsetParent !== null && !named(e)).map((e) => e.outerHTML);
-    """))
+    """)
+    )
 
 
 def wait(check: Callable[[], Any], timeout: float, what: str) -> None:
@@ -126,7 +128,9 @@ def console(engine: DockerEngine, test_image: str) -> Iterator[Console]:
 
         with ThreadPoolExecutor(len(SITES)) as pool:
             enforcers.extend(pool.map(enroll, range(len(SITES))))
-        clients.update({s: docker.DockerClient(base_url=e.url) for s, e in zip(SITES, engines, strict=True)})
+        clients.update(
+            {s: docker.DockerClient(base_url=e.url) for s, e in zip(SITES, engines, strict=True)}
+        )
         with running(Browser(root / "browser")) as browser:
             yield Console(control, browser, clients, test_image)
     finally:
@@ -171,7 +175,9 @@ def test_an_operator_signs_in_sees_both_sites_and_rolls_a_deployment_back_from_t
     assert sites.count("connected") == 2, sites
     browser.screenshot(tmp_path / "sites.png")
     # the page refreshes itself; a keyboard user's focus stays on the link it was on
-    browser.driver.execute_script("document.querySelector('#page a[href=\"#/site/store-b\"]').focus()")
+    browser.driver.execute_script(
+        "document.querySelector('#page a[href=\"#/site/store-b\"]').focus()"
+    )
     updated = browser.text("#live")
     browser.wait("a refresh", lambda: browser.text("#live") not in ("", updated), 5)
     focused = browser.driver.execute_script("return document.activeElement.getAttribute('href')")
@@ -207,7 +213,9 @@ def test_an_operator_signs_in_sees_both_sites_and_rolls_a_deployment_back_from_t
     browser.type("#reason", "tills freeze on 2")
     browser.click("#rollback")
     assert "Rolling back: " in browser.wait_text(".notice", "Rolling back")
-    wait(lambda: console.versions() == {s: {"1"} for s in SITES}, 60, "version 1 back at both sites")
+    wait(
+        lambda: console.versions() == {s: {"1"} for s in SITES}, 60, "version 1 back at both sites"
+    )
     # the page follows without reloading: the phase and each site's version change on it
     page = browser.wait_text("#page", "rolled-back", "tills freeze on 2", timeout=20)
     rows = [r for r in page.splitlines() if r.startswith(SITES)]
@@ -218,7 +226,7 @@ def test_an_operator_signs_in_sees_both_sites_and_rolls_a_deployment_back_from_t
     assert "409 conflict: " in browser.wait_text(".notice", "Rollback refused")
 
 
-def test_a_warning_from_a_site_appears_on_its_page_without_reloading(
+def test_an_error_and_a_warning_from_a_site_appear_on_its_page_without_reloading_with_its_logs(
     console: Console, tmp_path: Path
 ) -> None:
     browser = console.browser
@@ -228,12 +236,30 @@ def test_a_warning_from_a_site_appears_on_its_page_without_reloading(
     browser.wait_text("#page", "Instances", f"{APP}.pos.0", "running", "Recent logs")
     browser.driver.execute_script("window.stillTheSamePage = true")
     victim = console.clients["store-a"].containers.list(filters={"label": f"edgeward.app={APP}"})[0]
+    # the container writes an error line on its stderr: forwarded, it shows on the page
+    line = f"ERROR till drawer jammed {time.time():.0f}"
+    written = victim.exec_run(["sh", "-c", f"echo '{line}' > /proc/1/fd/2"])
+    assert written.exit_code == 0, written.output
+    events = browser.wait_text("#page", "log-error", line, timeout=20)
+    assert f"{APP}.pos.0" in events
+    browser.screenshot(tmp_path / "site-error.png")
+    # the site's logs, fetched through its long-poll on demand
+    browser.type("#log-instance", f"{APP}.pos.0")
+    browser.click("#fetch-logs")
+    assert line in browser.wait_text("#log-lines", line, timeout=25)
+    assert f"of {APP}.pos.0 from store-a" in browser.text("#log-notice")
+    assert unnamed_controls(browser) == []
+    browser.screenshot(tmp_path / "site-logs.png")
+    # a warning (the container killed) follows, still without reloading
     victim.kill()
     events = browser.wait_text("#page", "container.exited", "exited with code 137", timeout=20)
-    assert f"{APP}.pos.0" in events
     assert browser.driver.execute_script("return window.stillTheSamePage") is True
-    assert "Not available" in browser.text("#page")  # logs: control cannot fetch them yet
     browser.screenshot(tmp_path / "site.png")
+    # an instance the site does not run: the API's message, not a blank page
+    browser.type("#log-instance", f"{APP}.nothing.9")
+    browser.click("#fetch-logs")
+    notice = browser.wait_text("#log-notice", "Logs not fetched", timeout=10)
+    assert f"404 not-found: instance '{APP}.nothing.9' does not exist" in notice, notice
 
 
 def test_another_tenants_token_sees_nothing_of_the_fleet_and_is_refused_with_the_apis_message(
@@ -268,5 +294,9 @@ def test_a_scrape_of_control_shows_each_sites_link_and_the_fleets_counts(console
     running = [line for line in text.splitlines()
                if line.startswith('edgeward_control_instances_by_state{state="running"} ')]  # fmt: skip
     assert running and int(running[0].split()[1]) >= 2, running
-    phases = [line for line in text.splitlines() if line.startswith("edgeward_control_deployments_by_phase")]
+    phases = [
+        line
+        for line in text.splitlines()
+        if line.startswith("edgeward_control_deployments_by_phase")
+    ]
     assert sum(int(line.split()[1]) for line in phases) == 1, phases

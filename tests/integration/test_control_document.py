@@ -110,6 +110,11 @@ def test_every_answer_matches_the_schema_the_document_declares(
             ("GET", "/v1/deployments/app/status", None, False),
             ("GET", "/v1/health", None, False),
             ("GET", "/v1/sites/nobody", None, False),
+            ("PUT", "/v1/git-sources/src", {"url": "file:///nowhere.git", "branch": "main"}, False),
+            ("GET", "/v1/git-sources", None, False),
+            ("GET", "/v1/git-sources/src", None, False),
+            ("POST", "/v1/git-sources/src/hook", {}, False),  # the admin token: not its secret
+            ("DELETE", "/v1/git-sources/src", None, False),
             ("DELETE", "/v1/vaults/v/secrets/creds", None, False),
             ("DELETE", "/v1/vaults/v", None, False),
             ("DELETE", "/v1/deployments/app", None, False),

@@ -6,10 +6,12 @@ this module, in order; each leaves all three hosts running.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -22,12 +24,13 @@ import docker
 import pytest
 
 from enforcer.cli.client import Client
-from tests.support.apps import app, sleeper
+from tests.support.apps import app, container, service, sleeper
 from tests.support.control import ControlProcess
 from tests.support.devices import LoopDevice, loop_device
 from tests.support.enforcer import EnforcerProc
 from tests.support.engines import DockerEngine
 from tests.support.etcd import ADDRESSES, EtcdMember, member_config
+from tests.support.http import request
 from tests.support.images import import_image, push
 from tests.support.processes import wait_for
 from tests.support.registry import Registry
@@ -123,7 +126,10 @@ def running_site(cameras: list[LoopDevice]) -> Iterator[Site]:
                 f'[cluster]\nadvertise = "{address}"\netcd-endpoints = [{endpoints}]\n'
                 f'lease-ttl = "{TTL:g}s"\n' + (camera_rule(cameras[n - 2].node) if n > 1 else "")
             )
-            proc = EnforcerProc(root / f"e{n}", engine.url, extra_config=extra, host_id=f"h{n}")
+            proc = EnforcerProc(
+                root / f"e{n}", engine.url, extra_config=extra, host_id=f"h{n}",
+                host_labels={"node": f"h{n}"},
+            )  # fmt: skip
             hosts.append(SiteHost(engine, proc, address))
             proc.start()
         yield Site(members, hosts, cameras)
@@ -191,6 +197,7 @@ def test_the_leader_syncs_for_the_site_and_a_new_leader_takes_over_without_enrol
             assert links[h.id]["site"] == "store-9" and links[h.id]["leader"] == leader.id
     first = enrolled_at(other)
     assert {enrolled_at(h) for h in hosts} == {first}  # one identity, the site's
+    a_vault_reaches_an_instance_on_a_host_that_does_not_lead(site, control, other, test_image)
 
     leader.kill()
     wait_for(lambda: site.leader() is not leader, TTL + 10, "a new leader")
@@ -213,6 +220,79 @@ def test_the_leader_syncs_for_the_site_and_a_new_leader_takes_over_without_enrol
     leader.enforcer.start()  # back for the next test
     leader.alive = True
     wait_for(lambda: link_of(leader)["state"] == "standby", 15, "the returning host's link")
+
+
+SECRET = "site-s3cr3t-NEVER-LEAK-5e1f"
+
+
+def a_vault_reaches_an_instance_on_a_host_that_does_not_lead(
+    site: Site, control: ControlProcess, follower: SiteHost, test_image: str
+) -> None:
+    """Control's vaults reach the leader only; every host takes them (still sealed) from the
+    store. The follower's events reach control through the leader, once each."""
+    for args in (
+        ("vault", "create", "shelf", "--distribute", "customer = acme"),
+        ("secret", "put", "shelf", "creds", f"api-key={SECRET}"),
+    ):
+        result = control.cli(*args)
+        assert result.returncode == 0, result.stderr
+    spec = app(
+        "vision",
+        service(
+            "det",
+            container(
+                "main", test_image, "sleep", "100000", mounts=[{"volume": "c", "path": "/s"}]
+            ),
+            volumes=[{"name": "c", "secret": {"vault": "shelf", "secret": "creds"}}],
+            placement={"match-host-labels": f"node = {follower.id}"},
+        ),
+    )
+    control.client().put("/v1/applications/vision/versions/1", spec)
+    deployment = {"name": "vision-acme", "application": "vision", "version": "latest",
+                  "placement": {"match-site-labels": "customer = acme"}}  # fmt: skip
+    control.deploy(deployment)
+    assert wait_placed(site.hosts, {"vision.det.0"}, timeout=40) == {"vision.det.0": follower.id}
+    engine = docker.DockerClient(base_url=follower.engine.url, timeout=10)
+    try:
+        code, out = engine.containers.get("ew.vision.det.0.main").exec_run(["cat", "/s/api-key"])
+    finally:
+        engine.close()
+    assert (code, out.decode()) == (0, SECRET)
+    # the store holds the vault sealed, never in clear
+    body = json.dumps({"key": base64.b64encode(b"/site/vaults").decode()}).encode()
+    answer = request("POST", site.members[0].config.client_url + "/v3/kv/range", body=body)
+    (kv,) = json.loads(answer.body)["kvs"]
+    assert b"shelf" in base64.b64decode(kv["value"])
+    assert SECRET.encode() not in base64.b64decode(kv["value"])
+
+    def started() -> list[dict[str, Any]]:
+        events = control.client().get("/v1/sites/store-9/events", limit="1000")["events"]
+        return [
+            e for e in (r.get("event", r) for r in events)
+            if e.get("kind") == "container.started" and e.get("instance") == "vision.det.0"
+        ]  # fmt: skip
+
+    wait_for(lambda: bool(started()), 15, "the follower's event at control")
+    time.sleep(2)  # the leader forwards each once: no second copy comes
+    (event,) = started()
+    assert event["fields"]["host"] == follower.id
+    # unsealed with control's key ("remote"): the follower fetches that key itself, also after
+    # a restart of its enforcer (the key lives only in memory)
+    control.client().put("/v1/vaults/shelf", {"distribute": "customer = acme", "unseal": "remote"})
+    wait_for(lambda: stored_unseal(follower) == {"shelf": "remote"}, 20, "kept under control's key")
+    follower.enforcer.stop()
+    follower.enforcer.start()
+    follower.enforcer.wait_ps(lambda p: p.get("vision.det.0", {}).get("state") == "running", 30)
+    control.client().delete("/v1/deployments/vision-acme")
+    wait_for(lambda: "vision.det.0" not in follower.running(), 30, "vision removed")
+
+
+def stored_unseal(host: SiteHost) -> dict[str, str]:
+    db = sqlite3.connect(f"file:{host.enforcer.state_dir / 'enforcer.db'}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT name, unseal FROM vaults").fetchall())
+    finally:
+        db.close()
 
 
 def containers(hosts: list[SiteHost]) -> dict[str, tuple[str, str, str]]:

@@ -69,3 +69,19 @@ def test_replicas_spread_and_a_dead_hosts_instances_move_without_running_twice(
         assert sampler.doubles == [], f"instances ran on two hosts at once: {sampler.doubles}"
         assert wait_placed(hosts, wanted, timeout=5) == moved
         assert victim.running() == set()
+
+        # a host leaves the site: its replica moves first (stopped there, then started on the
+        # host that runs none), never running twice; then it is gone from the site
+        leaver = next(h for h in hosts if h.id == moved["web.main.0"])
+        with Sampler(hosts) as sampler:
+            left = leaver.enforcer.cli("site", "leave")
+            time.sleep(0.5)
+        assert left.returncode == 0, left.stderr
+        assert left.stdout.strip() == f"host {leaver.id} left site test-site"
+        assert "warning: [cluster] advertise is set in the configuration" in left.stderr
+        assert sampler.doubles == [], f"instances ran on two hosts at once: {sampler.doubles}"
+        assert leaver.running() == set()
+        after = wait_placed(hosts, wanted, timeout=5)
+        assert after == {**moved, "web.main.0": victim.id}, after
+        site = Client(victim.enforcer.socket, timeout=5).site()
+        assert leaver.id not in {h["id"] for h in site["hosts"]}

@@ -26,12 +26,12 @@ __all__ = ["HAProxy"]
 EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "haproxy" / "edge-control.cfg"
 
 
-def configuration(port: int, backends: list[int]) -> str:
+def configuration(port: int, backends: list[int], maxconn: int = 4000) -> str:
     """The example configuration, listening on 127.0.0.1:`port`, in front of `backends`."""
     text = EXAMPLE.read_text()
     text = re.sub(r"(?m)^\s*log .*\n", "", text)  # no syslog here
     text = re.sub(r"(?m)^(\s*)option tcplog\n", "", text)
-    text = re.sub(r"maxconn \d+", "maxconn 4000", text)  # within the suite's open-files limit
+    text = re.sub(r"maxconn \d+", f"maxconn {maxconn}", text)  # within our open-files limit
     text = text.replace("    bind :7443", f"    bind 127.0.0.1:{port}")
     text = re.sub(r"(?m)^\s*server control-.*\n", "", text)
     servers = "".join(f"    server control-{n} 127.0.0.1:{p}\n" for n, p in enumerate(backends))
@@ -39,8 +39,11 @@ def configuration(port: int, backends: list[int]) -> str:
 
 
 class HAProxy:
-    def __init__(self, root: Path, backends: list[int], port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, backends: list[int], port: int | None = None, maxconn: int = 4000
+    ) -> None:
         self.root = root
+        self.maxconn = maxconn  # the fleet bench raises it (two files per connection)
         self.port = port or free_port()
         self.backends = backends
         self.config = root / "haproxy.cfg"
@@ -53,7 +56,7 @@ class HAProxy:
 
     def start(self) -> None:
         binary = installed("haproxy", "haproxy")
-        self.config.write_text(configuration(self.port, self.backends))
+        self.config.write_text(configuration(self.port, self.backends, self.maxconn))
         check = subprocess.run(
             [binary, "-c", "-f", str(self.config)], capture_output=True, text=True, check=False
         )

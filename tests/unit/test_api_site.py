@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from enforcer.api import make_app
+from enforcer.facade import Conflict
 from enforcer.site.kv.base import KVError
 
 from .fake_enforcer import FakeEnforcer
@@ -27,6 +28,14 @@ class JoiningEnforcer(FakeEnforcer):
         self.asked.append(("join", bundle, advertise))
         if bundle == "used":
             raise KVError("cannot join the site: this join bundle was used already")
+        return {"site": "s", "host": "h", "role": "worker", "warnings": []}
+
+    async def site_leave(self) -> dict[str, Any]:
+        self.asked.append(("leave", None, None))
+        if len([a for a in self.asked if a[0] == "leave"]) == 1:
+            raise KVError("cannot leave the site: host h is the site's last controller")
+        if len([a for a in self.asked if a[0] == "leave"]) == 2:
+            raise Conflict("this host is in no multi-host site: there is nothing to leave")
         return {"site": "s", "host": "h", "role": "worker", "warnings": []}
 
 
@@ -79,3 +88,19 @@ def test_an_enforcer_that_cannot_join_answers_409() -> None:
         assert "cannot join multi-host sites" in (await error_of(answer))["message"]
 
     run(FakeEnforcer(), check)
+
+
+def test_leave_answers_422_when_refused_409_outside_a_site_and_200_when_left() -> None:
+    fake = JoiningEnforcer()
+
+    async def check(client: TestClient) -> None:  # type: ignore[type-arg]
+        answer = await client.post("/v1/site/leave")
+        error = await error_of(answer)
+        assert (answer.status, error["code"]) == (422, "leave-failed")
+        assert "last controller" in error["message"]
+        answer = await client.post("/v1/site/leave")
+        assert answer.status == 409 and "no multi-host site" in (await error_of(answer))["message"]
+        answer = await client.post("/v1/site/leave")
+        assert answer.status == 200 and (await answer.json())["host"] == "h"
+
+    run(fake, check)

@@ -63,6 +63,26 @@ class Flaky:
         pass  # the shared store is closed by the test
 
 
+class Slow:
+    """A site store on a slow disk: listing and writing the assignments take a while (etcd
+    under load), so a host's first reads and its leader's first decision come in any order."""
+
+    def __init__(self, kv: SiteKV) -> None:
+        self.kv = kv
+
+    def __getattr__(self, name: str) -> Any:
+        inner = getattr(self.kv, name)
+        if name not in ("range", "create", "replace"):
+            return inner
+
+        async def call(key: str, *args: Any, **kwargs: Any) -> Any:
+            if name == "range" or key == "/site/assignments":
+                await asyncio.sleep(0.3)
+            return await inner(key, *args, **kwargs)
+
+        return call
+
+
 def coordinator(kv: SiteKV, host: str) -> Coordinator:
     async def changed() -> None:
         pass
@@ -161,5 +181,54 @@ def test_a_cut_off_host_fences_before_its_instances_start_elsewhere_and_adopts_o
         assert "a.agent.host-1" in mine(cut)
         for c in (cut, other):
             await c.stop()
+
+    run(tmp_path, body)
+
+
+def test_a_host_whose_site_is_new_keeps_its_running_instances_until_the_leader_places_them(
+    tmp_path: Path,
+) -> None:
+    """A one-host site becoming its site's first controller: its applications are in the
+    store, its containers run. Before the leader has placed them, the host must be told
+    nothing (leave the engine be), never "run nothing" (its containers would be removed and
+    created again: a restart)."""
+
+    async def body(kv: SiteKV) -> None:
+        told: list[frozenset[str] | None] = []
+        host = coordinator(cast(SiteKV, Slow(kv)), "host-1")
+
+        async def changed() -> None:
+            told.append(host.mine(APPS))
+
+        host.on_change = changed
+        await host.seed_apps([record()])  # as the daemon does before it starts following
+        await host.start()
+        await until(lambda: bool(told and told[-1]))
+        assert told[-1] == WEB | {"a.agent.host-1"}
+        decided = [m for m in told if m is not None]
+        assert all(m == WEB | {"a.agent.host-1"} for m in decided), told
+        await host.stop()
+
+    run(tmp_path, body)
+
+
+def test_a_host_that_leaves_runs_nothing_and_its_instances_move_to_the_others(
+    tmp_path: Path,
+) -> None:
+    async def body(kv: SiteKV) -> None:
+        hosts = [coordinator(cast(SiteKV, Flaky(kv)), "host-1"), coordinator(kv, "host-2")]
+        for c in hosts:
+            await c.start()
+        await hosts[1].put_app(record())
+        await until(lambda: all(len(mine(c) & WEB) == 1 for c in hosts))
+        leaving, staying = hosts
+        leaving.set_leaving(True)
+        assert leaving.mine(APPS) == frozenset()  # it stops everything at once
+        await until(lambda: mine(staying) >= WEB, timeout=TTL + 3)
+        assert leaving.assignments is not None and not leaving.assignments.on_host("host-1")
+        await leaving.stop(leave=True)
+        entry = await kv.get("/site/hosts/host-1")
+        assert entry is None  # deregistered at once, not held for a restart
+        await staying.stop()
 
     run(tmp_path, body)

@@ -60,3 +60,16 @@ def test_an_instance_whose_live_host_lost_its_device_moves_once_that_host_stoppe
     assert running.instances == {"c.s.0": "h1"} and running.held == ("c.s.0",)
     stopped = place(hosts, apps, {"c.s.0": "h1"}, {}, 0.0, 1.0, {"h1": frozenset()})
     assert stopped.instances == {"c.s.0": "h2"} and stopped.held == ()
+
+
+def test_a_leaving_host_takes_nothing_and_each_instance_moves_once_it_stopped_there() -> None:
+    hosts = [host("h1"), host("h2"), host("h3")]
+    current = {"a.web.0": "h1", "a.web.1": "h2", "a.agent.h1": "h1", "a.agent.h2": "h2",
+               "a.agent.h3": "h3"}  # fmt: skip
+    leaving = frozenset({"h1"})
+    running = place(hosts, APPS, current, {}, 0.0, GRACE, {"h1": frozenset({"a.web.0"})}, leaving)
+    assert running.instances["a.web.0"] == "h1" and running.held == ("a.web.0",)
+    assert "a.agent.h1" not in running.instances  # its own one-per-host instance goes
+    stopped = place(hosts, APPS, current, {}, 0.0, GRACE, {"h1": frozenset()}, leaving)
+    assert stopped.instances["a.web.0"] == "h3"  # spread: h2 runs a.web.1
+    assert "h1" not in stopped.instances.values() and stopped.held == ()

@@ -20,7 +20,8 @@ def test_a_group_applies_each_batch_once_in_order_and_says_why_it_did_not() -> N
                  (ghost, 1, [], 9.0, loop.create_future())]  # fmt: skip
         writes = plan_group(batch, {"a": 3, "b": 5})
         assert list(writes.updates) == ["a"] and writes.updates["a"][0] == 4
-        assert writes.inserts == [("a", 4, 9.0, '{"kind":"x"}')]
+        # the event and its searchable columns: tenant, app, instance, kind, time
+        assert writes.inserts == [("a", 4, 9.0, '{"kind":"x"}', "", "", "", "x", 9.0)]
         writes.settle()
         return list(await asyncio.gather(*(f for *_, f in batch), return_exceptions=True))
 

@@ -15,9 +15,11 @@ from enforcer.site.cluster.joining import (
     controller_count_warning,
     encode_join_bundle,
     invitation_key,
+    leave_refusal,
     parse_join_bundle,
     parse_join_request,
     refusal,
+    stale_invitations,
 )
 
 BUNDLE = JoinBundle(
@@ -119,3 +121,32 @@ def test_a_join_request_names_what_it_lacks() -> None:
 def test_an_even_controller_count_is_warned_about(count: int, wanted: str | None) -> None:
     warning = controller_count_warning(count)
     assert warning == wanted if wanted is None else wanted in str(warning)
+
+
+def test_invitations_go_a_day_after_they_expire_used_or_not() -> None:
+    day = 86400.0
+    invitations = {
+        JOINS + "fresh": Invitation("worker", 1000.0, "h1"),
+        JOINS + "used": Invitation("worker", 1000.0, "h1", used_by="h4"),
+        JOINS + "older": Invitation("controller", 500.0, "h2"),
+    }
+    assert stale_invitations(invitations, 1000.0 + day - 1) == [JOINS + "older"]
+    assert stale_invitations(invitations, 1000.0 + day) == sorted(invitations)
+
+
+def test_leaving_is_refused_to_the_last_controller_and_when_quorum_would_be_at_risk() -> None:
+    assert leave_refusal("h4", "worker", ["h1"], {"h1", "h4"}) is None
+    assert leave_refusal("h2", "controller", ["h1", "h2"], {"h1", "h2"}) is None
+    assert leave_refusal("h1", "controller", [], {"h1"}) is None  # given etcd: no member
+    last = leave_refusal("h1", "controller", ["h1"], {"h1", "h3"})
+    assert last == (
+        "host h1 is the site's last controller: the site's store would go with it (join "
+        "another controller first)"
+    )
+    # three controllers, h3 down: without h1, one of the two left answers, quorum needs two
+    risk = leave_refusal("h1", "controller", ["h1", "h2", "h3"], {"h1", "h2"})
+    assert risk == (
+        "removing host h1's member would put the site's store at risk: of the 2 that would "
+        "remain, only 1 answer (h3 down) and quorum needs 2; bring them back first"
+    )
+    assert leave_refusal("h1", "controller", ["h1", "h2", "h3", "h4"], {"h1", "h2", "h3"}) is None

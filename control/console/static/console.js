@@ -110,6 +110,7 @@ function show() {
   const now = () => refresh(mine);
   const actions = page.actions ? page.actions(now) : null;
   if (actions) actions.hidden = true;
+  const after = page.after ? page.after() : null; // below the data, kept across refreshes
   current = { page, data, actions, generation: mine, loading: false, again: false };
   $("signin").hidden = true;
   $("nav").hidden = false;
@@ -123,6 +124,7 @@ function show() {
     h("h2", { id: "title" }, page.title),
     actions || "",
     data,
+    after || "",
   );
   showMessage("");
   now();

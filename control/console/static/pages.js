@@ -53,25 +53,70 @@ function instanceRows(instances) {
   ]);
 }
 
+// Events as GET /v1/events gives them (oldest first): newest first here.
 function eventRows(events) {
   return events
     .slice()
     .reverse()
-    .map((record) => {
-      const e = record.event || {};
+    .map((e) => {
       const kind = String(e.kind || "");
-      const when = e.time !== undefined ? e.time : record.received;
-      return [ago(when), badge(kind, WARNING.test(kind) ? "bad" : ""), e.instance || e.app || "",
-        String(e.message || "")];
+      return [ago(e.time || e.received), badge(kind, WARNING.test(kind) ? "bad" : ""),
+        e.instance || e.app || "", String(e.message || "")];
     });
+}
+
+// Fetching an instance's latest lines from the site, on demand (the site answers through its
+// long-poll): a form kept across the page's refreshes, with the lines below it.
+function logsPanel(name) {
+  const instance = h("input", { id: "log-instance", type: "text", list: "site-instances",
+    autocomplete: "off", placeholder: "app.service.0", required: true });
+  const tail = h("input", { id: "log-tail", type: "number", min: "1", max: "10000", value: "100" });
+  const notice = h("p", { class: "notice", id: "log-notice", role: "status", "aria-live": "polite" });
+  const lines = h("pre", { id: "log-lines", class: "logs", hidden: true, tabindex: "0",
+    "aria-label": "Log lines, oldest first" });
+  const button = h("button", { type: "submit", id: "fetch-logs" }, "Fetch logs");
+  const fetchLogs = async (event) => {
+    event.preventDefault();
+    const id = instance.value.trim();
+    if (!id) {
+      notice.textContent = "Enter an instance (such as app.service.0).";
+      return;
+    }
+    button.disabled = true;
+    notice.textContent = `Asking ${name} for the logs of ${id}…`;
+    try {
+      const query = `instance=${encodeURIComponent(id)}&tail=${encodeURIComponent(tail.value || "100")}`;
+      const answer = await get(`/v1/sites/${segment(name)}/logs?${query}`);
+      lines.replaceChildren(...answer.lines.map((l) =>
+        h("span", { class: l.stream === "stderr" ? "stderr" : "" }, `${l.line}\n`)));
+      lines.hidden = false;
+      notice.textContent =
+        `${answer.lines.length} line${answer.lines.length === 1 ? "" : "s"} of ${id} from ${name}, ` +
+        new Date().toLocaleTimeString();
+    } catch (e) {
+      notice.textContent = `Logs not fetched: ${e.describe ? e.describe() : e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  };
+  return section(
+    "Recent logs",
+    h("form", { class: "actions", id: "logs-form", onsubmit: fetchLogs, "aria-label": "Fetch logs" },
+      h("label", { for: "log-instance" }, "Instance"), instance,
+      h("label", { for: "log-tail" }, "Lines"), tail,
+      button, notice),
+    lines,
+  );
 }
 
 export function site(name) {
   const base = `/v1/sites/${segment(name)}`;
   return {
     title: `Site ${name}`,
+    after: () => logsPanel(name),
     load: async () => {
-      const [detail, events] = await Promise.all([get(base), get(`${base}/events?limit=50`)]);
+      const [detail, events] = await Promise.all([
+        get(base), get(`/v1/events?site=${segment(name)}&limit=50`)]);
       return { detail, events: events.events };
     },
     render: ({ detail, events }) => {
@@ -112,12 +157,8 @@ export function site(name) {
           table(`Latest events from ${name}, newest first`, ["When", "Kind", "Instance", "Message"],
             eventRows(events), "No events from this site yet."),
         ),
-        section(
-          "Recent logs",
-          h("p", { class: "empty" },
-            "Not available: control's API cannot fetch a site's logs yet. At the site: ",
-            h("code", {}, "edge-enforcer logs INSTANCE"), "."),
-        ),
+        h("datalist", { id: "site-instances" },
+          (status.instances || []).map((i) => h("option", { value: i.id }))),
       );
     },
   };

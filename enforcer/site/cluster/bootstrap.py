@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import shutil
 import ssl
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from enforcer.config.model import ClusterConfig
 from enforcer.shared import pki
 from enforcer.site.cluster.joinclient import redeem
 from enforcer.site.cluster.joining import (
+    JOINS,
     ROLES,
     Invitation,
     JoinBundle,
@@ -39,6 +41,7 @@ from enforcer.site.cluster.joining import (
     encode_join_bundle,
     invitation_key,
     parse_join_bundle,
+    stale_invitations,
 )
 from enforcer.site.cluster.joinservice import JoinService
 from enforcer.site.cluster.local import ClusterFiles, Membership
@@ -297,6 +300,28 @@ class SiteStore:
         if self.member is not None:
             await self.member.stop()
 
+    async def voting_members(self) -> list[str]:
+        """The names (host ids) of the store's voting members; none on given etcd."""
+        if self.gateway is None or self.config.etcd_endpoints:
+            return []
+        return [m.name for m in await self.gateway.member_list() if not m.is_learner]
+
+    async def leave(self) -> None:
+        """This host leaves the site's store: its member (a controller's) is removed from the
+        cluster and stopped, and its part of the site on disk goes (`<state-dir>/cluster`)."""
+        if self.gateway is not None and self.member is not None:
+            url = self.member.config.peer_url
+            mine = next((m for m in await self.gateway.member_list() if url in m.peer_urls), None)
+            if mine is not None:
+                await self.gateway.member_remove(mine.id)
+                log.info("this host's etcd member left the site's store")
+        await self.stop()
+        if self.gateway is not None:
+            await self.gateway.close()
+        self.gateway = self.member = self.service = self._refresher = None
+        self.membership = None
+        shutil.rmtree(self.files.root, ignore_errors=True)
+
     # -- inviting --------------------------------------------------------------------------
     async def create_bundle(self, role: str, expires_in: float) -> dict[str, Any]:
         """A one-time join bundle for a host of `role`, valid `expires_in` seconds."""
@@ -321,6 +346,7 @@ class SiteStore:
             )
         members = await self.gateway.member_list()
         endpoints = sorted({u for m in members for u in m.client_urls})
+        await self._forget_stale_invitations()
         expires = time.time() + expires_in
         secret = secrets.token_urlsafe(24)
         invitation = Invitation(role=role, expires=expires, created_by=self.host)
@@ -347,6 +373,16 @@ class SiteStore:
             "expires": int(expires),
             "warnings": warnings,
         }
+
+    async def _forget_stale_invitations(self) -> None:
+        """Invitations long expired (used or not) go from the store."""
+        assert self.gateway is not None
+        kept: dict[str, Invitation] = {}
+        for entry in (await self.gateway.range(JOINS, prefix=True)).kvs:
+            with contextlib.suppress(JoinError):
+                kept[entry.key] = Invitation.from_json(entry.value)
+        for key in stale_invitations(kept, time.time()):
+            await self.gateway.delete(key)
 
     @staticmethod
     def _url(address: str, port: int) -> str:

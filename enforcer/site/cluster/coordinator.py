@@ -14,14 +14,14 @@ and removes what moved. With the store's quorum lost nothing can move, and nothi
 (`enforcer.site.cluster.quorum` tells the two apart).
 
 A (re)started host leaves its engine as it is until it has registered and read the
-assignments; a stopped enforcer's host stays in the site for `RESTART_HOLD` lease TTLs (its
-containers keep running), and its next run takes that registration back.
+assignments (`RESTART_HOLD`: how long a stopped enforcer's host stays in the site).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,11 +29,15 @@ from typing import Any
 
 from enforcer.facade import AppRecord
 from enforcer.shared.spec.model import Application, Mode
-from enforcer.shared.spec.parse import parse_application
 from enforcer.site.cluster import records as keys
-from enforcer.site.cluster.placement import place
+from enforcer.site.cluster.leading import lead
 from enforcer.site.cluster.quorum import QuorumProbe, QuorumWatch
-from enforcer.site.cluster.records import Assignments, InvalidRecord, app_from_json, app_to_json
+from enforcer.site.cluster.records import (
+    Assignments,
+    InvalidRecord,
+    app_from_json,
+    app_to_json,
+)
 from enforcer.site.cluster.retake import revoke_if_ours, take_back
 from enforcer.site.cluster.statuses import SiteStatuses
 from enforcer.site.cluster.view import site_hosts
@@ -70,14 +74,16 @@ class Coordinator:
         self.election = Election(kv, self.host, prefix=keys.ELECTION, ttl=ttl, clock=clock)
         self.hosts: dict[str, HostRecord] = {}
         self.apps: dict[str, AppRecord] = {}
+        self.shared: dict[str, tuple[bytes, int]] = {}  # control's vaults, quotas; revision
         self.assignments: Assignments | None = None  # None: not read yet
-        self._assignments_revision = 0  # its key's mod_revision; 0: absent
+        self.assignments_revision = 0  # its key's mod_revision; 0: absent
         self.gone_at: dict[str, float] = {}  # hosts seen to go (local clock)
         self.fenced = True  # until registered and the assignments are read
         self.settled = False  # unfenced once; until then a (re)started host leaves its engine be
         self.leading = False
+        self.leaving = False  # `site leave`: it runs nothing more, its instances move
         self._dirty = asyncio.Event()  # something changed for this host's engine
-        self._leader_dirty = asyncio.Event()  # something changed for the leader's decision
+        self.leader_dirty = asyncio.Event()  # something changed for the leader's decision
         self._tasks: list[asyncio.Task[None]] = []
         self.status = SiteStatuses(self.host, statuses)
         self.quorum = QuorumWatch(QuorumProbe.of(kv), ttl, clock)
@@ -92,30 +98,37 @@ class Coordinator:
             ("cluster-follow", self._follow()),
             ("cluster-fence", self._fence()),
             ("cluster-notify", self._notify()),
-            ("cluster-lead", self._lead()),
+            ("cluster-lead", lead(self)),
             ("cluster-status", self.status.publish_forever(self.kv, self.registration)),
         ):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
-    async def stop(self) -> None:
+    async def stop(self, *, leave: bool = False) -> None:
         """Step down as leader at once; keep the host in the site for RESTART_HOLD lease TTLs
         (its containers keep running, so its instances stay put: a restart within that time
-        takes the registration back and restarts nothing); close the store."""
+        takes the registration back and restarts nothing), or not at all (`leave`: its
+        registration goes now); close the store."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         with contextlib.suppress(KVError):
             await self.election.resign()
-        if self.registration.registered.is_set():
+        if self.registration.registered.is_set() and not leave:
             with contextlib.suppress(KVError):  # its key onto a longer lease, never deleted
                 hold = await self.kv.grant(self.ttl * RESTART_HOLD)
                 await self.kv.put(
                     self.registration.key, self.registration.record.to_json(), hold.id
                 )
         with contextlib.suppress(KVError):
-            await self.registration.deregister(revoke=False)
+            await self.registration.deregister(revoke=leave)
         await self.kv.close()
+
+    def set_leaving(self, leaving: bool) -> None:
+        """`site leave`: run nothing more and let the leader move this host's instances."""
+        self.leaving = leaving
+        self._dirty.set()
+        self.set_record(self.registration.record)
 
     # -- what this host runs -------------------------------------------------------------
     def mine(self, apps: Mapping[str, Application]) -> frozenset[str] | None:
@@ -123,6 +136,8 @@ class Coordinator:
         the engine as it is). Fenced: only its one-per-matching-host instances."""
         if self.assignments is None or not self.settled:
             return None
+        if self.leaving:
+            return frozenset()
         ids = self.assignments.on_host(self.host)
         if self.fenced:
             local = {
@@ -136,6 +151,7 @@ class Coordinator:
 
     def set_record(self, record: HostRecord) -> None:
         """This host's record changed (its devices, labels): publish it in the background."""
+        record = dataclasses.replace(record, leaving=self.leaving)
         if record != self.registration.record:
             task = asyncio.create_task(self._publish_record(record), name="cluster-record")
             self._tasks.append(task)
@@ -242,9 +258,11 @@ class Coordinator:
 
     # -- following the store -------------------------------------------------------------
     def _set_assignments(self, entry: Entry | None) -> None:
-        self._assignments_revision = entry.mod_revision if entry else 0
+        """None there (no leader decided yet) is None, not "nothing": a host's running
+        containers are left be until the leader has placed them (else they would restart)."""
+        self.assignments_revision = entry.mod_revision if entry else 0
         try:
-            self.assignments = Assignments.from_json(entry.value) if entry else Assignments()
+            self.assignments = Assignments.from_json(entry.value) if entry else None
         except InvalidRecord as exc:
             log.error("%s", exc)
 
@@ -252,10 +270,11 @@ class Coordinator:
         before = set(self.hosts)
         self.hosts.clear()
         self.apps.clear()
+        self.shared.clear()
         self.status.load(entries)
         assignments = None
         for entry in entries:
-            self._put(entry.key, entry.value)
+            self._put(entry.key, entry.value, entry.mod_revision)
             if entry.key == keys.ASSIGNMENTS:
                 assignments = entry
         self._set_assignments(assignments)
@@ -265,13 +284,15 @@ class Coordinator:
             for host in set(self.assignments.instances.values()) - set(self.hosts):
                 self.gone_at.setdefault(host, self._went(host))
 
-    def _put(self, key: str, value: bytes) -> None:
+    def _put(self, key: str, value: bytes, revision: int) -> None:
         try:
             if key.startswith(keys.HOSTS):
                 self.hosts[key[len(keys.HOSTS) :]] = HostRecord.from_json(value)
                 self.gone_at.pop(key[len(keys.HOSTS) :], None)
             elif key.startswith(keys.APPS):
                 self.apps[key[len(keys.APPS) :]] = app_from_json(key, value)
+            elif key in keys.SHARED:
+                self.shared[key] = (value, revision)
         except (InvalidRecord, InvalidHostRecord) as exc:
             log.error("site store: %s: %s", key, exc)
 
@@ -282,7 +303,7 @@ class Coordinator:
             else:
                 self._set_assignments(None)
         elif event.kind is EventKind.PUT:
-            self._put(event.key, event.value)
+            self._put(event.key, event.value, event.revision)
         elif event.key.startswith(keys.HOSTS):
             host = event.key[len(keys.HOSTS) :]
             if self.hosts.pop(host, None) is not None:
@@ -290,6 +311,8 @@ class Coordinator:
                 log.warning("host %s left the site (its lease expired or was revoked)", host)
         elif event.key.startswith(keys.APPS):
             self.apps.pop(event.key[len(keys.APPS) :], None)
+        else:
+            self.shared.pop(event.key, None)
 
     async def _follow(self) -> None:
         while True:
@@ -297,46 +320,27 @@ class Coordinator:
                 entries, revision = await self.kv.range(keys.ROOT)
                 self._load(entries)
                 self._dirty.set()
-                self._leader_dirty.set()
+                self.leader_dirty.set()
                 async with contextlib.aclosing(self.kv.watch(keys.ROOT, revision + 1)) as events:
                     async for event in events:
+                        if event.key.startswith(keys.EVENTS):
+                            continue  # the leader's link forwards them to control
                         if event.key.startswith(keys.STATUS):
                             self.status.apply(event)  # a move may wait on it
-                            self._leader_dirty.set()
+                            self.leader_dirty.set()
                             continue
                         self._apply(event)
                         if not event.key.startswith(keys.ELECTION):
                             self._dirty.set()
-                            self._leader_dirty.set()
+                            self.leader_dirty.set()
             except Compacted:
                 log.info("site store watch compacted: listing again")
             except KVError as exc:
                 log.warning("host %s cannot follow the site store: %s", self.host, exc)
                 await asyncio.sleep(self.ttl / 3)
 
-    # -- leading -------------------------------------------------------------------------
-    async def _lead(self) -> None:
-        while True:
-            try:
-                await self.election.campaign()
-            except KVError as exc:
-                log.warning("host %s cannot stand for leadership: %s", self.host, exc)
-                await asyncio.sleep(self.ttl / 3)
-                continue
-            self._set_leading(True)
-            log.info("host %s leads the site", self.host)
-            try:
-                await self._decide_while_leading()
-            except KVError as exc:
-                log.warning("leader %s: the site store failed: %s", self.host, exc)
-                await asyncio.sleep(self.ttl / 3)
-            finally:
-                self._set_leading(False)
-            if not self.election.lost.is_set():  # stepped down after a store error
-                with contextlib.suppress(KVError):
-                    await self.election.resign()
-
-    def _set_leading(self, leading: bool) -> None:
+    # -- leading (`enforcer.site.cluster.leading`) ------------------------------------------
+    def set_leading(self, leading: bool) -> None:
         if leading != self.leading:
             self.leading = leading
             self.leading_changed.set()
@@ -345,52 +349,6 @@ class Coordinator:
     def leader(self) -> str:
         """The host that last wrote the assignments (the leader, as this host knows it)."""
         return self.assignments.leader if self.assignments else ""
-
-    def _parsed_apps(self) -> dict[str, Application]:
-        out = {}
-        for name, rec in self.apps.items():
-            try:
-                out[name] = parse_application(rec.document, tenant=rec.tenant)
-            except Exception as exc:  # that application is left out, no more
-                log.error("application %s cannot be placed: %s", name, exc)
-        return out
-
-    async def _decide_while_leading(self) -> None:
-        while self.election.is_leader:
-            self._leader_dirty.clear()
-            hosts = [h.host_state() for _, h in sorted(self.hosts.items())]
-            current = self.assignments.instances if self.assignments else {}
-            busy = self.status.busy()
-            decided = place(
-                hosts, self._parsed_apps(), current, self.gone_at, self.clock(), self.grace, busy
-            )
-            old = self.assignments or Assignments()
-            if decided.instances != dict(old.instances) or old.leader != self.host:
-                if not self.election.is_leader:
-                    return
-                body = Assignments(self.host, decided.instances).to_json()
-                if self._assignments_revision:  # only over what it decided on: no stale view
-                    written = await self.kv.replace(
-                        keys.ASSIGNMENTS, body, self._assignments_revision
-                    )
-                else:
-                    written = await self.kv.create(keys.ASSIGNMENTS, body)
-                if written is None:
-                    log.info("leader %s: the assignments changed meanwhile", self.host)
-                else:
-                    log.info("leader %s: %d instances placed", self.host, len(decided.instances))
-            wait = None if decided.recheck_at is None else decided.recheck_at - self.clock()
-            changed = asyncio.create_task(self._leader_dirty.wait())
-            lost = asyncio.create_task(self.election.lost.wait())
-            try:
-                await asyncio.wait(
-                    {changed, lost},
-                    timeout=None if wait is None else max(0.05, wait),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                changed.cancel()
-                lost.cancel()
 
     # -- the site view -------------------------------------------------------------------
     async def view(self) -> tuple[list[dict[str, Any]], str | None]:

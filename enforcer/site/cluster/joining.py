@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import json
 import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from enforcer.shared.bundle import BundleError, decode_document, encode_document
 
 __all__ = [
+    "INVITATION_KEPT",
     "JOINS",
     "ROLES",
     "Invitation",
@@ -32,9 +34,11 @@ __all__ = [
     "controller_count_warning",
     "encode_join_bundle",
     "invitation_key",
+    "leave_refusal",
     "parse_join_bundle",
     "parse_join_request",
     "refusal",
+    "stale_invitations",
 ]
 
 JOINS = "/site/joins/"
@@ -216,3 +220,37 @@ def controller_count_warning(count: int) -> str | None:
             f"{count - 1} (quorum is {count // 2 + 1}); use 1, 3 or 5"
         )
     return f"the site has {count} controllers: use 1, 3 or 5 (more only slows every write)"
+
+
+INVITATION_KEPT = 86400.0  # seconds an invitation is kept past its expiry (to say why)
+
+
+def stale_invitations(invitations: Mapping[str, Invitation], now: float) -> list[str]:
+    """The keys of invitations to delete: expired more than `INVITATION_KEPT` ago (used or
+    not; until then a join with it is told it expired, or was used, by whom)."""
+    return sorted(k for k, inv in invitations.items() if now >= inv.expires + INVITATION_KEPT)
+
+
+def leave_refusal(
+    host: str, role: str, members: Sequence[str], live: Collection[str]
+) -> str | None:
+    """Why `host` may not leave the site now, or None. `members`: the names of the store's
+    voting members (host ids); `live`: the hosts registered now."""
+    if role != "controller" or host not in members:
+        return None  # a worker, or a host of a site on given etcd: no member of its own
+    others = [m for m in members if m != host]
+    if not others:
+        return (
+            f"host {host} is the site's last controller: the site's store would go with it "
+            "(join another controller first)"
+        )
+    quorum = len(others) // 2 + 1
+    answering = sum(1 for m in others if m in live)
+    if answering < quorum:
+        down = ", ".join(sorted(m for m in others if m not in live))
+        return (
+            f"removing host {host}'s member would put the site's store at risk: of the "
+            f"{len(others)} that would remain, only {answering} answer ({down} down) and "
+            f"quorum needs {quorum}; bring them back first"
+        )
+    return None

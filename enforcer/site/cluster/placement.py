@@ -10,7 +10,8 @@ instance runs twice. Until then it stays assigned to the dead host.
 An instance whose live host stopped qualifying for it (a device unplugged) moves only once
 that host reports it no longer running (`busy`: what each live host's published status shows
 as possibly running): the host stops it on its own, as it cannot run it any more, and the
-instance never runs on two hosts at once.
+instance never runs on two hosts at once. A host that leaves the site (`leaving`) is drained
+the same way: it takes nothing, stops what it runs, and each instance moves once stopped.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ def place(
     now: float,
     grace: float,
     busy: Mapping[str, frozenset[str]] | None = None,
+    leaving: frozenset[str] = frozenset(),
 ) -> Placement:
     """`hosts`: the live hosts; `current`: the assignments now; `gone_at`: when (local clock)
     each host that is not live was seen to go (a host missing here counts as gone `now`);
-    `busy`: per live host, the instances it reports as possibly running."""
+    `busy`: per live host, the instances it reports as possibly running; `leaving`: live
+    hosts that take nothing, whose instances move once each has stopped there."""
     live = {h.id for h in hosts}
-    keep = {i: h for i, h in current.items() if h in live}
+    keep = {i: h for i, h in current.items() if h in live and h not in leaving}
     held: dict[str, str] = {}
     recheck: float | None = None
     for iid, host in current.items():
@@ -59,14 +62,16 @@ def place(
             held[iid] = host
             recheck = free_at if recheck is None else min(recheck, free_at)
     ordered = sorted(apps.values(), key=lambda a: a.name)
-    sched = schedule(list(hosts), ordered, keep)
+    sched = schedule([h for h in hosts if h.id not in leaving], ordered, keep)
     out = dict(sched.assignments)
     held = {i: h for i, h in held.items() if i in out or i in sched.pending}  # still wanted
     out.update(held)  # it waits on its dead host
     by_id = {h.id: h for h in hosts}
     for iid, host in current.items():
-        moving = host in live and out.get(iid, host) != host
-        if moving and iid in (busy or {}).get(host, ()) and not _qualifies(by_id[host], apps, iid):
+        if host not in live or out.get(iid, host) == host:
+            continue  # a dead host's (held above), or not moving
+        stays = host in leaving or not _qualifies(by_id[host], apps, iid)
+        if iid in (busy or {}).get(host, ()) and stays:
             out[iid] = host  # until its host has stopped it
             held[iid] = host
     if not held:

@@ -5,28 +5,40 @@
 /site/apps/<name>               an application record (JSON, as `AppRecord.to_json`)
 /site/assignments               {"leader": host, "assignments": {instance: host}}
 /site/status/<host>             a host's instances' status (JSON list), under its lease
+/site/vaults, /site/quotas      control's vaults (sealed) and quotas (`shared`)
+/site/events/<host>/<seq>       a host's event for control, until the leader forwarded it
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from enforcer.facade import AppRecord, AppSource
+from enforcer.shared.spec.model import Application
+from enforcer.shared.spec.parse import parse_application
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "APPS",
     "ASSIGNMENTS",
     "ELECTION",
+    "EVENTS",
     "HOSTS",
+    "QUOTAS",
     "ROOT",
+    "SHARED",
     "STATUS",
+    "VAULTS",
     "Assignments",
     "InvalidRecord",
     "app_from_json",
     "app_to_json",
+    "parsed_apps",
 ]
 
 ROOT = "/site/"
@@ -35,6 +47,10 @@ ELECTION = "/site/election/leader/"
 APPS = "/site/apps/"
 ASSIGNMENTS = "/site/assignments"
 STATUS = "/site/status/"
+VAULTS = "/site/vaults"
+QUOTAS = "/site/quotas"
+SHARED = (VAULTS, QUOTAS)
+EVENTS = "/site/events/"
 
 
 class InvalidRecord(ValueError):
@@ -43,6 +59,17 @@ class InvalidRecord(ValueError):
 
 def app_to_json(rec: AppRecord) -> bytes:
     return json.dumps(rec.to_json(), sort_keys=True).encode()
+
+
+def parsed_apps(records: Mapping[str, AppRecord]) -> dict[str, Application]:
+    """The applications the leader places: one that does not parse is left out, and logged."""
+    out = {}
+    for name, rec in records.items():
+        try:
+            out[name] = parse_application(rec.document, tenant=rec.tenant)
+        except Exception as exc:  # that application is left out, no more
+            log.error("application %s cannot be placed: %s", name, exc)
+    return out
 
 
 def app_from_json(key: str, data: bytes) -> AppRecord:

@@ -69,6 +69,7 @@ class HostRecord:
     cpus: float = 0.0
     memory: int = 0  # bytes
     images: tuple[str, ...] = ()  # image references present in its engine
+    leaving: bool = False  # `edge-enforcer site leave`: its instances move off it
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id or "/" in self.id:
@@ -101,6 +102,7 @@ class HostRecord:
                 "cpus": self.cpus,
                 "memory": self.memory,
                 "images": list(self.images),
+                "leaving": self.leaving,
             },
             sort_keys=True,
         ).encode()
@@ -132,6 +134,7 @@ class HostRecord:
             cpus=raw.get("cpus", 0.0),
             memory=raw.get("memory", 0),
             images=_strings("images", raw.get("images", [])),
+            leaving=raw.get("leaving") is True,
         )
 
     def host_state(self) -> HostState:

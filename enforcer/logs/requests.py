@@ -1,0 +1,49 @@
+"""Control's log requests answered at the site: the instance's last lines, read locally.
+
+The container is found as for `edge-enforcer logs` (the daemon's `find`), and its lines are
+read through the engine's log stream (`enforcer.runtime.logstream`), at most one line of
+`REPLY_LINE_BYTES` held beyond what the reply keeps (`enforcer.logs.replies`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from enforcer.facade import NotFound
+from enforcer.logs.errors import REPLY_LINE_BYTES
+from enforcer.logs.forwarder import LogSource
+from enforcer.logs.replies import ReplyLines, parse_request
+from enforcer.reconcile.runtime import RuntimeRequestError, RuntimeUnavailable
+
+__all__ = ["answer_log_request"]
+
+log = logging.getLogger(__name__)
+
+FindContainer = Callable[[str, str | None], Awaitable[str]]  # instance, container -> its id
+
+
+async def answer_log_request(
+    doc: Any, find: FindContainer, source: LogSource, site: str
+) -> dict[str, Any]:
+    """The reply to one request of control's: ``{"lines": [...], "error": None | message}``."""
+    try:
+        request = parse_request(doc)
+    except ValueError as exc:
+        return {"lines": [], "error": str(exc)}
+    try:
+        container_id = await find(request.instance, request.container)
+    except NotFound as exc:
+        return {"lines": [], "error": f"{exc} at site {site}"}
+    collected = ReplyLines()
+    try:
+        async for batch in source.batches(
+            container_id, follow=False, keep=REPLY_LINE_BYTES, tail=request.tail
+        ):
+            for line in batch:
+                collected.add(line.time, line.stream, line.head, line.size)
+    except (RuntimeRequestError, RuntimeUnavailable) as exc:
+        return {"lines": [], "error": f"cannot read the logs of {request.instance}: {exc}"}
+    log.info("sent control %d log lines of %s", len(collected.lines()), request.instance)
+    return {"lines": collected.lines(), "error": None}
