@@ -31,8 +31,18 @@ export async function call(method, path, body) {
   let response;
   try {
     response = await fetch(path, init);
-  } catch (e) {
-    throw new ApiError(0, "unreachable", `control cannot be reached: ${e.message}`);
+  } catch (first) {
+    // A read is asked again once: a keep-alive connection that control closed in the same
+    // moment fails the request without control being away. A change is never sent twice.
+    if (method !== "GET") {
+      throw new ApiError(0, "unreachable", `control cannot be reached: ${first.message}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    try {
+      response = await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, "unreachable", `control cannot be reached: ${e.message}`);
+    }
   }
   const text = await response.text();
   let data = null;
