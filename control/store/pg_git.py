@@ -17,13 +17,10 @@ from control.store.git import (
     source_from_row,
     source_values,
 )
+from control.store.git_commit import commit_statements, numbered
 from control.store.pg_db import PgDatabase, changed
-from control.store.rows import dumps
 
 _MARKS = ", ".join(f"${i + 1}" for i in range(len(SOURCE_COLUMNS.split(","))))
-_VAULT_COLUMNS = (
-    "name, tenant, distribute, unseal, version, wrapped_key, blob, keys, created, updated"
-)
 
 
 class PgGit(GitRecords):
@@ -74,71 +71,9 @@ class PgGit(GitRecords):
 
     async def apply(self, w: CommitWrite) -> None:
         async with self.db.tx() as conn:
-            await conn.executemany(
-                "DELETE FROM deployments WHERE name = $1", [(n,) for n in w.deployments_removed]
-            )
-            await conn.executemany(
-                "DELETE FROM app_versions WHERE name = $1", [(n,) for n in w.apps_removed]
-            )
-            await conn.executemany(
-                "DELETE FROM app_versions WHERE name = $1 AND version = $2", w.versions_removed
-            )
-            await conn.executemany(
-                "DELETE FROM vaults WHERE name = $1", [(n,) for n in w.vaults_removed]
-            )
-            await conn.executemany(
-                f"INSERT INTO vaults ({_VAULT_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                [
-                    (
-                        v.name,
-                        v.tenant,
-                        v.distribute,
-                        v.unseal,
-                        v.version,
-                        v.wrapped_key,
-                        v.blob,
-                        json.dumps(v.keys, sort_keys=True),
-                        v.created,
-                        v.updated,
-                    )
-                    for v in w.vaults_created
-                ],
-            )
-            await conn.executemany(
-                "UPDATE vaults SET distribute = $1, unseal = $2, updated = $3 WHERE name = $4",
-                [(d, u, w.at, n) for n, d, u in w.vaults_changed],
-            )
-            await conn.executemany(
-                "INSERT INTO app_versions (name, version, tenant, document, digest, created) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                [
-                    (a.name, a.version, a.tenant, dumps(a.document), a.digest, a.created)
-                    for a in w.apps
-                ],
-            )
-            await conn.executemany(
-                "INSERT INTO deployments (name, tenant, document, created, updated) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET "
-                "document = EXCLUDED.document, updated = EXCLUDED.updated",
-                [
-                    (d.name, d.tenant, dumps(d.document), d.created, d.updated)
-                    for d in w.deployments
-                ],
-            )
-            await conn.execute("DELETE FROM git_owned WHERE source = $1", w.source)
-            await conn.executemany(
-                "INSERT INTO git_owned (kind, name, source) VALUES ($1, $2, $3) "
-                "ON CONFLICT (kind, name) DO UPDATE SET source = EXCLUDED.source",
-                [(kind, name, w.source) for kind, name in w.owned],
-            )
-            await conn.execute(
-                "UPDATE git_sources SET applied_commit = $1, applied_at = $2, seen_commit = $1, "
-                "seen_at = $2, problem = '', errors = '[]' WHERE name = $3",
-                w.commit,
-                w.at,
-                w.source,
-            )
+            for sql, rows in commit_statements(w):
+                if rows:
+                    await conn.executemany(numbered(sql), rows)
             await changed(conn, CHANGE_APP, [*(a.name for a in w.apps), *w.apps_removed])
             await changed(
                 conn, CHANGE_DEPLOYMENT, [*(d.name for d in w.deployments), *w.deployments_removed]

@@ -15,13 +15,10 @@ from control.store.git import (
     source_from_row,
     source_values,
 )
-from control.store.rows import dumps
+from control.store.git_commit import commit_statements
 from control.store.sqlite_db import Database
 
 _MARKS = ", ".join("?" for _ in SOURCE_COLUMNS.split(","))
-_VAULT_COLUMNS = (
-    "name, tenant, distribute, unseal, version, wrapped_key, blob, keys, created, updated"
-)
 
 
 class SQLiteGit(GitRecords):
@@ -69,64 +66,5 @@ class SQLiteGit(GitRecords):
 
     async def apply(self, w: CommitWrite) -> None:
         async with self.db.tx() as db:
-            await db.executemany(
-                "DELETE FROM deployments WHERE name = ?", [(n,) for n in w.deployments_removed]
-            )
-            await db.executemany(
-                "DELETE FROM app_versions WHERE name = ?", [(n,) for n in w.apps_removed]
-            )
-            await db.executemany(
-                "DELETE FROM app_versions WHERE name = ? AND version = ?", w.versions_removed
-            )
-            await db.executemany(
-                "DELETE FROM vaults WHERE name = ?", [(n,) for n in w.vaults_removed]
-            )
-            await db.executemany(
-                f"INSERT INTO vaults ({_VAULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        v.name,
-                        v.tenant,
-                        v.distribute,
-                        v.unseal,
-                        v.version,
-                        v.wrapped_key,
-                        v.blob,
-                        json.dumps(v.keys, sort_keys=True),
-                        v.created,
-                        v.updated,
-                    )
-                    for v in w.vaults_created
-                ],
-            )
-            await db.executemany(
-                "UPDATE vaults SET distribute = ?, unseal = ?, updated = ? WHERE name = ?",
-                [(d, u, w.at, n) for n, d, u in w.vaults_changed],
-            )
-            await db.executemany(
-                "INSERT INTO app_versions (name, version, tenant, document, digest, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (a.name, a.version, a.tenant, dumps(a.document), a.digest, a.created)
-                    for a in w.apps
-                ],
-            )
-            await db.executemany(
-                "INSERT INTO deployments (name, tenant, document, created, updated) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "document = excluded.document, updated = excluded.updated",
-                [
-                    (d.name, d.tenant, dumps(d.document), d.created, d.updated)
-                    for d in w.deployments
-                ],
-            )
-            await db.execute("DELETE FROM git_owned WHERE source = ?", (w.source,))
-            await db.executemany(
-                "INSERT OR REPLACE INTO git_owned (kind, name, source) VALUES (?, ?, ?)",
-                [(kind, name, w.source) for kind, name in w.owned],
-            )
-            await db.execute(
-                "UPDATE git_sources SET applied_commit = ?, applied_at = ?, seen_commit = ?, "
-                "seen_at = ?, problem = '', errors = '[]' WHERE name = ?",
-                (w.commit, w.at, w.commit, w.at, w.source),
-            )
+            for sql, rows in commit_statements(w):
+                await db.executemany(sql, rows)
