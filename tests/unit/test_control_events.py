@@ -18,44 +18,29 @@ from control.service import ControlService
 from control.service import logs as logs_module
 from control.service.logs import SiteFailed, SiteOffline, SiteTimeout
 from control.store.sqlite import SQLiteStore
-from control.vaults.envelope import Envelope
+from tests.support.service import run_service
 
 ADMIN = Principal("system", frozenset({"system", "acme", "acme-shop", "globex"}))
 ACME = Principal("acme", frozenset({"acme", "acme-shop"}))
 GLOBEX = Principal("globex", frozenset({"globex"}))
 
 
-def with_service(tmp_path: Path, body: Callable[[ControlService], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        store = SQLiteStore(tmp_path / "control.db")
-        await store.open()
-        service = ControlService(
-            store,
-            None,  # type: ignore[arg-type]  # no enrollment here
-            "https://control",
-            envelope=Envelope(b"m" * 32),
-            master_key_path=tmp_path / "master.key",
-            events_keep=3600.0,
-        )
-        try:
-            await service.start()
-            await service.tenants.create(ADMIN, "acme", "system")
-            await service.tenants.create(ADMIN, "acme-shop", "acme")
-            await service.tenants.create(ADMIN, "globex", "system")
-            for app, tenant in (("web", "acme"), ("shop", "acme-shop"), ("mail", "globex")):
-                service.fleet.apps[(app, "1")] = AppVersion(app, "1", tenant, {}, "d", 1.0)
-            for name in ("s1", "s2"):
-                site = Site(name, {}, 1.0, tenants=["acme", "globex"], enrolled=1.0)
-                site.status = {"instances": [{"id": "web.web.0"}, {"id": "mail.mail.0"}]}
-                site.status_time = 1.0
-                await store.sites.save(site)
-                service.fleet.sites[name] = site
-            return await body(service)
-        finally:
-            await service.stop()
-            await store.close()
+async def _tenants_apps_and_sites(service: ControlService, store: SQLiteStore) -> None:
+    await service.tenants.create(ADMIN, "acme", "system")
+    await service.tenants.create(ADMIN, "acme-shop", "acme")
+    await service.tenants.create(ADMIN, "globex", "system")
+    for app, tenant in (("web", "acme"), ("shop", "acme-shop"), ("mail", "globex")):
+        service.fleet.apps[(app, "1")] = AppVersion(app, "1", tenant, {}, "d", 1.0)
+    for name in ("s1", "s2"):
+        site = Site(name, {}, 1.0, tenants=["acme", "globex"], enrolled=1.0)
+        site.status = {"instances": [{"id": "web.web.0"}, {"id": "mail.mail.0"}]}
+        site.status_time = 1.0
+        await store.sites.save(site)
+        service.fleet.sites[name] = site
 
-    return asyncio.run(main())
+
+def with_service(tmp_path: Path, body: Callable[[ControlService], Awaitable[Any]]) -> Any:
+    return run_service(tmp_path, body, prepare=_tenants_apps_and_sites, events_keep=3600.0)
 
 
 def error(instance: str, app: str = "", tenant: str = "acme") -> dict[str, Any]:

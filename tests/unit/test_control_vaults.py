@@ -28,6 +28,7 @@ from control.vaults.envelope import (
     secret_references,
 )
 from enforcer.shared.sealing import MAX_SECRET_BYTES, unseal
+from tests.support.service import run_service
 
 ADMIN = Principal("system", frozenset({"system", "acme", "other"}))
 ACME = Principal("acme", frozenset({"acme"}))
@@ -133,27 +134,13 @@ def test_quotas_parse_and_name_the_resource_over_the_limit() -> None:
 # --- the service, in process ----------------------------------------------------------------
 
 
-def with_service(tmp_path: Path, body: Callable[[ControlService], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        store = SQLiteStore(tmp_path / "control.db")
-        await store.open()
-        service = ControlService(
-            store,
-            None,  # type: ignore[arg-type]  # no enrollment here
-            "https://control",
-            envelope=Envelope(b"m" * 32),
-            master_key_path=tmp_path / "master.key",
-        )
-        try:
-            await service.start()
-            for name in ("acme", "other"):
-                await service.tenants.create(ADMIN, name, "system")
-            return await body(service)
-        finally:
-            await service.stop()
-            await store.close()
+async def _tenants(service: ControlService, store: SQLiteStore) -> None:
+    for name in ("acme", "other"):
+        await service.tenants.create(ADMIN, name, "system")
 
-    return asyncio.run(main())
+
+def with_service(tmp_path: Path, body: Callable[[ControlService], Awaitable[Any]]) -> Any:
+    return run_service(tmp_path, body, prepare=_tenants)
 
 
 def add_site(

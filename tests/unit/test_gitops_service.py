@@ -15,8 +15,8 @@ from control.fleet.access import Principal
 from control.model import Conflict, Forbidden, Invalid, NotFound, Site, Unauthorized
 from control.service import ControlService
 from control.store.sqlite import SQLiteStore
-from control.vaults.envelope import Envelope
 from tests.support.gitremote import GitRemote
+from tests.support.service import run_service
 
 ADMIN = Principal("system", frozenset({"system", "acme", "other"}))
 ACME = Principal("acme", frozenset({"acme"}))
@@ -36,28 +36,13 @@ DEPLOYMENT = {
 VAULT = {"kind": "vault", "name": "creds", "distribute": "region = eu"}
 
 
-def run(tmp_path: Path, body: Callable[[ControlService], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        store = SQLiteStore(tmp_path / "control.db")
-        await store.open()
-        service = ControlService(
-            store,
-            None,  # type: ignore[arg-type]  # no enrollment here
-            "https://control",
-            envelope=Envelope(b"m" * 32),
-            master_key_path=tmp_path / "master.key",
-            git_dir=tmp_path / "git",
-        )
-        try:
-            await service.start()
-            if "acme" not in service.fleet.tenants:
-                await service.tenants.create(ADMIN, "acme", "system")
-            return await body(service)
-        finally:
-            await service.stop()
-            await store.close()
+async def _acme(service: ControlService, store: SQLiteStore) -> None:
+    if "acme" not in service.fleet.tenants:
+        await service.tenants.create(ADMIN, "acme", "system")
 
-    return asyncio.run(asyncio.wait_for(main(), 30))
+
+def run(tmp_path: Path, body: Callable[[ControlService], Awaitable[Any]]) -> Any:
+    return run_service(tmp_path, body, prepare=_acme, timeout=30, git_dir=tmp_path / "git")
 
 
 @pytest.fixture
