@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io busybox-static docker-registry iptables python3-venv docker-compose prometheus etcd-server postgresql haproxy chromium chromium-driver git)
+APT_PACKAGES=(docker.io busybox-static docker-registry iptables python3-venv docker-compose prometheus etcd-server postgresql haproxy chromium chromium-driver git openssh-server wireguard-go wireguard-tools tcpdump)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

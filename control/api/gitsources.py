@@ -70,12 +70,13 @@ GIT_SOURCE_REQUEST: s.Schema = {
             "prune": s.BOOLEAN,
             "token": s.STRING,
             "ssh-key": s.STRING,
+            "ca": s.STRING,
         },
     ),
     "additionalProperties": False,
 }
 HOOK_ANSWER = s.obj(("polling",), polling=s.STRING)
-_FIELDS = {"url", "branch", "path", "tenant", "interval", "prune", "token", "ssh-key"}
+_FIELDS = {"url", "branch", "path", "tenant", "interval", "prune", "token", "ssh-key", "ca"}
 HOOK_HEADERS = ("X-Edgeward-Hook-Secret", "X-Gitlab-Token")
 
 
@@ -112,6 +113,7 @@ async def put_source(api: ApiContext, request: web.Request) -> web.Response:
         body.get("prune", True),
         body.get("token"),
         body.get("ssh-key"),
+        ca=body.get("ca"),
     )
     view: dict[str, Any] = {
         **source.to_json(),

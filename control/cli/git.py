@@ -38,6 +38,9 @@ def _read_secret(path: Path, what: str) -> str:
 @click.option("--no-prune", is_flag=True, help="keep what a removed file made")
 @click.option("--token-file", type=click.Path(path_type=Path), help="HTTPS token, read from a file")
 @click.option("--ssh-key-file", type=click.Path(path_type=Path), help="SSH deploy key (private)")
+@click.option(
+    "--ca-file", type=click.Path(path_type=Path), help="HTTPS: the CA certificates to trust (PEM)"
+)
 @output_option
 @click.pass_context
 def git_add(
@@ -52,6 +55,7 @@ def git_add(
     no_prune: bool,
     token_file: Path | None,
     ssh_key_file: Path | None,
+    ca_file: Path | None,
     output: str,
 ) -> None:
     """Follow branch --branch of the repository at REPO_URL as source NAME."""
@@ -70,6 +74,8 @@ def git_add(
         body["token"] = _read_secret(token_file, "--token-file")
     if ssh_key_file is not None:
         body["ssh-key"] = _read_secret(ssh_key_file, "--ssh-key-file")
+    if ca_file is not None:
+        body["ca"] = _read_secret(ca_file, "--ca-file")
     result = call(ctx, lambda c: c.put(f"/v1/git-sources/{quote(name)}", body))
     base: str = call(ctx, lambda c: c.connection.url)
     result["hook-url"] = base.rstrip("/") + result["hook-path"]

@@ -5,8 +5,8 @@ control's own (state-dir/git/NAME) and read the spec files under its path at a c
 terminal prompt and no user or system configuration. Files are listed with ``ls-tree`` and read
 with ``cat-file --batch`` (nothing is checked out), so a repository of many thousands of files
 costs two processes. Credentials never reach a file in the clear or the command line: a token
-is answered by an askpass helper from the environment of that one call, an SSH deploy key lives
-in a 0600 file only while its call runs.
+is answered by an askpass helper from the environment of that one call, an SSH deploy key (and a
+source's own CA certificates for HTTPS) lives in a 0600 file only while its call runs.
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ case "$1" in
 esac
 """
 OUTSIDE = "a symbolic link pointing outside the source's path"
+_DENIED = "Permission denied (publickey"  # ssh: "Permission denied (publickey,password)."
+_SSH_REFUSALS = {
+    _DENIED: "the server does not accept the source's SSH key",
+    "Host key verification failed": "the server's host key is not the one in "
+    "STATE_DIR/git/known_hosts (remove its line there if the server's key was changed)",
+}
 
 
 class GitError(Exception):
@@ -49,6 +55,7 @@ class GitError(Exception):
 class Credentials:
     token: str = ""  # HTTPS
     ssh_key: str = ""  # an SSH deploy key (OpenSSH private key text)
+    ca: str = ""  # HTTPS: the PEM certificates to trust instead of the system's store
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,16 @@ class Repository:
         if "couldn't find remote ref" in text:
             return f"branch {branch!r} not found in {url}"
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        for line in lines:  # ssh's own reason, before git's "Could not read from remote"
+            for said, meaning in _SSH_REFUSALS.items():
+                if said in line:
+                    if said == _DENIED and not self.credentials.ssh_key:
+                        meaning = "the server asks for an SSH key (--ssh-key-file)"
+                    return f"cannot fetch {url}: {line[line.index(said) :].rstrip('.')}: {meaning}"
+        if "certificate verification failed" in text:
+            trust = "the source's --ca-file" if self.credentials.ca else "the system's store"
+            hint = "" if self.credentials.ca else " (a private CA: --ca-file)"
+            return f"cannot fetch {url}: the server's certificate is not trusted by {trust}{hint}"
         fatal = [ln for ln in lines if ln.startswith("fatal:")]
         last = (fatal or lines[-1:] or ["git fetch failed"])[0]
         last = last.removeprefix("fatal: ").replace(self.url, url)
@@ -116,8 +133,8 @@ class Repository:
 
     @contextlib.contextmanager
     def _auth(self) -> Iterator[dict[str, str]]:
-        """The environment of one network call: askpass for a token, a 0600 key file for SSH
-        (removed when the call is done)."""
+        """The environment of one network call: askpass for a token, a 0600 key file for SSH,
+        a file of the CA certificates to trust for HTTPS (files removed when the call is done)."""
         env: dict[str, str] = {}
         if self.credentials.token:
             helper = self.directory.parent / "askpass.sh"
@@ -126,19 +143,28 @@ class Repository:
                 helper.chmod(0o700)
             env["GIT_ASKPASS"] = str(helper)
             env["GIT_SOURCE_TOKEN"] = self.credentials.token
-        if not self.credentials.ssh_key:
+        with contextlib.ExitStack() as files:
+            if self.credentials.ca:  # trusted instead of the system's store, for this source
+                env["GIT_SSL_CAINFO"] = files.enter_context(
+                    self._call_file(".ca-", self.credentials.ca)
+                )
+            if self.credentials.ssh_key:
+                name = files.enter_context(self._call_file(".key-", self.credentials.ssh_key))
+                known = self.directory.parent / "known_hosts"
+                env["GIT_SSH_COMMAND"] = (
+                    f"ssh -i {name} -o IdentitiesOnly=yes -o BatchMode=yes "
+                    f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known}"
+                )
             yield env
-            return
-        fd, name = tempfile.mkstemp(prefix=".key-", dir=self.directory.parent)
+
+    @contextlib.contextmanager
+    def _call_file(self, prefix: str, text: str) -> Iterator[str]:
+        """`text` in a 0600 file beside the source's repository while one call runs."""
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=self.directory.parent)
         try:
             with os.fdopen(fd, "w") as f:  # mkstemp makes it 0600
-                f.write(self.credentials.ssh_key.strip() + "\n")
-            known = self.directory.parent / "known_hosts"
-            env["GIT_SSH_COMMAND"] = (
-                f"ssh -i {name} -o IdentitiesOnly=yes -o BatchMode=yes "
-                f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known}"
-            )
-            yield env
+                f.write(text.strip() + "\n")
+            yield name
         finally:
             os.unlink(name)
 

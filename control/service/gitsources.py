@@ -15,11 +15,14 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from control.fleet.access import Principal
 from control.gitops.documents import Document
@@ -41,6 +44,7 @@ from control.vaults.envelope import CryptoError
 log = logging.getLogger(__name__)
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n.+?\n-----END CERTIFICATE-----", re.S)
 IDLE_SECONDS = 5.0  # how often a process that does not lead looks whether it leads now
 
 
@@ -89,6 +93,7 @@ class GitSources:
         prune: Any = True,
         token: Any = None,
         ssh_key: Any = None,
+        ca: Any = None,
     ) -> tuple[GitSource, str]:
         """Add a source; (it, the hook's secret: shown this once)."""
         name, url, branch, path = check_source(name, url, branch, path)
@@ -118,9 +123,12 @@ class GitSources:
             raise Invalid("token: a token is for an https:// URL")
         if auth == "ssh-key" and url.startswith(("https://", "http://", "file://", "git://")):
             raise Invalid("ssh-key: an SSH key is for an ssh:// or user@host:path URL")
+        kept = {auth: secret_value} if auth != "none" else {}
+        if ca is not None:
+            kept["ca"] = _check_ca(ca, url)
         credentials = b""
-        if auth != "none":
-            raw = json.dumps({auth: secret_value}).encode()
+        if kept:  # the CA is not secret, but kept with the credentials it goes with
+            raw = json.dumps(kept).encode()
             credentials = await asyncio.to_thread(self.vaults.envelope.wrap, raw, f"git|{name}")
         hook_secret = "ewh_" + secrets.token_urlsafe(24)
         source = GitSource(
@@ -250,7 +258,7 @@ class GitSources:
         return updated
 
     def _credentials(self, source: GitSource) -> Credentials:
-        if source.auth == "none":
+        if not source.credentials:
             return Credentials()
         try:
             raw = self.vaults.envelope.unwrap(source.credentials, f"git|{source.name}")
@@ -258,7 +266,11 @@ class GitSources:
             log.error("git source %s: its credentials do not open with the master key", source.name)
             return Credentials()
         values = json.loads(raw)
-        return Credentials(token=values.get("token", ""), ssh_key=values.get("ssh-key", ""))
+        return Credentials(
+            token=values.get("token", ""),
+            ssh_key=values.get("ssh-key", ""),
+            ca=values.get("ca", ""),
+        )
 
     async def _apply(
         self, source: GitSource, commit: str, documents: list[Document], now: float
@@ -277,6 +289,23 @@ class GitSources:
             self.sources[source.name] = updated
         log.info("git source %s: applied %s (%s)", source.name, commit[:12], result.summary())
         return updated
+
+
+def _check_ca(ca: Any, url: str) -> str:
+    """A source's own CA certificates (PEM), trusted instead of the system's store for it."""
+    if not url.startswith("https://"):
+        raise Invalid("ca: a CA certificate is for an https:// URL")
+    if not isinstance(ca, str) or len(ca.encode()) > MAX_CREDENTIAL_BYTES:
+        raise Invalid(f"ca: PEM certificates of at most {MAX_CREDENTIAL_BYTES} bytes are needed")
+    blocks = _PEM.findall(ca)
+    if not blocks:
+        raise Invalid("ca: it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    for number, block in enumerate(blocks, 1):
+        try:
+            x509.load_pem_x509_certificate(block.encode())
+        except ValueError:
+            raise Invalid(f"ca: certificate {number} is not a valid certificate") from None
+    return "\n".join(blocks)
 
 
 def _why(error: PlanInvalid) -> str:

@@ -3,6 +3,7 @@ site's logs fetched through the sync channel. Real enforcers on a real dockerd, 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -158,8 +159,7 @@ def linked(engine: DockerEngine, test_image: str) -> Iterator[tuple[ControlProce
 
 
 def ticks_at_control(control: ControlProcess) -> list[int]:
-    records = control.client().get(f"/v1/sites/{SITE}/events?limit=1000")["events"]
-    events = [r.get("event", r) for r in records]
+    events = control.client().get(f"/v1/events?site={SITE}&limit=1000")["events"]
     return sorted(
         int(e["message"].split()[-1])
         for e in events
@@ -188,6 +188,11 @@ def test_error_lines_reach_control_within_seconds_and_an_outage_loses_none(
     assert time.monotonic() - restarted < 20
     fine = [m for m in enf.log_tail().splitlines() if "log-error: fine" in m]
     assert fine == []  # ordinary lines stay at the site
+    shown = control.cli("events", "--site", SITE, "-n", "5", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    last = [json.loads(line) for line in shown.stdout.splitlines()][-1]
+    assert (last["site"], last["kind"], last["instance"]) == (SITE, "log-error", "ticker.t.0")
+    assert last["fields"]["stream"] == "stdout" and last["fields"]["level"] == "error"
 
 
 def test_a_running_containers_lines_are_fetched_through_the_sync_channel(
@@ -219,3 +224,7 @@ def test_a_running_containers_lines_are_fetched_through_the_sync_channel(
         lambda: control.client().get(f"/v1/sites/{SITE}/logs?instance=ticker.t.0&container=db")
     )
     assert "instance ticker.t.0 has no container db" in str(error)
+    shown = control.cli("logs", SITE, "ticker.t.0", "--tail", "4")
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.stdout.splitlines()) == 4
+    assert any(line.startswith("ERROR tick ") for line in shown.stdout.splitlines())

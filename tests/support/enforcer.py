@@ -49,6 +49,7 @@ class EnforcerProc:
     log_level: str = "DEBUG"
     proc: subprocess.Popen[bytes] | None = None
     ready_after: float = 0.0  # seconds from exec to an answering (or healthy) API
+    netns: str = ""  # a network namespace to run in (`tests.support.netns`); "": the machine's
 
     def __post_init__(self) -> None:
         self.host_id = self.host_id or f"host-{self.root.name}"
@@ -94,8 +95,9 @@ class EnforcerProc:
         env.pop("EDGEWARD_CONFIG", None)
         started = time.monotonic()
         with self.log_path.open("ab") as log:
+            enter = ["nsenter", f"--net=/var/run/netns/{self.netns}"] if self.netns else []
             self.proc = subprocess.Popen(
-                [*enforcer_command(), "--config", str(self.config_path), "run"],
+                [*enter, *enforcer_command(), "--config", str(self.config_path), "run"],
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,

@@ -71,6 +71,7 @@ class DockerEngine:
     proc: subprocess.Popen[bytes] | None = None
     pool: str = ""
     extra_args: tuple[str, ...] = ()  # e.g. ("--live-restore",)
+    netns: str = ""  # a network namespace to run in (`tests.support.netns`); "": the machine's
 
     @property
     def socket_path(self) -> Path:
@@ -88,7 +89,9 @@ class DockerEngine:
         exe = installed("dockerd", "docker.io")
         self.root.mkdir(parents=True, exist_ok=True)
         self.pool = self.pool or pick_address_pool()
+        enter = ["nsenter", f"--net=/var/run/netns/{self.netns}"] if self.netns else []
         cmd = [
+            *enter,
             exe,
             "--data-root", str(self.root / "data"),
             "--exec-root", str(self.root / "exec"),

@@ -7,10 +7,21 @@ import base64
 import http.server
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from enforcer.shared.pki import (
+    cert_to_pem,
+    create_ca,
+    generate_key,
+    issue_leaf,
+    write_key_and_cert,
+)
 from tests.support.ci import missing
 
 _ENV = {
@@ -81,13 +92,39 @@ class GitRemote:
         return self._git("rev-parse", "HEAD")
 
 
+def loopback_tls(
+    directory: Path, name: str = "Edgeward Tests Git CA"
+) -> tuple[Path, ssl.SSLContext]:
+    """A private test CA (`directory`/ca.pem, the file an operator would give control) and a
+    server context whose certificate it issued for 127.0.0.1; no system store trusts it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = create_ca(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), 1)
+    key = generate_key()
+    leaf = issue_leaf(
+        ca,
+        ca_key,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "git.test")]),
+        key.public_key(),
+        1,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        hosts=["127.0.0.1"],
+    )
+    write_key_and_cert(directory / "server-key.pem", key, directory / "server.pem", leaf)
+    (directory / "ca.pem").write_bytes(cert_to_pem(ca))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "server.pem", directory / "server-key.pem")
+    return directory / "ca.pem", context
+
+
 class GitHttpServer:
     """Git's smart HTTP (`git http-backend`) on 127.0.0.1, asking for HTTP Basic credentials:
-    a user name and `token` as the password (as Git hosting services take access tokens)."""
+    a user name and `token` as the password (as Git hosting services take access tokens).
+    With `tls` (see `loopback_tls`) it answers HTTPS only."""
 
-    def __init__(self, project_root: Path, token: str) -> None:
+    def __init__(self, project_root: Path, token: str, tls: ssl.SSLContext | None = None) -> None:
         self.project_root = project_root
         self.token = token
+        self.tls = tls
         self.seen_authorizations: list[str] = []
         server = self
 
@@ -152,10 +189,13 @@ class GitHttpServer:
                 self.wfile.write(payload)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:  # a client refusing the certificate fails in accept: dropped
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/{name}"
 
     def __enter__(self) -> GitHttpServer:
         self.thread.start()

@@ -229,6 +229,8 @@ def test_a_host_that_leaves_runs_nothing_and_its_instances_move_to_the_others(
         await leaving.stop(leave=True)
         entry = await kv.get("/site/hosts/host-1")
         assert entry is None  # deregistered at once, not held for a restart
+        await until(lambda: "host-1" not in staying.hosts)
+        assert "host-1" not in staying.gone_at  # it left: not shown as a dead host
         await staying.stop()
 
     run(tmp_path, body)

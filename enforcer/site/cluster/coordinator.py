@@ -306,7 +306,10 @@ class Coordinator:
             self._put(event.key, event.value, event.revision)
         elif event.key.startswith(keys.HOSTS):
             host = event.key[len(keys.HOSTS) :]
-            if self.hosts.pop(host, None) is not None:
+            record = self.hosts.pop(host, None)
+            if record is not None and record.leaving:  # `site leave`: gone, not dead
+                log.info("host %s left the site", host)
+            elif record is not None:
                 self.gone_at[host] = self._went(host)
                 log.warning("host %s left the site (its lease expired or was revoked)", host)
         elif event.key.startswith(keys.APPS):
