@@ -6,6 +6,7 @@ driven by its CLI; nothing here reaches beyond 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -16,9 +17,10 @@ import pytest
 import yaml
 
 from control.gitops.repo import Credentials, GitError, Repository
-from tests.support.ci import running
+from tests.support.ci import missing, running
 from tests.support.control import ControlProcess, api_error
 from tests.support.gitremote import GitHttpServer, GitRemote, loopback_tls
+from tests.support.processes import MissingPart
 from tests.support.sshd import DeployKey, Sshd, deploy_key
 
 APP = {
@@ -37,7 +39,10 @@ def remote(tmp_path: Path) -> GitRemote:
 
 @pytest.fixture
 def key(tmp_path: Path) -> DeployKey:
-    return deploy_key(tmp_path / "keys")
+    try:
+        return deploy_key(tmp_path / "keys")
+    except MissingPart as e:
+        missing(str(e))
 
 
 @pytest.fixture
@@ -78,7 +83,9 @@ def stored(directory: Path) -> bytes:
 
 def key_material(key: DeployKey) -> list[bytes]:
     """The lines of the private key that are secret (its base64 body)."""
-    return [ln.encode() for ln in key.private.splitlines() if ln and not ln.startswith("-----")]
+    lines = [ln.encode() for ln in key.private.splitlines() if ln and not ln.startswith("-----")]
+    assert len(lines) >= 3  # an OpenSSH Ed25519 key's body
+    return lines
 
 
 # --- SSH with a deploy key ------------------------------------------------------------------
@@ -214,7 +221,9 @@ def test_a_ca_file_that_cannot_be_used_is_refused_and_nothing_added(
         ),
         ("ssh://git@git.test/r.git", good_ca, "ca: a CA certificate is for an https:// URL"),
     ]:
-        body = {"url": url, "branch": "main", "ca": ca}
-        refused = api_error(lambda b=body: control.client().put("/v1/git-sources/shop", b))
+        put = functools.partial(
+            control.client().put, "/v1/git-sources/shop", {"url": url, "branch": "main", "ca": ca}
+        )
+        refused = api_error(put)
         assert (refused.status, message in str(refused)) == (422, True), str(refused)
     assert control.client().get("/v1/git-sources") == {"git-sources": []}
