@@ -5,11 +5,15 @@
              two join after). The host is killed: its enforcer and its dockerd SIGKILLed, its
              containers killed. Measured from the kill to the moment all N run on the other
              two hosts (their engines sampled every 100 ms), printed beside the lease TTL.
-             Also: whether any instance ran on two hosts at once.
+             Also: whether any instance ran on two hosts at once, and the floor of this
+             machine: how long the two surviving engines alone take to start as many such
+             containers (own bridge network, 8 starts at a time per engine), no enforcer
+             involved. Fencing holds the instances at least the TTL and a third of it.
 2. election  The leader's enforcer is SIGKILLed: from the kill to the moment every surviving
              host's `GET /v1/site` names the same new leader.
 3. memory    Resident memory (psutil RSS) of each enforcer, idle, with its instances running
-             (a controller and a worker), and of each etcd member.
+             (a controller and a worker; goal for a worker: under 60 MB), and of each etcd
+             member.
 
 Everything is started by this process and stopped by pid on exit.
 
@@ -149,17 +153,51 @@ def failover(instances: int, ttl: float) -> None:
         spread = sorted(
             len([i for i, on in placement(others).items() if h.id in on]) for h in others
         )
+        floor = docker_floor(others, spread)
         print(
             f"failover {instances:>3} instances: {took:5.1f}s from the kill to all running "
             f"elsewhere, the first after {first[0]:.1f}s (lease TTL {ttl:g}s; spread {spread}; "
-            f"ran twice: {len({d[0] for d in sampler.doubles})})"
+            f"ran twice: {len({d[0] for d in sampler.doubles})})\n"
+            f"    of which: fencing holds them at least {ttl * 4 / 3:.1f}s (the lease TTL, then "
+            f"a third of it); the engines alone start {spread} such containers in {floor:.1f}s"
         )
         if instances == min(ARGS.instances):
             print(
                 f"memory: enforcer with {instances} instances: controller {idle['h1']:.0f} MB, "
-                f"controller {idle['h2']:.0f} MB, worker {idle['h3']:.0f} MB; "
-                f"etcd members {', '.join(f'{m:.0f}' for m in etcd)} MB"
+                f"controller {idle['h2']:.0f} MB, worker {idle['h3']:.0f} MB (goal < 60); "
+                f"etcd members {', '.join(f'{m:.0f}' for m in etcd)} MB; a controller's "
+                f"enforcer + its etcd member {idle['h2'] + etcd[1]:.0f} MB"
             )
+
+
+def docker_floor(hosts: list[SiteHost], counts: list[int]) -> float:
+    """Seconds the engines take to start `counts` containers like the instances (a bridge
+    network of their own, 8 starts at a time per engine, as the enforcer does), all engines
+    at once, with no enforcer involved: what the engines cost of a failover on this machine."""
+
+    def one(host: SiteHost, n: int) -> float:
+        client = docker.DockerClient(base_url=host.engine.url, timeout=120)
+        net = client.networks.create("floor", driver="bridge")
+        try:
+            made = [
+                client.containers.create(
+                    IMAGE, ["sleep", "100000"], name=f"floor{i}", network="floor"
+                )
+                for i in range(n)
+            ]
+            start = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda c: c.start(), made))
+            took = time.monotonic() - start
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda c: c.remove(force=True), made))
+            return took
+        finally:
+            net.remove()
+            client.close()
+
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        return max(pool.map(one, hosts, counts))
 
 
 def election(ttl: float) -> None:

@@ -29,6 +29,9 @@ from enforcer.logs.errors import parse_rate
 from enforcer.logs.forwarder import ErrorForwarder
 from enforcer.logs.requests import answer_log_request
 from enforcer.network.firewall import Firewall
+from enforcer.network.mesh import SiteMesh
+from enforcer.network.sitenet import SlicePlan, interface_name
+from enforcer.network.wireguard import WireGuard
 from enforcer.reconcile.instances import Context
 from enforcer.reconcile.reconciler import Reconciler
 from enforcer.reconcile.restarts import BackoffPolicy
@@ -40,7 +43,7 @@ from enforcer.secrets.vaults import SiteVaults
 from enforcer.site.applications import Applications
 from enforcer.site.cluster.bootstrap import SiteStore
 from enforcer.site.cluster.coordinator import Coordinator
-from enforcer.site.cluster.identity import SiteIdentityKeys, load_or_create_host_key
+from enforcer.site.cluster.identity import SiteIdentityKeys
 from enforcer.site.cluster.leaving import leave_site
 from enforcer.site.cluster.prepull import images_for
 from enforcer.site.cluster.shared import SharedRecords
@@ -135,6 +138,7 @@ class Daemon:
         self._lock = asyncio.Lock()  # apply/remove/schedule one at a time
         self.started = time.time()
         self.cluster: Coordinator | None = None  # a multi-host site ([cluster])
+        self.mesh: SiteMesh | None = None  # its site network ([network] site-network)
         self.shared: SharedRecords | None = None  # its vaults and quotas, for every host
         self.site_store = SiteStore(config.cluster, self.state_dir, self.host_id, self.site_name)
         self.site_join_bundle = self.site_store.create_bundle  # `site join-bundle`
@@ -213,6 +217,22 @@ class Daemon:
             endpoints = ", ".join(self.site_store.gateway.endpoints)
             raise KVError(f"cannot reach the site store ({endpoints}): {exc}") from exc
         await self.cluster.start()
+        self._start_site_network(record.address)
+
+    def _start_site_network(self, address: str) -> None:
+        """A multi-host site's network ([network] site-network), when configured."""
+        net, cluster = self.config.network, self.cluster
+        if not net.site_network or cluster is None or self.mesh is not None:
+            return
+        reg = cluster.registration
+        lease = lambda: reg.lease.id if reg.registered.is_set() else None  # noqa: E731
+        wg = WireGuard(interface_name(self.host_id), self.state_dir / "network", net.wireguard_port)
+        plan = SlicePlan.parse(net.range, net.host_prefix, net.network_prefix)
+        rc = self.reconciler
+        nets = rc.runtime.managed_networks
+        self.mesh = SiteMesh(cluster.kv, self.host_id, address, wg, plan, lease, rc.names, nets)
+        self.mesh.start()
+        self.reconciler.subnet = self.mesh.subnet
 
     async def site_join(self, bundle: str, advertise: str) -> dict[str, Any]:
         """`edge-enforcer site join`: this running one-host site joins a multi-host one; its
@@ -235,6 +255,9 @@ class Daemon:
         stopped = lambda: not rc.desired and all(w.done for w in rc.workers.values())  # noqa: E731
         answer = await leave_site(self.cluster, self.site_store, stopped, self.control.leave_site)
         self.cluster = self.shared = None
+        if self.mesh is not None:  # a one-host site again: no tunnel, no process
+            await self.mesh.leave()
+            self.mesh, self.reconciler.subnet = None, None
         async with self._lock:  # the site's applications are not this host's any more
             await mirror_apps(self.apps, {})
             await self._reschedule()
@@ -244,8 +267,8 @@ class Daemon:
 
     def _identity_keys(self) -> SiteIdentityKeys:
         assert self.cluster is not None
-        key = load_or_create_host_key(self.state_dir / "cluster" / "host-key.pem")
-        return SiteIdentityKeys(self.cluster.kv, self.host_id, key)
+        path = self.state_dir / "cluster" / "host-key.pem"  # read or made when first needed
+        return SiteIdentityKeys.at(self.cluster.kv, self.host_id, path)
 
     async def _cluster_changed(self) -> None:
         assert self.cluster is not None
@@ -256,6 +279,8 @@ class Daemon:
             await self._reschedule()
 
     async def stop(self) -> None:
+        if self.mesh is not None:
+            await self.mesh.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.control.stop()
@@ -418,8 +443,17 @@ class Daemon:
     async def _control_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """A log request of control's, answered from this host's engine."""
         return await answer_log_request(
-            request, self._log_container, self.log_streams, self.site_name
+            request, self._log_container, self.log_streams, self.site_name, self._runs_on
         )
+
+    def _runs_on(self, instance: str) -> str | None:
+        """The other host of this multi-host site that last reported running `instance`."""
+        if self.cluster is None:
+            return None
+        for host, found in self.cluster.status.by_host.items():
+            if host != self.host_id and any(i.get("id") == instance for i in found):
+                return host
+        return None
 
     def events(self, since: int, follow: bool) -> AsyncIterator[Event]:
         return self.events_log.since(since, follow)
@@ -432,7 +466,10 @@ class Daemon:
         labels = self.config.site.labels
         if self.cluster is not None:
             link = self.control.link()
-            return await cluster_site_document(self.site_name, labels, self.cluster, link)
+            doc = await cluster_site_document(self.site_name, labels, self.cluster, link)
+            if self.mesh is not None:
+                doc["network"] = self.mesh.status()
+            return doc
         return await site_document(self.site_name, labels, self.membership, self.control.link())
 
     async def health(self) -> dict[str, Any]:
@@ -446,6 +483,8 @@ class Daemon:
         )
         if self.cluster is not None:  # the site store: ok, quorum lost since ..., cut off
             doc["checks"]["site-store"] = store_check(self.cluster)
+        if self.mesh is not None:
+            doc["checks"]["site-network"] = self.mesh.check()
         return doc
 
     def metrics(self) -> str:

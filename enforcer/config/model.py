@@ -23,6 +23,7 @@ __all__ = [
     "DockerConfig",
     "EnforcerConfig",
     "HostConfig",
+    "NetworkConfig",
     "ReconcileConfig",
     "RestartConfig",
     "RuntimeConfig",
@@ -226,6 +227,27 @@ class SecretsConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """``[network]``: the site network of a multi-host site (docs/site-network.md). A one-host
+    site runs none of it."""
+
+    site_network: bool = False
+    """``site-network``: join the hosts' application networks through WireGuard."""
+
+    range: str = "10.213.0.0/16"
+    """The site's container address range (the first host's value holds for the site)."""
+
+    host_prefix: int = 22
+    """``host-prefix``: the size of each host's slice of the range."""
+
+    network_prefix: int = 26
+    """``network-prefix``: the size of each application network within a slice."""
+
+    wireguard_port: int = 51820
+    """``wireguard-port``: the UDP port WireGuard listens on (on the cluster address)."""
+
+
+@dataclass(frozen=True)
 class EnforcerConfig:
     """The whole of ``enforcer.toml``."""
 
@@ -238,6 +260,7 @@ class EnforcerConfig:
     site: SiteConfig = field(default_factory=SiteConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     restart: RestartConfig = field(default_factory=RestartConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)

@@ -24,6 +24,7 @@ from enforcer.config.model import (
     SecretsConfig,
     SiteConfig,
 )
+from enforcer.config.network import network_config
 from enforcer.config.toml import KeyPath, key_lines, line_of
 from enforcer.logs.errors import parse_rate
 from enforcer.shared.units import format_size, parse_duration, parse_size
@@ -175,7 +176,7 @@ class Reader:
 
     def config(self, data: dict[str, Any]) -> EnforcerConfig:
         sections = {
-            "docker", "api", "host", "site", "control", "cluster", "devices",
+            "docker", "api", "host", "site", "control", "cluster", "network", "devices",
             "restart", "reconcile", "runtime", "logs", "secrets",
         }  # fmt: skip
         top = self.table(data, (), {"state-dir", *sections})
@@ -311,6 +312,7 @@ class Reader:
                 enrollment=self.string(t["control"], ("control", "enrollment"), "")
             ),
             cluster=cluster_config(self, t["cluster"]),
+            network=network_config(self, t["network"]),
             devices=self.devices(t["devices"]),
             restart=restart,
             reconcile=reconcile,

@@ -77,7 +77,8 @@ class SiteLeaderLink:
         published = False
         while True:
             try:
-                if not published:
+                # once the site holds an identity (no cryptography loaded before: ~8 MB)
+                if not published and (self.held is not None or await self.keys.enrolled()):
                     await self.keys.publish_key()
                     published = True
                 await self._follow(enrollment)

@@ -25,9 +25,14 @@ FindContainer = Callable[[str, str | None], Awaitable[str]]  # instance, contain
 
 
 async def answer_log_request(
-    doc: Any, find: FindContainer, source: LogSource, site: str
+    doc: Any,
+    find: FindContainer,
+    source: LogSource,
+    site: str,
+    elsewhere: Callable[[str], str | None] = lambda instance: None,
 ) -> dict[str, Any]:
-    """The reply to one request of control's: ``{"lines": [...], "error": None | message}``."""
+    """The reply to one request of control's: ``{"lines": [...], "error": None | message}``.
+    `elsewhere` names the other host of the site that runs an instance this one does not."""
     try:
         request = parse_request(doc)
     except ValueError as exc:
@@ -35,6 +40,12 @@ async def answer_log_request(
     try:
         container_id = await find(request.instance, request.container)
     except NotFound as exc:
+        host = elsewhere(request.instance)
+        if host:
+            return {"lines": [], "error": (
+                f"{request.instance} runs on host {host} of site {site}; control reaches the "
+                f"host that leads the site only (there: edge-enforcer logs {request.instance})"
+            )}  # fmt: skip
         return {"lines": [], "error": f"{exc} at site {site}"}
     collected = ReplyLines()
     try:

@@ -26,19 +26,23 @@ __all__ = [
     "PEERS",
     "RANGE",
     "SLICES",
+    "SUBNETS",
     "InvalidPeer",
     "Peer",
     "SlicePlan",
+    "app_pairs",
     "choose_slice",
     "interface_name",
     "network_subnet",
     "overlaps",
     "peer_set",
     "silent_peers",
+    "tunnel_rules",
 ]
 
 SLICES = "/site/network/slices/"  # <index> -> the host id that holds that slice, forever
 PEERS = "/site/network/peers/"  # <host id> -> Peer JSON, under the host's lease
+SUBNETS = "/site/network/subnets/"  # <host id> -> {"tenant/app": subnet}, under its lease
 RANGE = "/site/network/range"  # the site's range and prefixes, as the first host wrote them
 
 HANDSHAKE_SILENCE = 180.0  # WireGuard re-handshakes every 2 minutes on a live tunnel
@@ -231,3 +235,38 @@ def interface_name(host: str) -> str:
     """The WireGuard interface's name, unique per host id (several run on one test machine,
     and wireguard-go's control socket is named after the interface)."""
     return "ewg-" + hashlib.sha1(host.encode()).hexdigest()[:8]
+
+
+def app_pairs(
+    local: Mapping[str, str], remote: Mapping[str, Mapping[str, str]]
+) -> list[tuple[str, str]]:
+    """(remote subnet, local subnet) of every application network on this host and the same
+    application's networks on the other hosts (keys: "tenant/app"; `remote`: per host)."""
+    out = []
+    for host in sorted(remote):
+        for key, far in sorted(remote[host].items()):
+            if key in local:
+                out.append((far, local[key]))
+    return out
+
+
+def tunnel_rules(
+    chain: str,
+    interface: str,
+    own: ipaddress.IPv4Network,
+    site: ipaddress.IPv4Network,
+    pairs: Iterable[tuple[str, str]],
+) -> str:
+    """iptables-restore input: between the tunnel and this host's slice only traffic between
+    networks of one application passes (the outbound policy does not stop it: it stays in the
+    site); everything else from the tunnel into the slice is dropped. DNS to the gateways
+    passes (`chain`-IN), and nothing from the slice into the site's range is masqueraded."""
+    lines = ["*filter", f":{chain} - [0:0]", f":{chain}-IN - [0:0]"]
+    for far, near in pairs:
+        lines.append(f"-A {chain} -i {interface} -s {far} -d {near} -j ACCEPT")
+        lines.append(f"-A {chain} -o {interface} -s {near} -d {far} -j ACCEPT")
+    lines.append(f"-A {chain} -i {interface} -d {own} -j DROP")
+    lines.append(f"-A {chain}-IN -d {own} -p udp --dport 53 -j ACCEPT")
+    lines += ["COMMIT", "*nat", f":{chain} - [0:0]", f"-A {chain} -s {own} -d {site} -j ACCEPT"]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.facade import InstanceState, InstanceStatus
+from enforcer.network.names import NameRecord
 from enforcer.reconcile import restarts
 from enforcer.reconcile.images import Images
 from enforcer.reconcile.instances import Context, DesiredInstance, bridge_name
@@ -32,6 +33,7 @@ from enforcer.reconcile.runtime import (
     Runtime,
     RuntimeUnavailable,
 )
+from enforcer.reconcile.status import is_ready
 from enforcer.reconcile.worker import InstanceWorker
 from enforcer.shared.spec.model import Application, Probes
 
@@ -74,6 +76,9 @@ class Reconciler:
         self._update_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._network_lock = asyncio.Lock()
         self._networks: set[str] = set()
+        # a multi-host site's network (`enforcer.network.mesh`): the subnet of a new application
+        # network, given the subnets of those there are; None: Docker's own pools
+        self.subnet: Callable[[list[str]], Awaitable[str]] | None = None
         self._saved: dict[str, tuple[restarts.RestartState, str]] = {}  # and FinishedAt counted
         self._up = asyncio.Event()
         self._up.set()
@@ -228,13 +233,20 @@ class Reconciler:
             async with self._network_lock:
                 if d.network in self._networks:  # another instance of the app made it
                     return await self._prepare_rest(d)
-                await self.runtime.ensure_network(
-                    d.network,
-                    bridge_name(self.ctx.host, d.tenant, d.app),
-                    {"edgeward.app": d.app, "edgeward.tenant": d.tenant},
-                )
+                bridge = bridge_name(self.ctx.host, d.tenant, d.app)
+                labels = {"edgeward.app": d.app, "edgeward.tenant": d.tenant}
+                if self.subnet is None:
+                    await self.runtime.ensure_network(d.network, bridge, labels)
+                else:
+                    subnet = await self.subnet(await self._subnets())
+                    await self.runtime.ensure_network(d.network, bridge, labels, subnet)
                 self._networks.add(d.network)
         await self._prepare_rest(d)
+
+    async def _subnets(self) -> list[str]:
+        nets = await self.runtime.managed_networks()
+        return [c["Subnet"] for n in nets for c in (n.get("IPAM") or {}).get("Config") or []
+                if c.get("Subnet")]  # fmt: skip
 
     async def _prepare_rest(self, d: DesiredInstance) -> None:
         labels = {"edgeward.app": d.app, "edgeward.tenant": d.tenant, "edgeward.instance": d.id}
@@ -371,6 +383,17 @@ class Reconciler:
             ]
         out.extend(self.pending.values())
         return sorted(out, key=lambda s: s.id)
+
+    def names(self) -> list[NameRecord]:
+        """This host's instances with an address, for the site network's names."""
+        out = []
+        for iid, w in self.workers.items():
+            d = w.desired
+            det = d and iid in self.desired and w.details.get(d.owner.name)
+            if d and det and det.ip:
+                n = iid.rsplit(".", 1)[-1]
+                out.append(NameRecord(d.tenant, d.app, d.service, n, det.ip, is_ready(w)))
+        return out
 
     async def wait_gone(self, app: str, timeout: float) -> bool:
         deadline = time.time() + timeout

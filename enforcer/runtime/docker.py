@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +18,14 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from docker.types import DeviceRequest, EndpointConfig, Mount, NetworkingConfig
+from docker.types import (
+    DeviceRequest,
+    EndpointConfig,
+    IPAMConfig,
+    IPAMPool,
+    Mount,
+    NetworkingConfig,
+)
 
 from enforcer.devices.passthrough import gpu_request
 from enforcer.reconcile.instances import MANAGED, ContainerConfig
@@ -50,6 +58,7 @@ T = TypeVar("T")
 API_VERSION = "1.41"  # Docker 20.10 (Debian 12); newer engines still speak it
 PULLS = 2  # image pulls in flight at once (beside the other calls' slots)
 PING_TIMEOUT = 5.0
+SITE_NETWORK = "edgeward.site-network"  # a network's label: its gateway (the site network)
 
 
 class DockerRuntime:
@@ -89,6 +98,8 @@ class DockerRuntime:
         self._side = ThreadPoolExecutor(max_workers=PULLS + 2, thread_name_prefix="docker-pull")
         self._slots = asyncio.Semaphore(parallelism)
         self._pull_slots = asyncio.Semaphore(PULLS)
+        # a site network's application network -> its gateway, its containers' DNS server
+        self.dns: dict[str, str] = {}
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -203,6 +214,8 @@ class DockerRuntime:
         }
         if cfg.owner:
             kwargs["network_mode"] = cfg.network
+            if cfg.network in self.dns:
+                kwargs["dns"] = [self.dns[cfg.network]]
             kwargs["port_bindings"] = {
                 f"{p.port}/{p.protocol}": ("0.0.0.0", p.host_port) for p in cfg.ports
             } or None
@@ -307,11 +320,23 @@ class DockerRuntime:
         return image
 
     # -- networks and volumes ------------------------------------------------------------
-    async def ensure_network(self, name: str, bridge: str, labels: dict[str, str]) -> str:
+    async def ensure_network(
+        self, name: str, bridge: str, labels: dict[str, str], subnet: str = ""
+    ) -> str:
+        """The network `name` (made when missing; with `subnet`: in that subnet, its first
+        address the gateway — the site network's slices)."""
         found = await self._call(self._api.networks, names=[name])
         for net in found:
             if net.get("Name") == name:
+                gateway = (net.get("Labels") or {}).get(SITE_NETWORK, "")
+                if gateway:  # its containers ask the site network's names of the gateway
+                    self.dns[name] = gateway
                 return str(net["Id"])
+        ipam = None
+        if subnet:
+            gateway = str(next(ipaddress.IPv4Network(subnet).hosts()))
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)])
+            labels = {**labels, SITE_NETWORK: gateway}
         try:
             res = await self._call(
                 self._api.create_network,
@@ -320,11 +345,14 @@ class DockerRuntime:
                 options={"com.docker.network.bridge.name": bridge},
                 labels={MANAGED: "true", **labels},
                 check_duplicate=True,
+                ipam=ipam,
             )
         except RuntimeRequestError as exc:
             if "already exists" in str(exc):
-                return await self.ensure_network(name, bridge, labels)
+                return await self.ensure_network(name, bridge, labels, subnet)
             raise
+        if subnet:
+            self.dns[name] = labels[SITE_NETWORK]
         return str(res["Id"])
 
     async def managed_networks(self) -> list[dict[str, Any]]:

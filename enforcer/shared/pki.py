@@ -14,11 +14,21 @@ import os
 import ssl
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from enforcer.shared.lazy import lazy
+
+if TYPE_CHECKING:  # imported on first use: a host that signs nothing does without (~8 MB)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+else:
+    x509 = lazy("cryptography.x509")
+    hashes = lazy("cryptography.hazmat.primitives.hashes")
+    serialization = lazy("cryptography.hazmat.primitives.serialization")
+    ec = lazy("cryptography.hazmat.primitives.asymmetric.ec")
+    NameOID = lazy("cryptography.x509.oid", "NameOID")
 
 __all__ = [
     "PrivateKey",
@@ -39,7 +49,14 @@ __all__ = [
     "write_key_and_cert",
 ]
 
-PrivateKey = ec.EllipticCurvePrivateKey
+if TYPE_CHECKING:
+    PrivateKey = ec.EllipticCurvePrivateKey
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PrivateKey":  # at run time: the class itself, imported now
+        return ec.EllipticCurvePrivateKey
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def generate_key() -> PrivateKey:

@@ -8,6 +8,11 @@ machine's iptables FORWARD, whose policy Docker sets to DROP: one ACCEPT rule fo
 inserted, and deleted by `stop`. Everything is removed by name when done: only what this LAN
 made, never anything else. A process runs inside a host with `LanHost.enter` (nsenter
 --net: `ip netns exec` remounts /sys, and dockerd then fails).
+
+`network_site(count)` runs a site on such a LAN: per host a dockerd (the test image imported)
+and an enforcer inside its namespace, the site's etcd on the machine's LAN address, the site
+network on (`SITE_NETWORK`); or `count` one-host sites (`cluster=False`). Used by
+tests/integration/test_site_network.py and bench/bench_sitenet.py.
 """
 
 from __future__ import annotations
@@ -16,13 +21,40 @@ import contextlib
 import ipaddress
 import os
 import secrets
+import shutil
+import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from tests.support.processes import MissingPart, installed
+import docker
+import docker.errors
+import psutil
 
-__all__ = ["LanHost", "SiteLan", "free_lan", "site_lan"]
+from enforcer.cli.client import Client
+from tests.support.ci import missing
+from tests.support.enforcer import EnforcerProc
+from tests.support.engines import DockerEngine, free_address_pools
+from tests.support.etcd import EtcdMember, member_config
+from tests.support.images import import_image
+from tests.support.processes import MissingPart, installed, stop_pid, wait_for
+
+__all__ = [
+    "LanHost",
+    "NetHost",
+    "SiteLan",
+    "address_of",
+    "capture",
+    "fetch",
+    "free_lan",
+    "network_site",
+    "site_lan",
+    "wait_running",
+]
 
 
 def _ip(*args: str, netns: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -145,3 +177,156 @@ def site_lan(count: int) -> Iterator[SiteLan]:
         yield lan
     finally:
         lan.stop()
+
+
+# -- a site of namespaced hosts ---------------------------------------------------------
+TTL = 3.0
+IMAGE = "edgeward-net/busybox:1"
+SITE_NETWORK = 'site-network = true\nrange = "10.250.0.0/16"\n'  # no test engine's pool
+PAYLOAD = "edgeward test image"  # what the image's httpd serves
+
+
+@dataclass
+class NetHost:
+    lan: LanHost
+    engine: DockerEngine
+    enforcer: EnforcerProc
+
+    def docker(self) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.engine.url, timeout=30)
+
+    def container(self, instance: str) -> Any:
+        with contextlib.closing(self.docker()) as client:
+            found = client.containers.list(filters={"label": f"edgeward.instance={instance}"})
+            return found[0] if found else None
+
+    def site(self) -> dict[str, Any]:
+        return Client(self.enforcer.socket, timeout=5).site()
+
+    def health(self) -> dict[str, Any]:
+        return Client(self.enforcer.socket, timeout=5).health()
+
+    def wireguard_go(self) -> list[psutil.Process]:
+        """The wireguard-go processes its enforcer runs."""
+        if self.enforcer.proc is None:
+            return []
+        return [c for c in self.enforcer.process().children() if c.name() == "wireguard-go"]
+
+    def kill(self) -> None:
+        """The host dies: its enforcer, its wireguard-go and its containers are killed."""
+        tunnel = self.wireguard_go()
+        self.enforcer.stop(sig=signal.SIGKILL)
+        for p in tunnel:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        with contextlib.closing(self.docker()) as client:
+            for c in client.containers.list():
+                with contextlib.suppress(docker.errors.APIError):
+                    c.kill()
+
+
+@contextlib.contextmanager
+def network_site(
+    count: int,
+    network: str = SITE_NETWORK,
+    cluster: bool = True,
+    enforcer_path: str = "",
+    blocked: frozenset[int] = frozenset(),
+) -> Iterator[tuple[SiteLan, list[NetHost]]]:
+    """`count` namespaced hosts, each with its engine (the test image in it) and enforcer,
+    of one site on an etcd at the machine's LAN address (`cluster`), or each a one-host site.
+    The hosts numbered in `blocked` drop what comes in on the WireGuard port (in their own
+    namespace's INPUT, before their enforcer starts)."""
+    for program, package in (("wg", "wireguard-tools"), ("tcpdump", "tcpdump")):
+        if shutil.which(program) is None:
+            missing(f"{program} is not installed (apt-get install {package})")
+    root = Path(tempfile.mkdtemp(prefix="sitenet-", dir="/tmp"))
+    lan = SiteLan(count)
+    etcd: EtcdMember | None = None
+    hosts: list[NetHost] = []
+    try:
+        try:
+            lan.start()
+        except MissingPart as exc:
+            missing(str(exc))
+        etcd = EtcdMember(member_config(root, None, "etcd", lan.gateway))
+        etcd.start()
+        pools = free_address_pools(count)
+        for n, (member, pool) in enumerate(zip(lan.hosts, pools, strict=True), start=1):
+            if n in blocked:
+                drop = ["iptables", "--wait", "-I", "INPUT", "-p", "udp", "--dport", "51820"]
+                subprocess.run([*member.enter, *drop, "-j", "DROP"], check=True, timeout=20)
+            engine = DockerEngine(root / f"d{n}", pool=pool, netns=member.netns)
+            engine.start()
+            with contextlib.closing(docker.DockerClient(base_url=engine.url)) as client:
+                import_image(client, *IMAGE.split(":"))
+            config = f"[network]\n{network}"
+            if cluster:
+                config += (
+                    f'[cluster]\nadvertise = "{member.address}"\n'
+                    f'etcd-endpoints = ["{etcd.config.client_url}"]\nlease-ttl = "{TTL:g}s"\n'
+                )
+            proc = EnforcerProc(root / f"e{n}", engine.url, extra_config=config,
+                                host_id=f"host-{n}", host_labels={"role": f"h{n}"},
+                                netns=member.netns, log_level="INFO")  # fmt: skip
+            hosts.append(NetHost(member, engine, proc))
+            path = os.environ["PATH"]
+            os.environ["PATH"] = enforcer_path or path  # the enforcer's own (it inherits ours)
+            try:
+                proc.start()
+            finally:
+                os.environ["PATH"] = path
+        yield lan, hosts
+    finally:
+        for h in hosts:
+            tunnel = h.wireguard_go() if h.enforcer.proc is not None else []
+            h.enforcer.stop()  # it ends its wireguard-go; one it could not end, we do
+            for p in tunnel:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            h.engine.stop()
+        if etcd is not None:
+            etcd.stop()
+        lan.stop()  # the namespaces go, and their interfaces, chains and routes with them
+        for h in hosts:
+            print(f"--- {h.enforcer.host_id} ---\n{h.enforcer.log_tail(3000)}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_running(host: NetHost, instance: str, timeout: float = 30) -> Any:
+    wait_for(lambda: host.container(instance) is not None, timeout, f"{instance} on {host.lan}")
+    return host.container(instance)
+
+
+def address_of(container: Any) -> str:
+    container.reload()
+    nets = container.attrs["NetworkSettings"]["Networks"]
+    return str(next(iter(nets.values()))["IPAddress"])
+
+
+@contextlib.contextmanager
+def capture(lan: SiteLan, path: Path) -> Iterator[None]:
+    """tcpdump on the LAN bridge: every packet, headers and payload as text, into `path`."""
+    with path.open("wb") as out:
+        proc = subprocess.Popen(
+            ["tcpdump", "-i", lan.bridge, "-nn", "-l", "-A", "-s", "0"],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        time.sleep(0.5)  # tcpdump listening
+        yield
+        time.sleep(0.3)
+    finally:
+        stop_pid(proc, 5, signal.SIGINT)
+
+
+def fetch(client: Any, url: str, timeout: float) -> tuple[int, str]:
+    """wget in the client container until it answers (busybox's wget -T crashes: a dead
+    tunnel ends the test by its timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, out = client.exec_run(["wget", "-q", "-O", "-", url])
+        if code == 0 or time.monotonic() > deadline:
+            return code, out.decode(errors="replace")
+        time.sleep(0.3)

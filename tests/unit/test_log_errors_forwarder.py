@@ -28,7 +28,7 @@ class FakeEngine:
         self.lines: dict[str, list[LogLine]] = {}
         self.asked: list[tuple[str, str, int | None]] = []  # container, since, tail
 
-    async def list(self) -> list[ObservedContainer]:
+    async def listed(self) -> list[ObservedContainer]:
         return list(self.containers)
 
     async def batches(
@@ -64,7 +64,7 @@ class Recorder:
 
 
 def forwarder(engine: FakeEngine, emit: Recorder, rate: str = "10/min") -> ErrorForwarder:
-    return ErrorForwarder(engine.list, engine, emit, host="h1", rate=parse_rate(rate), scan=0.01)
+    return ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate(rate), scan=0.01)
 
 
 async def settle() -> None:
@@ -181,5 +181,22 @@ def test_a_log_request_is_answered_with_the_last_lines_or_what_is_wrong() -> Non
         ]:
             answer = await answer_log_request(bad, find, engine, "s")
             assert answer["lines"] == [] and message in answer["error"]
+
+    asyncio.run(main())
+
+
+def test_a_log_request_for_an_instance_on_another_host_says_where_it_runs() -> None:
+    async def main() -> None:
+        engine = FakeEngine()
+
+        async def find(instance: str, container: str | None) -> str:
+            raise NotFound(f"instance {instance} does not exist")
+
+        answer = await answer_log_request(
+            {"id": "r", "kind": "logs", "instance": "web.web.1", "tail": 5}, find, engine,
+            "store-7", lambda instance: "host-b" if instance == "web.web.1" else None,
+        )  # fmt: skip
+        assert answer["lines"] == []
+        assert answer["error"].startswith("web.web.1 runs on host host-b of site store-7;")
 
     asyncio.run(main())

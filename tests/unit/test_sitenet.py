@@ -12,12 +12,14 @@ from enforcer.network.sitenet import (
     InvalidPeer,
     Peer,
     SlicePlan,
+    app_pairs,
     choose_slice,
     interface_name,
     network_subnet,
     overlaps,
     peer_set,
     silent_peers,
+    tunnel_rules,
 )
 
 N = ipaddress.IPv4Network
@@ -128,9 +130,9 @@ def test_a_peer_that_never_answers_or_went_quiet_is_named_silent() -> None:
         peer("b", 2, "10.213.4.0/22"),
         peer("c", 3, "10.0.0.0/8"),
     )
-    shakes = {a.public_key: 1000.0, c.public_key: 800.0}
+    shakes = {a.public_key: 1000.0, c.public_key: 850.0}
     assert silent_peers([a, b, c], shakes, now=1005.0, since=1000.0) == []  # too early to say
-    assert silent_peers([a, b, c], shakes, now=1011.0, since=1000.0) == ["b", "c"]
+    assert silent_peers([a, b, c], shakes, now=1040.0, since=1000.0) == ["b", "c"]
     assert silent_peers([a, b], shakes, now=1100.0, since=0.0) == ["b"]
 
 
@@ -138,3 +140,36 @@ def test_interface_names_are_unique_per_host_and_fit_the_kernels_limit() -> None
     names = {interface_name(f"host-{n}") for n in range(100)}
     assert len(names) == 100
     assert all(len(n) <= 15 for n in names)
+
+
+def test_only_networks_of_one_application_are_paired_across_hosts() -> None:
+    local = {"t1/shop": "10.213.0.0/26", "t1/other": "10.213.0.64/26"}
+    remote = {
+        "host-2": {"t1/shop": "10.213.4.0/26", "t2/shop": "10.213.4.64/26"},
+        "host-3": {"t1/other": "10.213.8.0/26"},
+    }
+    assert app_pairs(local, remote) == [
+        ("10.213.4.0/26", "10.213.0.0/26"),
+        ("10.213.8.0/26", "10.213.0.64/26"),
+    ]
+
+
+def test_the_tunnel_passes_one_applications_traffic_and_drops_the_rest_into_the_slice() -> None:
+    text = tunnel_rules(
+        "EW-WG-x", "ewg-1", N("10.213.0.0/22"), N("10.213.0.0/16"),
+        [("10.213.4.0/26", "10.213.0.0/26")],
+    )  # fmt: skip
+    assert text.splitlines() == [
+        "*filter",
+        ":EW-WG-x - [0:0]",
+        ":EW-WG-x-IN - [0:0]",
+        "-A EW-WG-x -i ewg-1 -s 10.213.4.0/26 -d 10.213.0.0/26 -j ACCEPT",
+        "-A EW-WG-x -o ewg-1 -s 10.213.0.0/26 -d 10.213.4.0/26 -j ACCEPT",
+        "-A EW-WG-x -i ewg-1 -d 10.213.0.0/22 -j DROP",
+        "-A EW-WG-x-IN -d 10.213.0.0/22 -p udp --dport 53 -j ACCEPT",
+        "COMMIT",
+        "*nat",
+        ":EW-WG-x - [0:0]",
+        "-A EW-WG-x -s 10.213.0.0/22 -d 10.213.0.0/16 -j ACCEPT",
+        "COMMIT",
+    ]

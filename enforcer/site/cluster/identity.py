@@ -19,13 +19,18 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from enforcer.shared import pki
-from enforcer.shared.sealing import VaultError, seal, unseal
+from enforcer.shared.lazy import lazy
 from enforcer.site.kv.base import SiteKV
+
+if TYPE_CHECKING:  # imported on first use (`enforcer.shared.lazy`): a host that opens nothing
+    from cryptography.hazmat.primitives import serialization  # does without them
+    from cryptography.hazmat.primitives.asymmetric import ec
+else:
+    serialization = lazy("cryptography.hazmat.primitives.serialization")
+    ec = lazy("cryptography.hazmat.primitives.asymmetric.ec")
 
 __all__ = [
     "FIELDS",
@@ -77,6 +82,8 @@ def seal_identity(identity: Mapping[str, str], recipient_pem: bytes) -> bytes:
     public = serialization.load_pem_public_key(recipient_pem)
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise IdentityError("a host key in the site store is not an EC public key")
+    from enforcer.shared.sealing import seal
+
     fields = {name: str(identity[name]) for name in FIELDS}
     sealed = seal({"identity": fields}, public, site=_AAD_SITE, vault=_VAULT, version=1)
     body = {"recipient": _fingerprint(recipient_pem), "sealed": sealed}
@@ -85,6 +92,8 @@ def seal_identity(identity: Mapping[str, str], recipient_pem: bytes) -> bytes:
 
 def open_identity(data: bytes, key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
     """Open this host's copy; IdentityError when it is not one or not sealed to `key`."""
+    from enforcer.shared.sealing import VaultError, unseal
+
     try:
         body = json.loads(data)
         fields = unseal(body["sealed"], key, site=_AAD_SITE)["identity"]
@@ -107,11 +116,36 @@ class SiteIdentityKeys:
     """This host's view of the sealed identity: its key published, its copy read, the others'
     copies made. Every call may raise KVError."""
 
-    def __init__(self, kv: SiteKV, host: str, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(
+        self, kv: SiteKV, host: str, key: ec.EllipticCurvePrivateKey | None = None, *,
+        path: Path | None = None,
+    ) -> None:  # fmt: skip
+        if key is None and path is None:
+            raise ValueError("SiteIdentityKeys needs the host key or its path")
         self.kv = kv
         self.host = host
-        self.key = key
-        self.public = public_pem(key)
+        self._key = key
+        self._path = path
+        self._public: bytes | None = None
+
+    @classmethod
+    def at(cls, kv: SiteKV, host: str, path: Path) -> SiteIdentityKeys:
+        """With the host key at `path`, read (or made) only when first needed: a host of a
+        site that holds no identity loads no cryptography (about 8 MB of a worker)."""
+        return cls(kv, host, path=path)
+
+    @property
+    def key(self) -> ec.EllipticCurvePrivateKey:
+        if self._key is None:
+            assert self._path is not None
+            self._key = load_or_create_host_key(self._path)
+        return self._key
+
+    @property
+    def public(self) -> bytes:
+        if self._public is None:
+            self._public = public_pem(self.key)
+        return self._public
 
     async def publish_key(self) -> None:
         entry = await self.kv.get(HOSTKEYS + self.host)

@@ -14,13 +14,15 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from enforcer.shared import pki
-from enforcer.shared.pki import PrivateKey
 from enforcer.site.cluster.joining import JoinBundle, JoinError
+
+if TYPE_CHECKING:
+    from enforcer.shared.pki import PrivateKey
 
 __all__ = ["Admission", "redeem"]
 

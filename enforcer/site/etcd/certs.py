@@ -11,13 +11,10 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+from enforcer.shared.lazy import lazy
 from enforcer.shared.pki import (
-    PrivateKey,
     cert_fingerprint,
     cert_to_pem,
     client_ssl_context,
@@ -30,6 +27,18 @@ from enforcer.shared.pki import (
     write_file,
     write_key_and_cert,
 )
+
+if TYPE_CHECKING:  # imported on first use (`enforcer.shared.lazy`)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from enforcer.shared.pki import PrivateKey
+else:
+    x509 = lazy("cryptography.x509")
+    ec = lazy("cryptography.hazmat.primitives.asymmetric.ec")
+    ExtendedKeyUsageOID = lazy("cryptography.x509.oid", "ExtendedKeyUsageOID")
+    NameOID = lazy("cryptography.x509.oid", "NameOID")
 
 __all__ = [
     "SiteCA",
