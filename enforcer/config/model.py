@@ -231,8 +231,10 @@ class NetworkConfig:
     """``[network]``: the site network of a multi-host site (docs/site-network.md). A one-host
     site runs none of it."""
 
-    site_network: bool = False
-    """``site-network``: join the hosts' application networks through WireGuard."""
+    site_network: bool = True
+    """``site-network``: join the hosts' application networks through WireGuard (on by default:
+    a multi-host site needs nobody to configure it; several hosts that share one network
+    namespace, as in tests, turn it off)."""
 
     range: str = "10.213.0.0/16"
     """The site's container address range (the first host's value holds for the site)."""

@@ -41,7 +41,7 @@ from enforcer.network.sitenet import (
     peer_set,
     silent_peers,
 )
-from enforcer.network.wireguard import WireGuard, WireGuardError, WireGuardMissing, _run
+from enforcer.network.wireguard import SiteNetworkRefused, WireGuard, WireGuardError, _run
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class SiteMesh:
                 await self._sync()
                 self.error = ""
             except WireGuardError as exc:
-                if isinstance(exc, WireGuardMissing):
+                if isinstance(exc, SiteNetworkRefused):
                     self._ready.set()  # networks are made, each of this host's alone
                 if exc.args[0] != self.error:
                     log.error("site network: %s", exc)
@@ -198,7 +198,7 @@ class SiteMesh:
             self.plan = site
         clash = overlaps(self.plan.range, await self._routed())
         if clash:
-            raise WireGuardError("; ".join(clash) + ": set [network] range to a free range")
+            raise SiteNetworkRefused("; ".join(clash) + ": set [network] range to a free range")
         entries, _ = await self.store.range(SLICES)
         taken = {}
         for e in entries:

@@ -27,10 +27,11 @@ from enforcer.network.sitenet import KEEPALIVE, Peer, tunnel_rules
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WireGuard", "WireGuardError", "WireGuardMissing"]
+__all__ = ["SiteNetworkRefused", "WireGuard", "WireGuardError", "WireGuardMissing"]
 
 # (table, parent chain, our chain's suffix): each parent jumps to ours first
 HOOKS = (("filter", "DOCKER-USER", ""), ("filter", "INPUT", "-IN"), ("nat", "POSTROUTING", ""))
+HOOK_CHECK = 3.0  # seconds between checks that our hooks are still first
 PACKAGE_HINT = "install the Debian package wireguard-go (and wireguard-tools for wg)"
 
 
@@ -38,7 +39,12 @@ class WireGuardError(RuntimeError):
     """A WireGuard step failed; str() names the command and what it said."""
 
 
-class WireGuardMissing(WireGuardError):
+class SiteNetworkRefused(WireGuardError):
+    """This host cannot join the site network (no WireGuard, an overlapping range): its
+    application networks are its own alone until that changes."""
+
+
+class WireGuardMissing(SiteNetworkRefused):
     """No WireGuard here: neither the kernel's nor wireguard-go (or no `wg`)."""
 
 
@@ -74,6 +80,7 @@ class WireGuard:
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._rules = ""  # the tunnel's iptables rules as last loaded
+        self._checked = 0.0  # when the hooks were last seen on top
 
     # -- keys ----------------------------------------------------------------------------
     async def keys(self) -> str:
@@ -106,7 +113,8 @@ class WireGuard:
         if await self._exists() and not self.mode:
             # left by a previous run (a kernel interface, or a wireguard-go that outlived it)
             if (await _run("wg", "show", self.interface, check=False)).strip():
-                self.mode = "kernel" if self._proc is None else "wireguard-go"
+                userspace = Path(f"/var/run/wireguard/{self.interface}.sock").exists()
+                self.mode = "wireguard-go" if userspace else "kernel"  # (left by a killed run)
             else:
                 await _run("ip", "link", "del", self.interface, check=False)
         if not await self._exists():
@@ -222,6 +230,9 @@ class WireGuard:
         hooks put (back) first: Docker inserts its own rules at the top."""
         chain = chain_name(self.interface)
         text = tunnel_rules(chain, self.interface, own, site, pairs)
+        if text == self._rules and time.monotonic() < self._checked + HOOK_CHECK:
+            return
+        self._checked = time.monotonic()
         if text == self._rules and await self._hooked(chain):
             return
         async with self._lock:

@@ -81,6 +81,8 @@ def test_a_client_reaches_a_server_on_another_host_by_name_only_through_wireguar
             15,
             "the blocked peer named",
         )
+        status = a.enforcer.cli("status").stdout
+        assert "site-network:" in status and "peer host-4 is unreachable" in status, status
 
         # the server's host dies: the server runs on the third, the name follows it, and the
         # dead host is gone from the others' peers
@@ -132,3 +134,18 @@ def test_without_wireguard_go_the_health_names_the_package_and_the_host_runs_alo
         assert "no WireGuard in this kernel and no wireguard-go" in check, check
         assert "install the Debian package wireguard-go" in check, check
         assert host.wireguard_go() == []
+
+
+def test_a_range_that_overlaps_the_lan_is_refused_naming_both_and_the_host_runs_alone() -> None:
+    overlapping = 'site-network = true\nrange = "10.251.0.0/16"\n'  # the suite's LANs are in it
+    with network_site(1, network=overlapping) as (lan, (host,)):
+        host.enforcer.apply(app("solo", sleeper("main", IMAGE)))
+        solo = wait_running(host, "solo.main.0")
+        check = host.health()["checks"]["site-network"]
+        assert check == (
+            f"the site's container range 10.251.0.0/16 overlaps the network on eth0 ({lan.net}): "
+            "set [network] range to a free range"
+        )
+        assert not address_of(solo).startswith("10.251."), "a refused range was used"
+        links = host.lan.run("ip", "-o", "link").stdout
+        assert "ewg-" not in links and host.wireguard_go() == []

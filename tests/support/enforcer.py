@@ -33,6 +33,11 @@ TEST_TUNING = (
 )
 
 
+# Hosts of one site that run in this machine's own network namespace cannot each own the site
+# network's interface and routes there: only the namespaced hosts of tests/support/netns.py run it.
+SHARED_NAMESPACE = "[network]\nsite-network = false\n"
+
+
 def enforcer_command() -> list[str]:
     """`edge-enforcer` as this interpreter runs it."""
     return [sys.executable, "-m", "enforcer"]
@@ -85,6 +90,7 @@ class EnforcerProc:
             f'[host]\nid = "{self.host_id}"\nlabels = {{ {labels} }}\n'
             '[site]\nname = "test-site"\n'
             f'[secrets]\ndir = "{self.secrets_dir}"\n' + self.tuning + self.extra_config
+            + ("" if self.netns or "[network]" in self.extra_config else SHARED_NAMESPACE)
         )
 
     def start(self, timeout: float = 30, healthy: bool = False) -> None:

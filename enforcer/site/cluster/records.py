@@ -7,6 +7,8 @@
 /site/status/<host>             a host's instances' status (JSON list), under its lease
 /site/vaults, /site/quotas      control's vaults (sealed) and quotas (`shared`)
 /site/events/<host>/<seq>       a host's event for control, until the leader forwarded it
+/site/network/...               the site network's range, slices, peers, names and subnets
+                                (`enforcer.network.sitenet`, `enforcer.network.names`)
 """
 
 from __future__ import annotations
