@@ -59,6 +59,8 @@ class ControlAPI(ApiContext):
             if isinstance(e, Invalid) and e.errors:
                 extra["errors"] = [{"path": p, "message": m} for p, m in e.errors]
             response = error_response(e.status, e.code, e.message, **extra)
+            if e.status == 413:
+                response.force_close()  # its body was not read to the end (see _http_error)
             retry_after = getattr(e, "retry_after", 0)  # the store cannot be reached now
             if retry_after:
                 response.headers["Retry-After"] = str(retry_after)
@@ -87,6 +89,10 @@ class ControlAPI(ApiContext):
         elif e.status == 405:
             message = f"{request.method} is not allowed on {request.path[:200]}"
         response = error_response(e.status, code, message)
+        if e.status == 413:
+            # the body was not read to its end: what is left of it must never be taken for the
+            # next request on this connection (a 400 from the parser, seen under load)
+            response.force_close()
         for header in ("Retry-After", "Allow"):
             if header in e.headers:
                 response.headers[header] = e.headers[header]

@@ -57,7 +57,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, **exc.headers)
+        response = error_response(exc.status, exc.code, exc.message, **exc.headers)
+        if exc.status == 413:
+            # the body was not read to its end: what is left of it must never be parsed as the
+            # next request on this connection
+            response.force_close()
+        return response
     except NotFound as exc:
         return error_response(404, "not-found", str(exc) or "not found")
     except Forbidden as exc:

@@ -39,7 +39,7 @@ def quiet_daemon() -> Iterator[Path]:
     app = web.Application()
     app.router.add_get("/v1/instances/{id}/logs", logs)
     app.router.add_get("/v1/instances", instances)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.UnixSite(runner, str(socket_path)).start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -52,12 +52,13 @@ def quiet_daemon() -> Iterator[Path]:
 
 
 async def _stop(runner: web.AppRunner) -> None:
-    await runner.cleanup()
+    # the handlers still asleep first: a cleanup would wait for them (aiohttp 3.9+)
     current = asyncio.current_task()
     pending = [t for t in asyncio.all_tasks() if t is not current]
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+    await runner.cleanup()
 
 
 def test_a_followed_stream_outlasts_the_clients_read_timeout(quiet_daemon: Path) -> None:
