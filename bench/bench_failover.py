@@ -87,7 +87,15 @@ def site(ttl: float, roles: tuple[str, ...]) -> Iterator[tuple[list[EtcdMember],
                 root / f"e{n}", engine.url, extra_config=extra, host_id=f"h{n}", log_level="INFO"
             )
             hosts.append(SiteHost(engine, proc, address))
-        yield members, hosts
+        try:
+            yield members, hosts
+        except BaseException:
+            kept = Path(tempfile.mkdtemp(prefix="bfo-logs-", dir="/tmp"))
+            for h in hosts:
+                with contextlib.suppress(OSError):
+                    shutil.copy(h.enforcer.log_path, kept / f"{h.id}.log")
+            print(f"failed: the enforcers' logs are kept in {kept}", file=sys.stderr)
+            raise
     finally:
         for h in hosts:
             h.enforcer.stop()
@@ -181,6 +189,17 @@ def failover(instances: int, ttl: float) -> None:
             )
 
 
+def removed(net: docker.models.networks.Network) -> bool:
+    """Whether `net` went: its endpoints may outlive their containers' removal a moment."""
+    try:
+        net.remove()
+    except docker.errors.APIError as exc:
+        if "active endpoints" in str(exc):
+            return False
+        raise
+    return True
+
+
 def docker_floor(hosts: list[SiteHost], counts: list[int]) -> tuple[float, float]:
     """Seconds the engines take to start `counts` containers like the instances (a bridge
     network of their own, 8 starts at a time per engine, as the enforcer does), with no
@@ -206,7 +225,7 @@ def docker_floor(hosts: list[SiteHost], counts: list[int]) -> tuple[float, float
                 list(pool.map(lambda c: c.remove(force=True), made))
             return took
         finally:
-            net.remove()
+            wait_for(lambda: removed(net), 30, "the network removed", interval=0.2)
             client.close()
 
     with ThreadPoolExecutor(len(hosts)) as pool:
