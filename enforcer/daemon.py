@@ -230,7 +230,8 @@ class Daemon:
         plan = SlicePlan.parse(net.range, net.host_prefix, net.network_prefix)
         rc = self.reconciler
         nets = rc.runtime.managed_networks
-        self.mesh = SiteMesh(cluster.kv, self.host_id, address, wg, plan, lease, rc.names, nets)
+        self.mesh = SiteMesh(cluster.kv, self.host_id, address, wg, plan, lease, rc.names, nets,
+                             site=self.site_store.site)  # fmt: skip
         self.mesh.start()
         self.reconciler.subnet = self.mesh.subnet
 

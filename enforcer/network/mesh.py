@@ -2,11 +2,13 @@
 scheduler"; the decisions: `enforcer.network.sitenet`; WireGuard: `enforcer.network.wireguard`).
 
 `SiteMesh` reads the site's range from the store (the first host writes its own), refuses it
-when it overlaps a network this host already routes (its LAN), claims this host's slice once,
-brings the WireGuard interface up and publishes its peer record under the host's registration
-lease. Then, every `INTERVAL`, it reads the peers, programs the ones that should be (the other
-live hosts: a dead host's record goes with its lease), puts its iptables hooks back on top, and
-notes the peers whose tunnel does not come up. The reconciler asks it for each application
+when it overlaps a network this host already routes (its LAN) or an older site's on the LAN
+(announced there: `enforcer.network.beacon`, `enforcer.network.announce`), claims this host's
+slice once, brings the WireGuard interface up and publishes its peer record under the host's
+registration lease. Then, every `INTERVAL`, it reads the peers, programs the ones that should
+be (the other live hosts: a dead host's record goes with its lease), puts its iptables hooks
+back on top, notes the peers whose tunnel does not come up and the older sites on the LAN
+whose range overlaps the site's. The reconciler asks it for each application
 network's subnet (`subnet`), which waits until the slice is known.
 
 The store is any object with the site store's `range`, `get`, `put` and `create` (structural:
@@ -24,11 +26,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from enforcer.network.announce import LanBeacon
+from enforcer.network.beacon import Beacon, clashes
 from enforcer.network.names import NAMES, NameRecord, NameTable, records_from_json, records_to_json
 from enforcer.network.resolver import Resolver
 from enforcer.network.sitenet import (
     PEERS,
     RANGE,
+    SINCE,
     SLICES,
     SUBNETS,
     InvalidPeer,
@@ -77,9 +82,15 @@ class SiteMesh:
         lease: Callable[[], int | None],
         own_names: Callable[[], list[NameRecord]] = list,
         networks: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+        site: str = "",
     ) -> None:
         self.store = store
         self.host = host
+        self.site = site or host  # its name, in what it announces on the LAN
+        self.lan = LanBeacon(wireguard.port + 1)
+        self.since: float | None = None  # when the site took its range (the store's record)
+        self.clashes: list[str] = []  # older sites on the LAN whose range overlaps the site's
+        self.lan_error = ""
         self.address = address  # this host's address on the LAN (its endpoint)
         self.wg = wireguard
         self.plan = plan  # this host's configuration; the site's own once read
@@ -108,6 +119,7 @@ class SiteMesh:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.resolver.close()
+        self.lan.close()
         await self.wg.close()
 
     async def leave(self) -> None:
@@ -137,13 +149,15 @@ class SiteMesh:
                 for h in self.unreachable
             ],
             "refused": list(self.refused),
+            "lan-clashes": list(self.clashes),
             "error": self.error,
         }
 
     def check(self) -> str:
         """The site network's line in the health checks: "ok", or what is wrong."""
         problems = [self.error] if self.error else []
-        problems += self.status()["unreachable"] + self.refused
+        problems += self.status()["unreachable"] + self.refused + self.clashes
+        problems += [self.lan_error] if self.lan_error else []
         return "; ".join(problems) or "ok"
 
     # -- what the reconciler asks --------------------------------------------------------
@@ -199,6 +213,12 @@ class SiteMesh:
         clash = overlaps(self.plan.range, await self._routed())
         if clash:
             raise SiteNetworkRefused("; ".join(clash) + ": set [network] range to a free range")
+        await self.store.create(SINCE, f"{time.time():.3f}".encode())
+        found = await self.store.get(SINCE)
+        self.since = float(found.value) if found is not None else time.time()
+        older = await self._lan(listen=True)
+        if older:
+            raise SiteNetworkRefused("; ".join(older))
         entries, _ = await self.store.range(SLICES)
         taken = {}
         for e in entries:
@@ -264,6 +284,23 @@ class SiteMesh:
         self.unreachable = silent_peers(self.peers, shakes, time.time(), self.wg.since)
         pairs = await self._names()
         await self.wg.allow(self.slice, self.plan.range, pairs)
+        self.clashes = await self._lan()
+
+    async def _lan(self, listen: bool = False) -> list[str]:
+        """Announce the site's range on the LAN (`listen`: and hear the others first); why
+        another site's older overlapping range refuses this site's (`beacon.clashes`)."""
+        assert self.since is not None
+        me = Beacon(self.site, self.host, self.plan.range, self.since)
+        try:
+            await self.lan.announce(me, await _run("ip", "-4", "-o", "addr"), self.address)
+            if listen:
+                await self.lan.listened()
+            self.lan_error = ""
+        except OSError as exc:
+            if str(exc) != self.lan_error:
+                log.error("site network: %s", exc)
+            self.lan_error = str(exc)
+        return clashes(me, self.lan.heard.values(), time.monotonic())
 
     async def _names(self) -> list[tuple[str, str]]:
         """Publish this host's names and application subnets; answer every host's names on

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 __all__ = [
     "PEERS",
     "RANGE",
+    "SINCE",
     "SLICES",
     "SUBNETS",
     "InvalidPeer",
@@ -44,6 +45,7 @@ SLICES = "/site/network/slices/"  # <index> -> the host id that holds that slice
 PEERS = "/site/network/peers/"  # <host id> -> Peer JSON, under the host's lease
 SUBNETS = "/site/network/subnets/"  # <host id> -> {"tenant/app": subnet}, under its lease
 RANGE = "/site/network/range"  # the site's range and prefixes, as the first host wrote them
+SINCE = "/site/network/since"  # unix time the site took its range (`enforcer.network.beacon`)
 
 HANDSHAKE_SILENCE = 180.0  # WireGuard re-handshakes every 2 minutes on a live tunnel
 FIRST_HANDSHAKE = 10.0  # a reachable peer answers the first handshake within this

@@ -4,7 +4,8 @@ LAN, with its own dockerd and enforcer inside; the site's etcd listens on the ma
 on that LAN. A client on one host reaches a server on another by address and by its service
 name through WireGuard (wireguard-go: this kernel has no WireGuard), the LAN carries nothing of
 it in clear, and after the server's host dies the name reaches it on the host it moved to. A
-one-host site runs no WireGuard; a host without wireguard-go says which package is missing.
+one-host site runs no WireGuard; a host without wireguard-go says which package is missing; a
+range that overlaps the LAN, or an older site's on the same LAN, is refused naming both.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from tests.support.apps import app, sleeper, web
 from tests.support.netns import (
     IMAGE,
     PAYLOAD,
+    SITE_NETWORK,
     TTL,
     address_of,
     capture,
+    control_app,
     fetch,
     network_site,
     wait_running,
@@ -47,6 +50,7 @@ def test_a_client_reaches_a_server_on_another_host_by_name_only_through_wireguar
         b = next(h for h in hosts[1:3] if h.container("shop.server.0"))
         c = next(h for h in hosts[1:3] if h is not b)
         target = address_of(b.container("shop.server.0"))
+        wait_for(lambda: all(h.site()["network"]["slice"] for h in hosts), 15, "every slice")
         slices = {h.enforcer.host_id: h.site()["network"]["slice"] for h in hosts}
         assert len(set(slices.values())) == 4, slices
         assert ipaddress.ip_address(target) in ipaddress.ip_network(slices[b.enforcer.host_id])
@@ -59,15 +63,19 @@ def test_a_client_reaches_a_server_on_another_host_by_name_only_through_wireguar
         assert f"{b.lan.address}.51820: UDP" in seen, seen[-2000:]
         assert PAYLOAD not in seen, "the application's payload crossed the LAN in clear"
         assert target not in seen, "the server's address crossed the LAN in clear"
-        # another application on the client's host reaches neither the name nor the address
+        # another application on the client's host, and another tenant's (from control, as
+        # the leader hands it to the site), reach neither the name nor the address
         a.enforcer.apply(app("other", sleeper("client", IMAGE, placement=ON_H1)))
-        intruder = wait_running(a, "other.client.0")
-        assert fetch(intruder, "http://server:8080/", 0)[1].startswith("wget: bad address")
+        control_app(a, app("ledger", sleeper("probe", IMAGE, placement=ON_H1)), "globex")
+        intruders = [wait_running(a, "other.client.0"), wait_running(a, "ledger.probe.0")]
+        assert "ew.globex.ledger" in intruders[1].attrs["NetworkSettings"]["Networks"]
         probe = ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} 8080"]
         code, out = client.exec_run(probe)
         assert PAYLOAD in out.decode(), out  # the probe works: the same app's client gets through
-        code, out = intruder.exec_run(probe)
-        assert PAYLOAD not in out.decode() and code != 0, (code, out)
+        for intruder in intruders:
+            assert fetch(intruder, "http://server:8080/", 0)[1].startswith("wget: bad address")
+            code, out = intruder.exec_run(probe)
+            assert PAYLOAD not in out.decode() and code != 0, (intruder.name, code, out)
 
         network = a.site()["network"]
         assert network["wireguard"] == "wireguard-go"
@@ -85,7 +93,7 @@ def test_a_client_reaches_a_server_on_another_host_by_name_only_through_wireguar
         assert "site-network:" in status and "peer host-4 is unreachable" in status, status
 
         # the server's host dies: the server runs on the third, the name follows it, and the
-        # dead host is gone from the others' peers
+        # dead host is gone from the others' peers and routes
         b.kill()
         died = time.monotonic()
         wait_for(lambda: c.container("shop.server.0") is not None, TTL + 15, "the moved server")
@@ -103,6 +111,25 @@ def test_a_client_reaches_a_server_on_another_host_by_name_only_through_wireguar
             "the dead host gone from the peers",
         )
         assert took < TTL + 10
+        interface = network["interface"]
+        routes = a.lan.run("ip", "-4", "route", "show", "dev", interface).stdout.split("\n")
+        routed = sorted(r.split()[0] for r in routes if r.strip())
+        assert routed == sorted(p["slice"] for p in a.site()["network"]["peers"]), routes
+        assert slices[b.enforcer.host_id] not in routed, routes
+
+        # host-4 leaves the site: gone from the others' peers and routes, no tunnel of its own
+        left = hosts[3].enforcer.cli("site", "leave", timeout=30)
+        assert left.returncode == 0 and "host host-4 left site" in left.stdout, left
+        wait_for(
+            lambda: [p["host"] for p in a.site()["network"]["peers"]] == [c.enforcer.host_id],
+            10,
+            "the host that left gone from the peers",
+        )
+        routes = a.lan.run("ip", "-4", "route", "show", "dev", interface).stdout.split("\n")
+        assert [r.split()[0] for r in routes if r.strip()] == [slices[c.enforcer.host_id]], routes
+        assert "ewg-" not in hosts[3].lan.run("ip", "-o", "link").stdout
+        assert hosts[3].wireguard_go() == []
+        assert fetch(client, "http://server:8080/", 5) == (0, PAYLOAD + "\n")
 
 
 def test_a_one_host_site_runs_no_wireguard() -> None:
@@ -136,16 +163,32 @@ def test_without_wireguard_go_the_health_names_the_package_and_the_host_runs_alo
         assert host.wireguard_go() == []
 
 
-def test_a_range_that_overlaps_the_lan_is_refused_naming_both_and_the_host_runs_alone() -> None:
-    overlapping = 'site-network = true\nrange = "10.251.0.0/16"\n'  # the suite's LANs are in it
-    with network_site(1, network=overlapping) as (lan, (host,)):
-        host.enforcer.apply(app("solo", sleeper("main", IMAGE)))
-        solo = wait_running(host, "solo.main.0")
-        check = host.health()["checks"]["site-network"]
-        assert check == (
+def test_a_range_that_overlaps_the_lan_or_an_older_sites_on_it_is_refused_naming_both() -> None:
+    # three sites, each its own store, on one LAN: site-1 (host-1) takes 10.250.0.0/16 first,
+    # site-2 (host-2) the same later, site-3 (host-3) a range that holds the LAN's addresses
+    holds_lan = 'site-network = true\nrange = "10.251.0.0/16"\n'  # the suite's LANs are in it
+    networks = [SITE_NETWORK, SITE_NETWORK, holds_lan]
+    with network_site(3, sites=3, network=networks) as (lan, (older, newer, routed)):
+        for host in (newer, routed):
+            host.enforcer.apply(app("solo", sleeper("main", IMAGE)))
+        solos = [wait_running(host, "solo.main.0") for host in (newer, routed)]  # the refusals came
+        refused = (
+            "site site-2's container range 10.250.0.0/16 overlaps site site-1's 10.250.0.0/16 "
+            f"on this LAN (announced by its host host-1 at {older.lan.address}), which had it "
+            "first: set [network] range to a free range"
+        )
+        assert newer.health()["checks"]["site-network"] == refused
+        assert refused in newer.enforcer.cli("status").stdout
+        assert routed.health()["checks"]["site-network"] == (
             f"the site's container range 10.251.0.0/16 overlaps the network on eth0 ({lan.net}): "
             "set [network] range to a free range"
         )
-        assert not address_of(solo).startswith("10.251."), "a refused range was used"
-        links = host.lan.run("ip", "-o", "link").stdout
-        assert "ewg-" not in links and host.wireguard_go() == []
+        for host, solo, net in ((newer, solos[0], "10.250."), (routed, solos[1], "10.251.")):
+            assert not address_of(solo).startswith(net), f"{host.enforcer.host_id} used {net}"
+            assert "ewg-" not in host.lan.run("ip", "-o", "link").stdout
+            assert host.wireguard_go() == []
+        # the older site goes on with its range, untroubled
+        assert older.health()["checks"]["site-network"] == "ok"
+        assert ipaddress.IPv4Network(older.site()["network"]["slice"]).subnet_of(
+            ipaddress.IPv4Network("10.250.0.0/16")
+        )

@@ -55,6 +55,7 @@ class EnforcerProc:
     proc: subprocess.Popen[bytes] | None = None
     ready_after: float = 0.0  # seconds from exec to an answering (or healthy) API
     netns: str = ""  # a network namespace to run in (`tests.support.netns`); "": the machine's
+    site: str = "test-site"  # [site] name
 
     def __post_init__(self) -> None:
         self.host_id = self.host_id or f"host-{self.root.name}"
@@ -88,7 +89,7 @@ class EnforcerProc:
             f'[docker]\nhost = "{self.docker_url}"\n'
             f'[api]\nsocket = "{self.socket}"\n'
             f'[host]\nid = "{self.host_id}"\nlabels = {{ {labels} }}\n'
-            '[site]\nname = "test-site"\n'
+            f'[site]\nname = "{self.site}"\n'
             f'[secrets]\ndir = "{self.secrets_dir}"\n' + self.tuning + self.extra_config
             + ("" if self.netns or "[network]" in self.extra_config else SHARED_NAMESPACE)
         )

@@ -17,7 +17,9 @@ tests/integration/test_site_network.py and bench/bench_sitenet.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import secrets
@@ -27,6 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,11 @@ import docker.errors
 import psutil
 
 from enforcer.cli.client import Client
+from enforcer.facade import AppRecord, AppSource
+from enforcer.shared.spec.parse import application_to_document, parse_application
+from enforcer.site.cluster.records import APPS, app_to_json
+from enforcer.site.etcd.gateway import EtcdGateway
+from enforcer.site.kv.etcd import EtcdKV
 from tests.support.ci import missing
 from tests.support.enforcer import EnforcerProc
 from tests.support.engines import DockerEngine, free_address_pools
@@ -49,6 +57,7 @@ __all__ = [
     "SiteLan",
     "address_of",
     "capture",
+    "control_app",
     "fetch",
     "free_lan",
     "network_site",
@@ -191,6 +200,7 @@ class NetHost:
     lan: LanHost
     engine: DockerEngine
     enforcer: EnforcerProc
+    etcd_url: str = ""  # the site store's, "" for a one-host site
 
     def docker(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.engine.url, timeout=30)
@@ -228,39 +238,46 @@ class NetHost:
 @contextlib.contextmanager
 def network_site(
     count: int,
-    network: str = SITE_NETWORK,
+    network: str | list[str] = SITE_NETWORK,
     cluster: bool = True,
     enforcer_path: str = "",
     blocked: frozenset[int] = frozenset(),
+    sites: int = 1,
 ) -> Iterator[tuple[SiteLan, list[NetHost]]]:
     """`count` namespaced hosts, each with its engine (the test image in it) and enforcer,
     of one site on an etcd at the machine's LAN address (`cluster`), or each a one-host site.
     The hosts numbered in `blocked` drop what comes in on the WireGuard port (in their own
-    namespace's INPUT, before their enforcer starts)."""
+    namespace's INPUT, before their enforcer starts). With `sites` > 1 the hosts are that many
+    sites on the one LAN (host n of `site-<(n-1) % sites + 1>`), each on an etcd of its own,
+    each host started once the one before has its site network up (or refused). `network`: the
+    `[network]` table of every host, or one per host."""
     for program, package in (("wg", "wireguard-tools"), ("tcpdump", "tcpdump")):
         if shutil.which(program) is None:
             missing(f"{program} is not installed (apt-get install {package})")
     root = Path(tempfile.mkdtemp(prefix="sitenet-", dir="/tmp"))
     lan = SiteLan(count)
-    etcd: EtcdMember | None = None
+    stores: list[EtcdMember] = []
+    engines: list[DockerEngine] = []
     hosts: list[NetHost] = []
     try:
         try:
             lan.start()
         except MissingPart as exc:
             missing(str(exc))
-        etcd = EtcdMember(member_config(root, None, "etcd", lan.gateway))
-        etcd.start()
+        for k in range(1, sites + 1):
+            stores.append(EtcdMember(member_config(root, None, f"etcd{k}", lan.gateway)))
+            stores[-1].start()
         pools = free_address_pools(count)
         for n, (member, pool) in enumerate(zip(lan.hosts, pools, strict=True), start=1):
             if n in blocked:
                 drop = ["iptables", "--wait", "-I", "INPUT", "-p", "udp", "--dport", "51820"]
                 subprocess.run([*member.enter, *drop, "-j", "DROP"], check=True, timeout=20)
-            engine = DockerEngine(root / f"d{n}", pool=pool, netns=member.netns)
-            engine.start()
-            with contextlib.closing(docker.DockerClient(base_url=engine.url)) as client:
-                import_image(client, *IMAGE.split(":"))
-            config = f"[network]\n{network}"
+            engines.append(DockerEngine(root / f"d{n}", pool=pool, netns=member.netns))
+        with ThreadPoolExecutor(count) as pool_of:  # the engines start side by side
+            list(pool_of.map(_boot, engines))
+        for n, (member, engine) in enumerate(zip(lan.hosts, engines, strict=True), start=1):
+            config = f"[network]\n{network if isinstance(network, str) else network[n - 1]}"
+            etcd = stores[(n - 1) % sites]
             if cluster:
                 config += (
                     f'[cluster]\nadvertise = "{member.address}"\n'
@@ -268,8 +285,12 @@ def network_site(
                 )
             proc = EnforcerProc(root / f"e{n}", engine.url, extra_config=config,
                                 host_id=f"host-{n}", host_labels={"role": f"h{n}"},
-                                netns=member.netns, log_level="INFO")  # fmt: skip
-            hosts.append(NetHost(member, engine, proc))
+                                netns=member.netns, log_level="INFO",
+                                site=f"site-{(n - 1) % sites + 1}" if sites > 1 else "test-site")  # fmt: skip
+            if sites > 1 and hosts:  # the one before has its site's range (its engine ran)
+                settled = functools.partial(_network_settled, hosts[-1])
+                wait_for(settled, 30, f"{hosts[-1].enforcer.host_id}'s site network")
+            hosts.append(NetHost(member, engine, proc, etcd.config.client_url if cluster else ""))
             path = os.environ["PATH"]
             os.environ["PATH"] = enforcer_path or path  # the enforcer's own (it inherits ours)
             try:
@@ -284,13 +305,44 @@ def network_site(
             for p in tunnel:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     p.kill()
-            h.engine.stop()
-        if etcd is not None:
-            etcd.stop()
+        with ThreadPoolExecutor(max(1, len(engines))) as pool_of:
+            list(pool_of.map(DockerEngine.stop, engines))
+        for store in stores:
+            store.stop()
         lan.stop()  # the namespaces go, and their interfaces, chains and routes with them
         for h in hosts:
             print(f"--- {h.enforcer.host_id} ---\n{h.enforcer.log_tail(3000)}")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _boot(engine: DockerEngine) -> None:
+    engine.start()
+    repository, tag = IMAGE.split(":")
+    with contextlib.closing(docker.DockerClient(base_url=engine.url)) as client:
+        import_image(client, repository, tag)
+
+
+def _network_settled(host: NetHost) -> bool:
+    network = host.site().get("network") or {}
+    return bool(network.get("slice") or network.get("error"))
+
+
+def control_app(host: NetHost, document: dict[str, Any], tenant: str) -> None:
+    """Into the site store, the record of an application of `tenant` from control, exactly as
+    the site's leader writes it when control's desired state arrives (`publish_control_apps`):
+    a tenant's application on a site without running control."""
+    app = parse_application(document, tenant=tenant)
+    rec = AppRecord(app.name, app.version, app.tenant, AppSource.CONTROL,
+                    application_to_document(app), time.time())  # fmt: skip
+
+    async def put() -> None:
+        kv = EtcdKV(EtcdGateway([host.etcd_url]))
+        try:
+            await kv.put(APPS + app.name, app_to_json(rec))
+        finally:
+            await kv.close()
+
+    asyncio.run(put())
 
 
 def wait_running(host: NetHost, instance: str, timeout: float = 30) -> Any:

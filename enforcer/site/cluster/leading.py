@@ -73,6 +73,9 @@ async def _decide_while_leading(c: Coordinator) -> None:
                 written = await c.kv.create(ASSIGNMENTS, body)
             if written is None:
                 log.info("leader %s: the assignments changed meanwhile", c.host)
+                # its view may be stale for good (a read raced the watch): read it, decide anew
+                c._set_assignments(await c.kv.get(ASSIGNMENTS))
+                continue
             else:
                 log.info("leader %s: %d instances placed", c.host, len(decided.instances))
         await _wait(c, decided.recheck_at)
