@@ -1,4 +1,4 @@
-"""The enforcer daemon: wires config, store, devices, scheduler, reconciler, API and control link.
+"""The daemon itself: its parts made and started, scheduling, and the facade's calls.
 
 `Daemon` implements `enforcer.facade.Enforcer` by handing each call to the part that does it.
 Stopping the daemon never stops containers: the next start re-adopts them by their labels and
@@ -10,32 +10,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from enforcer import __version__
 from enforcer.api.metrics import Histogram, render_metrics
 from enforcer.config.model import EnforcerConfig
+from enforcer.daemon.cluster import ClusterPart
+from enforcer.daemon.streams import StreamsPart
 from enforcer.devices.inventory import Inventory
 from enforcer.devices.watcher import DeviceWatcher
-from enforcer.facade import AppRecord, Conflict, Event, InstanceStatus, NotFound
+from enforcer.facade import AppRecord, InstanceStatus
 from enforcer.link.control import ControlLink, enrolled_site
 from enforcer.logs.errors import parse_rate
 from enforcer.logs.forwarder import ErrorForwarder
-from enforcer.logs.requests import answer_log_request
 from enforcer.network.firewall import Firewall
 from enforcer.network.mesh import SiteMesh
-from enforcer.network.sitenet import SlicePlan, interface_name
-from enforcer.network.wireguard import WireGuard
 from enforcer.reconcile.instances import Context
 from enforcer.reconcile.reconciler import Reconciler
 from enforcer.reconcile.restarts import BackoffPolicy
-from enforcer.runtime.docker import DockerRuntime, RuntimeUnavailable
+from enforcer.runtime.docker import DockerRuntime
 from enforcer.runtime.logstream import DockerLogs
 from enforcer.schedule.hosts import host_state
 from enforcer.secrets.files import SecretFiles
@@ -43,14 +40,10 @@ from enforcer.secrets.vaults import SiteVaults
 from enforcer.site.applications import Applications
 from enforcer.site.cluster.bootstrap import SiteStore
 from enforcer.site.cluster.coordinator import Coordinator
-from enforcer.site.cluster.identity import SiteIdentityKeys
-from enforcer.site.cluster.leaving import leave_site
 from enforcer.site.cluster.prepull import images_for
 from enforcer.site.cluster.shared import SharedRecords
 from enforcer.site.cluster.site import (
     cluster_site_document,
-    host_record,
-    mirror_apps,
     publish_control_apps,
     refresh_host_record,
     store_check,
@@ -58,16 +51,15 @@ from enforcer.site.cluster.site import (
 from enforcer.site.desired import desired_state, newly_waiting
 from enforcer.site.events import EventLog
 from enforcer.site.hostinfo import HostInfo, default_host_id, gather_host_info
-from enforcer.site.kv.base import KVError
 from enforcer.site.membership import Membership
 from enforcer.site.quotas import SiteQuotas
 from enforcer.site.status import health_document, host_document, site_document
-from enforcer.site.store import Store, StoreError
+from enforcer.site.store import Store
 
 log = logging.getLogger(__name__)
 
 
-class Daemon:
+class Daemon(StreamsPart, ClusterPart):
     def __init__(self, config: EnforcerConfig) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)
@@ -192,92 +184,6 @@ class Daemon:
         """Enroll the running enforcer and start syncing; Conflict when enrolled already."""
         identity = await self.control.enroll(bundle)
         return {"site": identity.site, "control": identity.url}
-
-    async def _join_cluster(self) -> None:
-        """A multi-host site: follow its store; until the assignments are read, this host's
-        engine is left as it is."""
-        from enforcer.site.kv.etcd import EtcdKV
-
-        cfg, joined = self.config.cluster, self.site_store.membership
-        assert self.site_store.gateway is not None
-        kv = EtcdKV(self.site_store.gateway)
-        address, role = (joined.advertise, joined.role) if joined else (cfg.advertise, cfg.role)
-        record = host_record(self.host_info, address, role)
-        self.cluster = Coordinator(
-            kv,
-            record,
-            ttl=cfg.lease_ttl,
-            on_change=self._cluster_changed,
-            statuses=lambda: [i.to_json() for i in self.instances()],
-        )
-        self.shared = SharedRecords(kv, self.vaults, self.quotas)
-        try:
-            await self.cluster.seed_apps(self.apps.all())
-        except KVError as exc:
-            endpoints = ", ".join(self.site_store.gateway.endpoints)
-            raise KVError(f"cannot reach the site store ({endpoints}): {exc}") from exc
-        await self.cluster.start()
-        self._start_site_network(record.address)
-
-    def _start_site_network(self, address: str) -> None:
-        """A multi-host site's network ([network] site-network), when configured."""
-        net, cluster = self.config.network, self.cluster
-        if not net.site_network or cluster is None or self.mesh is not None:
-            return
-        reg = cluster.registration
-        lease = lambda: reg.lease.id if reg.registered.is_set() else None  # noqa: E731
-        wg = WireGuard(interface_name(self.host_id), self.state_dir / "network", net.wireguard_port)
-        plan = SlicePlan.parse(net.range, net.host_prefix, net.network_prefix)
-        rc = self.reconciler
-        nets = rc.runtime.managed_networks
-        self.mesh = SiteMesh(cluster.kv, self.host_id, address, wg, plan, lease, rc.names, nets,
-                             site=self.site_store.site)  # fmt: skip
-        self.mesh.start()
-        self.reconciler.subnet = self.mesh.subnet
-
-    async def site_join(self, bundle: str, advertise: str) -> dict[str, Any]:
-        """`edge-enforcer site join`: this running one-host site joins a multi-host one; its
-        applications go into the site's store, and its containers keep running."""
-        joined, warnings = await self.site_store.join_running(
-            bundle, advertise or self.config.cluster.advertise
-        )
-        await self._join_cluster()
-        assert self.cluster is not None  # the link follows the site now, without a restart
-        await self.control.join_site(self.cluster, self._identity_keys())
-        return {"site": joined.site, "host": self.host_id, "role": joined.role,
-                "warnings": warnings}  # fmt: skip
-
-    async def site_leave(self) -> dict[str, Any]:
-        """`edge-enforcer site leave`: its instances move off first (`leaving`); then it goes
-        on as a one-host site with nothing to run."""
-        if self.cluster is None:
-            raise Conflict("this host is in no multi-host site: there is nothing to leave")
-        rc = self.reconciler
-        stopped = lambda: not rc.desired and all(w.done for w in rc.workers.values())  # noqa: E731
-        answer = await leave_site(self.cluster, self.site_store, stopped, self.control.leave_site)
-        self.cluster = self.shared = None
-        if self.mesh is not None:  # a one-host site again: no tunnel, no process
-            await self.mesh.leave()
-            self.mesh, self.reconciler.subnet = None, None
-        async with self._lock:  # the site's applications are not this host's any more
-            await mirror_apps(self.apps, {})
-            await self._reschedule()
-        warnings = ["[cluster] advertise is set in the configuration: remove it, or the next "
-                    "start makes this host the first controller of a new site"]  # fmt: skip
-        return {**answer, "warnings": warnings if self.config.cluster.advertise else []}
-
-    def _identity_keys(self) -> SiteIdentityKeys:
-        assert self.cluster is not None
-        path = self.state_dir / "cluster" / "host-key.pem"  # read or made when first needed
-        return SiteIdentityKeys.at(self.cluster.kv, self.host_id, path)
-
-    async def _cluster_changed(self) -> None:
-        assert self.cluster is not None
-        async with self._lock:
-            await mirror_apps(self.apps, self.cluster.apps)
-            if self.shared is not None:  # control's vaults and quotas, from the leader
-                await self.shared.follow(self.cluster.shared, self.site_name)
-            await self._reschedule()
 
     async def stop(self) -> None:
         if self.mesh is not None:
@@ -421,44 +327,6 @@ class Daemon:
         return self.reconciler.instances()
 
     # -- facade: streams -----------------------------------------------------------------
-    async def logs(
-        self, instance: str, container: str | None, tail: int | None, follow: bool
-    ) -> AsyncIterator[bytes]:
-        container_id = await self._log_container(instance, container)
-        async for chunk in self.runtime.logs(container_id, tail, follow):
-            yield chunk
-
-    async def _log_container(self, instance: str, container: str | None) -> str:
-        """The id of the container whose logs `logs` reads (NotFound says why there is none)."""
-        desired = self.reconciler.desired.get(instance)
-        if desired is None:
-            raise NotFound(f"instance {instance} does not exist")
-        name = container or desired.owner.name
-        if name not in {c.name for c in desired.containers}:
-            raise NotFound(f"instance {instance} has no container {name}")
-        found = await self.runtime.list_managed(instance=instance, container=name)
-        if not found:
-            raise NotFound(f"container {name} of {instance} is not created yet")
-        return found[0].id
-
-    async def _control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A log request of control's, answered from this host's engine."""
-        return await answer_log_request(
-            request, self._log_container, self.log_streams, self.site_name, self._runs_on
-        )
-
-    def _runs_on(self, instance: str) -> str | None:
-        """The other host of this multi-host site that last reported running `instance`."""
-        if self.cluster is None:
-            return None
-        for host, found in self.cluster.status.by_host.items():
-            if host != self.host_id and any(i.get("id") == instance for i in found):
-                return host
-        return None
-
-    def events(self, since: int, follow: bool) -> AsyncIterator[Event]:
-        return self.events_log.since(since, follow)
-
     # -- facade: state -------------------------------------------------------------------
     def host(self) -> dict[str, Any]:
         return host_document(self.host_info, self.devices.monitoring, self.warnings)
@@ -492,31 +360,3 @@ class Daemon:
         return render_metrics(
             self.instances(), self.reconciler.runtime_ok, self.started, self.reconcile_durations
         )
-
-
-def run_daemon(config: EnforcerConfig) -> None:
-    """`edge-enforcer run`: serve until SIGTERM/SIGINT, then stop without stopping containers."""
-    logging.basicConfig(
-        level=os.environ.get("EDGEWARD_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    asyncio.run(_main(config))
-
-
-async def _main(config: EnforcerConfig) -> None:
-    from enforcer.api.server import serve_configured
-
-    daemon = Daemon(config)
-    try:
-        await daemon.start()
-    except (StoreError, RuntimeUnavailable, KVError) as exc:
-        raise SystemExit(f"edge-enforcer: error: {exc}") from exc
-    server = await serve_configured(daemon, config, daemon.host_id)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    log.info("enforcer ready: host %s, site %s", daemon.host_id, daemon.site_name)
-    await stop.wait()
-    log.info("stopping (containers keep running)")
-    await server.close()
-    await daemon.stop()
