@@ -90,8 +90,9 @@ class EnforcerProc:
             f'[api]\nsocket = "{self.socket}"\n'
             f'[host]\nid = "{self.host_id}"\nlabels = {{ {labels} }}\n'
             f'[site]\nname = "{self.site}"\n'
-            f'[secrets]\ndir = "{self.secrets_dir}"\n' + self.tuning + self.extra_config
+            f'[secrets]\ndir = "{self.secrets_dir}"\n' + self.tuning
             + ("" if self.netns or "[network]" in self.extra_config else SHARED_NAMESPACE)
+            + self.extra_config  # last: tests append keys to its last table
         )
 
     def start(self, timeout: float = 30, healthy: bool = False) -> None:
