@@ -88,7 +88,7 @@ ROUTES: tuple[Route, ...] = (
           T, None, {200: s.EVENTS}, (Query("limit", "How many (default 100)", 1, 1000),)),
     Route("GET", "/v1/sites/{name}/logs", events.site_logs,
           "An instance's latest log lines, asked of the site through its long-poll (query: "
-          "instance, container); 503 site_offline, 504 site_timeout after 20 s", T, None,
+          "instance, container); 503 site-offline, 504 site-timeout after 20 s", T, None,
           {200: events.LOG_LINES, 503: s.ERROR, 504: s.ERROR},
           (text_query("instance", "The instance, such as web.web.0 (required)"),
            text_query("container", "The container (default: the instance's first)"),

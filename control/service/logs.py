@@ -44,19 +44,19 @@ DEFAULT_TAIL = 100
 
 class SiteOffline(ControlError):
     status = 503
-    code = "site_offline"
+    code = "site-offline"
 
 
 class SiteTimeout(ControlError):
     status = 504
-    code = "site_timeout"
+    code = "site-timeout"
 
 
 class SiteFailed(ControlError):
     """The site answered, with an error instead of lines."""
 
     status = 502
-    code = "site_error"
+    code = "site-error"
 
 
 def _iso(timestamp: float) -> str:

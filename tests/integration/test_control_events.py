@@ -189,7 +189,7 @@ def test_logs_of_a_site_that_holds_no_long_poll_are_refused_at_once(
         error = api_error(lambda: control.client().get("/v1/sites/nowhere/logs", instance="x.y.0"))
         assert error.status == 404 and "site 'nowhere' does not exist" in str(error)
         error = api_error(lambda: control.client().get("/v1/sites/store-3/logs", instance="a.b.0"))
-        assert error.status == 503 and error.code == "site_offline"
+        assert error.status == 503 and error.code == "site-offline"
 
     run(body(), timeout=30)
 
