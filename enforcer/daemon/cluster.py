@@ -14,6 +14,7 @@ from enforcer.network.wireguard import WireGuard
 from enforcer.site.cluster.coordinator import Coordinator
 from enforcer.site.cluster.identity import SiteIdentityKeys
 from enforcer.site.cluster.leaving import leave_site
+from enforcer.site.cluster.logrelay import LogRelay
 from enforcer.site.cluster.shared import SharedRecords
 from enforcer.site.cluster.site import host_record, mirror_apps
 from enforcer.site.kv.base import KVError
@@ -47,11 +48,14 @@ class ClusterPart:
     cluster: Coordinator | None
     shared: SharedRecords | None
     mesh: SiteMesh | None
+    log_relay: LogRelay | None = None  # control's log requests other hosts relay to this one
     _lock: asyncio.Lock
 
     if TYPE_CHECKING:  # the daemon's own
 
         async def _reschedule(self) -> None: ...
+
+        async def _relayed_request(self, request: Any) -> dict[str, Any]: ...
 
         def instances(self) -> list[InstanceStatus]: ...
 
@@ -79,7 +83,15 @@ class ClusterPart:
             endpoints = ", ".join(self.site_store.gateway.endpoints)
             raise KVError(f"cannot reach the site store ({endpoints}): {exc}") from exc
         await self.cluster.start()
+        self.log_relay = LogRelay(kv, self.host_id, self._relayed_request)
+        self.log_relay.start()
         self._start_site_network(record.address)
+
+    async def _stop_log_relay(self) -> None:
+        """Before the site store closes (stop, leave)."""
+        if self.log_relay is not None:
+            await self.log_relay.stop()
+            self.log_relay = None
 
     def _start_site_network(self, address: str) -> None:
         """A multi-host site's network ([network] site-network), when configured."""
@@ -116,7 +128,12 @@ class ClusterPart:
             raise Conflict("this host is in no multi-host site: there is nothing to leave")
         rc = self.reconciler
         stopped = lambda: not rc.desired and all(w.done for w in rc.workers.values())  # noqa: E731
-        answer = await leave_site(self.cluster, self.site_store, stopped, self.control.leave_site)
+
+        async def drained() -> None:  # its instances moved: nothing left to answer for
+            await self._stop_log_relay()
+            await self.control.leave_site()
+
+        answer = await leave_site(self.cluster, self.site_store, stopped, drained)
         self.cluster = self.shared = None
         if self.mesh is not None:  # a one-host site again: no tunnel, no process
             await self.mesh.leave()

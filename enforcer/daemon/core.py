@@ -188,6 +188,7 @@ class Daemon(StreamsPart, ClusterPart):
     async def stop(self) -> None:
         if self.mesh is not None:
             await self.mesh.stop()
+        await self._stop_log_relay()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.control.stop()

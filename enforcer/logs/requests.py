@@ -2,7 +2,9 @@
 
 The container is found as for `edge-enforcer logs` (the daemon's `find`), and its lines are
 read through the engine's log stream (`enforcer.runtime.logstream`), at most one line of
-`REPLY_LINE_BYTES` held beyond what the reply keeps (`enforcer.logs.replies`).
+`REPLY_LINE_BYTES` held beyond what the reply keeps (`enforcer.logs.replies`). On a
+multi-host site control reaches the leader only: a request for an instance another host runs
+is relayed to that host (`enforcer.site.cluster.logrelay`), which answers it the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = ["answer_log_request"]
 log = logging.getLogger(__name__)
 
 FindContainer = Callable[[str, str | None], Awaitable[str]]  # instance, container -> its id
+Relay = Callable[[str, Any], Awaitable[dict[str, Any]]]  # host, request -> that host's reply
 
 
 async def answer_log_request(
@@ -30,9 +33,11 @@ async def answer_log_request(
     source: LogSource,
     site: str,
     elsewhere: Callable[[str], str | None] = lambda instance: None,
+    relay: Relay | None = None,
 ) -> dict[str, Any]:
     """The reply to one request of control's: ``{"lines": [...], "error": None | message}``.
-    `elsewhere` names the other host of the site that runs an instance this one does not."""
+    `elsewhere` names the other host of the site that runs an instance this one does not;
+    `relay` hands the request to it."""
     try:
         request = parse_request(doc)
     except ValueError as exc:
@@ -41,6 +46,9 @@ async def answer_log_request(
         container_id = await find(request.instance, request.container)
     except NotFound as exc:
         host = elsewhere(request.instance)
+        if host and relay is not None:
+            log.info("log request for %s relayed to host %s", request.instance, host)
+            return await relay(host, doc)
         if host:
             return {"lines": [], "error": (
                 f"{request.instance} runs on host {host} of site {site}; control reaches the "

@@ -177,8 +177,10 @@ def test_the_leader_syncs_for_the_site_and_a_new_leader_takes_over_without_enrol
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"enrolled as site store-9 with control at {control.url}"
 
+    talker = container("main", test_image, "sh", "-c",
+                       "echo ${SYS_INSTANCE} on ${SYS_HOST}; echo oops >&2; exec sleep 100000")  # fmt: skip
     control.client().put(
-        "/v1/applications/shop/versions/1", app("shop", sleeper("s", test_image, replicas=3))
+        "/v1/applications/shop/versions/1", app("shop", service("s", talker, replicas=3))
     )
     control.deploy(
         {"name": "shop-acme", "application": "shop", "version": "latest",
@@ -189,6 +191,11 @@ def test_the_leader_syncs_for_the_site_and_a_new_leader_takes_over_without_enrol
     assert set(placed.values()) == {h.id for h in hosts}, placed
     # every host's instances reach control, through the leader
     wait_for(lambda: reported_hosts(control, "store-9") == placed, 15, "the site's status")
+    # and their logs: the leader relays control's request to the host that runs the instance
+    for instance, host in sorted(placed.items()):
+        shown = control.cli("logs", "store-9", instance, "--tail", "5")
+        assert shown.returncode == 0, shown.stderr
+        assert (shown.stdout, shown.stderr) == (f"{instance} on {host}\n", "oops\n")
     links = {h.id: link_of(h) for h in hosts}
     assert links[leader.id]["state"] in ("connected", "connecting"), links
     for h in hosts:

@@ -326,8 +326,8 @@ class Coordinator:
                 self.leader_dirty.set()
                 async with contextlib.aclosing(self.kv.watch(keys.ROOT, revision + 1)) as events:
                     async for event in events:
-                        if event.key.startswith(keys.EVENTS):
-                            continue  # the leader's link forwards them to control
+                        if event.key.startswith((keys.EVENTS, keys.LOGS)):
+                            continue  # the leader's link forwards them; logs: `logrelay`
                         if event.key.startswith(keys.STATUS):
                             self.status.apply(event)  # a move may wait on it
                             self.leader_dirty.set()

@@ -7,6 +7,9 @@
 /site/status/<host>             a host's instances' status (JSON list), under its lease
 /site/vaults, /site/quotas      control's vaults (sealed) and quotas (`shared`)
 /site/events/<host>/<seq>       a host's event for control, until the leader forwarded it
+/site/logs/requests/<host>/<id> control's log request, relayed by the leader to the host that
+/site/logs/replies/<id>         runs the instance, and its reply; both under the request's lease
+                                (`enforcer.site.cluster.logrelay`)
 /site/network/...               the site network's range, slices, peers, names and subnets
                                 (`enforcer.network.sitenet`, `enforcer.network.names`)
 """
@@ -31,6 +34,7 @@ __all__ = [
     "ELECTION",
     "EVENTS",
     "HOSTS",
+    "LOGS",
     "QUOTAS",
     "ROOT",
     "SHARED",
@@ -53,6 +57,7 @@ VAULTS = "/site/vaults"
 QUOTAS = "/site/quotas"
 SHARED = (VAULTS, QUOTAS)
 EVENTS = "/site/events/"
+LOGS = "/site/logs/"
 
 
 class InvalidRecord(ValueError):

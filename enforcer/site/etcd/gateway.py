@@ -17,6 +17,7 @@ unary calls answer an HTTP error with an error body. Both become the typed error
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import ssl
 from collections.abc import Iterator, Sequence
@@ -300,10 +301,14 @@ class EtcdGateway:
         return Unavailable(endpoint, f"{waited}, though it follows a leader (overloaded?)")
 
     async def _post(self, url: str, body: dict[str, Any], timeout: float) -> tuple[bytes, int]:
-        """One request on a connection of its own (see `session`)."""
+        """One request on a connection of its own (see `session`). The body goes as a stream
+        (a log reply relayed through the store is over 1 MiB once in base64: aiohttp warns of
+        a large body given as bytes)."""
+        data, headers = io.BytesIO(json.dumps(body).encode()), {"Content-Type": "application/json"}
+        limit = aiohttp.ClientTimeout(total=timeout)
         async with (
             self.session() as session,
-            session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as response,
+            session.post(url, data=data, headers=headers, timeout=limit) as response,
         ):
             return await response.read(), response.status
 
