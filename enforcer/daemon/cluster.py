@@ -107,7 +107,7 @@ class ClusterPart:
         self.mesh = SiteMesh(cluster.kv, self.host_id, address, wg, plan, lease, rc.names, nets,
                              site=self.site_store.site)  # fmt: skip
         self.mesh.start()
-        self.reconciler.subnet = self.mesh.subnet
+        self.reconciler.preparer.subnet = self.mesh.subnet
 
     async def site_join(self, bundle: str, advertise: str) -> dict[str, Any]:
         """`edge-enforcer site join`: this running one-host site joins a multi-host one; its
@@ -137,7 +137,7 @@ class ClusterPart:
         self.cluster = self.shared = None
         if self.mesh is not None:  # a one-host site again: no tunnel, no process
             await self.mesh.leave()
-            self.mesh, self.reconciler.subnet = None, None
+            self.mesh, self.reconciler.preparer.subnet = None, None
         async with self._lock:  # the site's applications are not this host's any more
             await mirror_apps(self.apps, {})
             await self._reschedule()

@@ -26,6 +26,7 @@ from enforcer.reconcile import restarts
 from enforcer.reconcile.images import Images
 from enforcer.reconcile.instances import Context, DesiredInstance, bridge_name
 from enforcer.reconcile.plan import plan_site
+from enforcer.reconcile.prepare import Preparer
 from enforcer.reconcile.runtime import (
     ObservedContainer,
     OutboundPolicy,
@@ -74,11 +75,7 @@ class Reconciler:
         self.on_pass: Callable[[float], None] | None = None  # seconds of each worker pass
         self.images = Images(runtime)
         self._update_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._network_lock = asyncio.Lock()
-        self._networks: set[str] = set()
-        # a multi-host site's network (`enforcer.network.mesh`): the subnet of a new application
-        # network, given the subnets of those there are; None: Docker's own pools
-        self.subnet: Callable[[list[str]], Awaitable[str]] | None = None
+        self.preparer = Preparer(runtime, ctx)  # networks (their subnets), volumes, dirs
         self._saved: dict[str, tuple[restarts.RestartState, str]] = {}  # and FinishedAt counted
         self._up = asyncio.Event()
         self._up.set()
@@ -229,35 +226,7 @@ class Reconciler:
 
     async def prepare(self, d: DesiredInstance) -> None:
         """What an instance needs before its containers: network, volumes, directories."""
-        if d.network not in self._networks:
-            async with self._network_lock:
-                if d.network in self._networks:  # another instance of the app made it
-                    return await self._prepare_rest(d)
-                bridge = bridge_name(self.ctx.host, d.tenant, d.app)
-                labels = {"edgeward.app": d.app, "edgeward.tenant": d.tenant}
-                if self.subnet is None:
-                    await self.runtime.ensure_network(d.network, bridge, labels)
-                else:
-                    subnet = await self.subnet(await self._subnets())
-                    await self.runtime.ensure_network(d.network, bridge, labels, subnet)
-                self._networks.add(d.network)
-        await self._prepare_rest(d)
-
-    async def _subnets(self) -> list[str]:
-        nets = await self.runtime.managed_networks()
-        return [c["Subnet"] for n in nets for c in (n.get("IPAM") or {}).get("Config") or []
-                if c.get("Subnet")]  # fmt: skip
-
-    async def _prepare_rest(self, d: DesiredInstance) -> None:
-        labels = {"edgeward.app": d.app, "edgeward.tenant": d.tenant, "edgeward.instance": d.id}
-        for vol in d.ephemeral_volumes:
-            await self.runtime.ensure_volume(vol, {**labels, "edgeward.ephemeral": "true"})
-        for vol in d.persistent_volumes:
-            await self.runtime.ensure_volume(vol, {**labels, "edgeward.persistent": "true"})
-        for c in d.containers:
-            for m in c.mounts:
-                if m.kind == "bind" and m.source.startswith(d.files_dir):
-                    Path(m.source).mkdir(parents=True, exist_ok=True)
+        await self.preparer.prepare(d)
 
     async def after_start(self, w: InstanceWorker, d: DesiredInstance, container: str) -> None:
         if container == d.owner.name:
@@ -319,7 +288,7 @@ class Reconciler:
             if app not in busy_apps:
                 with contextlib.suppress(Exception):
                     await self.runtime.remove_network(net)
-                self._networks.discard(net)
+                self.preparer.forget(net)
         self._firewall_dirty.set()
 
     async def _monitor_loop(self) -> None:
@@ -339,7 +308,7 @@ class Reconciler:
             log.info("container runtime is back")
             self.runtime_ok, self.runtime_error = True, ""
             self.images.forget()
-            self._networks.clear()  # the engine may have lost them: prepare() re-ensures
+            self.preparer.forget()  # the engine may have lost networks: prepare() re-ensures
             await self._emit("runtime.available", "the container runtime is available again")
             self._up.set()
             self._resync_now.set()

@@ -306,9 +306,7 @@ class InstanceWorker:
             # stalled took longer than the first delay, and would be tried again at once
             streak = self.pull_state.streak + 1
             delay = max(self.rec.backoff.delay(streak + 1, self._rng), 1.0)
-            self.pull_state = restarts.RestartState(
-                streak=streak, next_retry=time.time() + delay
-            )
+            self.pull_state = restarts.RestartState(streak=streak, next_retry=time.time() + delay)
             self.next_wake = self.pull_state.next_retry
             self.state = InstanceState.IMAGE_PULL_FAILED
             self.reason = str(exc) if isinstance(exc, PullStalled) else f"cannot pull {ref}: {exc}"

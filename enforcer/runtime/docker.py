@@ -18,16 +18,8 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from docker.types import (
-    DeviceRequest,
-    EndpointConfig,
-    IPAMConfig,
-    IPAMPool,
-    Mount,
-    NetworkingConfig,
-)
+from docker.types import IPAMConfig, IPAMPool
 
-from enforcer.devices.passthrough import gpu_request
 from enforcer.reconcile.instances import MANAGED, ContainerConfig
 from enforcer.reconcile.runtime import (
     ContainerDetails,
@@ -38,6 +30,7 @@ from enforcer.reconcile.runtime import (
     RuntimeUnavailable,
 )
 from enforcer.runtime import probes
+from enforcer.runtime.creation import API_VERSION, create_args, host_config_args
 from enforcer.runtime.errors import translate as _translate
 from enforcer.runtime.processes import kill_tree
 from enforcer.runtime.streams import thread_iter
@@ -55,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-API_VERSION = "1.41"  # Docker 20.10 (Debian 12); newer engines still speak it
 PULLS = 2  # image pulls in flight at once (beside the other calls' slots)
 PING_TIMEOUT = 5.0
 SITE_NETWORK = "edgeward.site-network"  # a network's label: its gateway (the site network)
@@ -170,64 +162,11 @@ class DockerRuntime:
         """Create (not start) a container for `cfg`; followers join `owner_id`'s namespace."""
 
         def create() -> str:
-            host_config = self._host_config(cfg, owner_id)
-            networking = None
-            if cfg.owner:
-                endpoint = EndpointConfig(API_VERSION, aliases=list(cfg.aliases))
-                networking = NetworkingConfig({cfg.network: endpoint})  # type: ignore[arg-type]
-            labels = dict(cfg.labels)
-            labels["edgeward.spec-hash"] = cfg.config_hash(image_id)
-            result = self._api.create_container(
-                image=image_id,
-                name=cfg.docker_name,
-                command=list(cfg.command) if cfg.command is not None else None,
-                entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
-                environment=[f"{k}={v}" for k, v in cfg.env],
-                labels=labels,
-                hostname=cfg.hostname if cfg.owner else None,
-                host_config=host_config,
-                networking_config=networking,
-                ports=[(p.port, p.protocol) for p in cfg.ports] or None,
-                stop_timeout=int(cfg.stop_timeout),
-                detach=True,
-            )
-            return str(result["Id"])
+            host = host_config_args(cfg, owner_id, self.log_config, self.dns)
+            args = create_args(cfg, image_id, self._api.create_host_config(**host))
+            return str(self._api.create_container(**args)["Id"])
 
         return await self._call(create)
-
-    def _host_config(self, cfg: ContainerConfig, owner_id: str | None) -> dict[str, Any]:
-        mounts = [
-            Mount(
-                target=m.target,
-                source=m.source,
-                type="bind" if m.kind == "bind" else "volume",
-                read_only=m.read_only,
-            )
-            for m in cfg.mounts
-        ]
-        kwargs: dict[str, Any] = {
-            "mounts": mounts or None,
-            "devices": [f"{d}:{d}:rwm" for d in cfg.devices] or None,
-            "restart_policy": {"Name": "no"},  # restarts are ours: backoff, counting, probes
-            "init": False,
-            "log_config": self.log_config,
-        }
-        if cfg.owner:
-            kwargs["network_mode"] = cfg.network
-            if cfg.network in self.dns:
-                kwargs["dns"] = [self.dns[cfg.network]]
-            kwargs["port_bindings"] = {
-                f"{p.port}/{p.protocol}": ("0.0.0.0", p.host_port) for p in cfg.ports
-            } or None
-        else:
-            kwargs["network_mode"] = f"container:{owner_id}"
-        if cfg.cpus:
-            kwargs["nano_cpus"] = int(cfg.cpus * 1e9)
-        if cfg.memory:
-            kwargs["mem_limit"] = cfg.memory
-        if cfg.gpus:
-            kwargs["device_requests"] = [DeviceRequest(**gpu_request(cfg.gpus, cfg.gpu_ids))]
-        return dict(self._api.create_host_config(**kwargs))
 
     async def start(self, container_id: str) -> None:
         await self._call(self._api.start, container_id)
