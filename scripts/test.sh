@@ -7,4 +7,5 @@ scripts/setup.sh
 .venv/bin/ruff check enforcer control tests bench scripts
 .venv/bin/mypy
 .venv/bin/lint-imports
-exec .venv/bin/pytest -p no:cacheprovider -q --durations=25 "$@"
+# two workers; the files that share a fixed part run on the same one (tests/support/workers.py)
+exec .venv/bin/python -m pytest -p no:cacheprovider -q --durations=25 -n 2 -p tests.support.workers "$@"
