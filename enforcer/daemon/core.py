@@ -158,6 +158,7 @@ class Daemon(StreamsPart, ClusterPart):
         self._set_site_name(enrolled_site(self.state_dir) or self.site_name)
         await self.reconciler.start()
         if self.error_forwarder is not None:
+            self.reconciler.on_container = self.error_forwarder.notice
             self.error_forwarder.start()
         if self.site_store.gateway is not None:
             await self._join_cluster()

@@ -158,6 +158,11 @@ class RateLimiter:
         """Refused lines not summed up yet."""
         return self._count
 
+    @property
+    def due_at(self) -> float | None:
+        """When the summary of the refused lines is due (None: nothing refused)."""
+        return self._first + self.window if self._count else None
+
     def due(self, now: float, *, final: bool = False) -> Suppressed | None:
         """The summary of refused lines once a window has passed since the first (at once with
         `final`: the stream ended); None when there is nothing to tell yet."""

@@ -1,6 +1,7 @@
 """Error lines of this host's managed containers, forwarded as site events.
 
-`ErrorForwarder` looks at the engine's managed containers every `scan` seconds: one that
+`ErrorForwarder` looks at the engine's managed containers when told that one started
+or ended (`notice`, from the reconciler's engine events) and every `scan` seconds besides: one that
 appears gets one asyncio task that follows its log stream (`enforcer.runtime.logstream`,
 no thread), one that is gone is dropped; a container that stopped is followed again from its
 last line when it runs again. Lines are read and classified one at a time
@@ -36,7 +37,7 @@ __all__ = ["ErrorForwarder"]
 
 log = logging.getLogger(__name__)
 
-SCAN_INTERVAL = 2.0  # seconds between looks for new and removed containers
+SCAN_INTERVAL = 30.0  # seconds between looks when no start is noticed (a missed event)
 
 
 class Emit(Protocol):
@@ -97,6 +98,12 @@ class ErrorForwarder:
         self._labels: dict[str, tuple[str, str]] = {}  # instance -> (app, tenant)
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
+        self._noticed = asyncio.Event()
+
+    def notice(self) -> None:
+        """A managed container started or ended: look now (a new one is read from its first
+        line all the same; the storm of one that ended is summed up at once)."""
+        self._noticed.set()
 
     def start(self) -> None:
         self._started = time.time()
@@ -120,7 +127,15 @@ class ErrorForwarder:
             except RuntimeUnavailable as exc:
                 log.debug("no containers to follow now: %s", exc)
             await self._summaries(time.time())
-            await asyncio.sleep(self.scan)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(self._until_next()):
+                    await self._noticed.wait()
+            self._noticed.clear()
+
+    def _until_next(self) -> float:
+        """The next look: `scan` from now, or sooner when a suppressed storm must be told."""
+        due = [d for lim in self.limiters.values() if (d := lim.due_at) is not None]
+        return min([self.scan, *(max(0.0, d - time.time()) for d in due)])
 
     def _look(self, containers: list[ObservedContainer], first: bool) -> None:
         seen = set()
@@ -173,6 +188,8 @@ class ErrorForwarder:
         if limiter is None:
             limiter = self.limiters[c.instance] = RateLimiter(self.rate)
         if not limiter.admit(line.time):
+            if limiter.suppressed == 1:  # a storm begins: its summary is due a window on
+                self._noticed.set()
             return
         app, tenant = self._labels.get(c.instance, ("", ""))
         fields = {"container": c.container, "host": self.host, "stream": line.stream,

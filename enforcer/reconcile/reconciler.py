@@ -73,6 +73,7 @@ class Reconciler:
         self.runtime_ok = True
         self.runtime_error = ""
         self.on_pass: Callable[[float], None] | None = None  # seconds of each worker pass
+        self.on_container: Callable[[], None] | None = None  # a managed one started or ended
         self.images = Images(runtime)
         self._update_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.preparer = Preparer(runtime, ctx)  # networks (their subnets), volumes, dirs
@@ -246,6 +247,8 @@ class Reconciler:
                     action = str(ev.get("Action") or ev.get("status") or "")
                     # a death wakes its worker; any sign of an unknown instance starts one
                     died = action in ("die", "destroy", "oom")
+                    if iid and (died or action == "start") and self.on_container is not None:
+                        self.on_container()
                     if iid and (died or iid not in self.workers):
                         self._worker(iid).wake(inspect=died)
             except RuntimeUnavailable as exc:

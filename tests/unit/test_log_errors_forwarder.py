@@ -200,3 +200,45 @@ def test_a_log_request_for_an_instance_on_another_host_says_where_it_runs() -> N
         assert answer["error"].startswith("web.web.1 runs on host host-b of site store-7;")
 
     asyncio.run(main())
+
+
+def test_a_started_container_is_followed_at_once_when_noticed_not_at_the_next_scan() -> None:
+    async def main() -> None:
+        engine, emit = FakeEngine(), Recorder()
+        fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("10/min"),
+                             scan=3600)  # fmt: skip
+        fwd.start()
+        await settle()  # the first look: nothing yet
+        engine.containers = [observed("c1")]
+        engine.lines_of("c1", ("stderr", b"boom"))
+        await settle()
+        assert emit.events == []  # no look yet: the next scan is an hour away
+        fwd.notice()  # the reconciler saw it start
+        await settle()
+        assert [e["message"] for e in emit.events] == ["boom"]
+        await fwd.stop()
+
+    asyncio.run(main())
+
+
+def test_a_storms_summary_is_told_when_its_window_ends_not_at_the_next_scan() -> None:
+    async def main() -> None:
+        engine, emit = FakeEngine(), Recorder()
+        fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("1/s"),
+                             scan=3600)  # fmt: skip
+        engine.containers = [observed("c1")]
+        engine.lines["c1"] = [  # six errors within one second: two pass (the burst)
+            LogLine(f"2026-11-30T00:00:00.{n}00000005Z".encode(), "stderr", b"e", 1)
+            for n in range(6)
+        ]
+        fwd.start()
+        fwd._started = 0.0  # follow from the first line
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            if any(e["kind"] == "log-errors-suppressed" for e in emit.events):
+                break
+        kinds = [e["kind"] for e in emit.events]
+        assert kinds.count("log-error") == 2 and kinds[-1] == "log-errors-suppressed", kinds
+        await fwd.stop()
+
+    asyncio.run(main())
