@@ -27,6 +27,7 @@ from enforcer.facade import AppRecord, InstanceStatus
 from enforcer.link.control import ControlLink, enrolled_site
 from enforcer.logs.errors import parse_rate
 from enforcer.logs.forwarder import ErrorForwarder
+from enforcer.logs.marks import ReadMarks
 from enforcer.network.firewall import Firewall
 from enforcer.network.mesh import SiteMesh
 from enforcer.reconcile.instances import Context
@@ -119,6 +120,7 @@ class Daemon(StreamsPart, ClusterPart):
                 self._emit,
                 host=self.host_id,
                 rate=parse_rate(config.logs.error_rate),
+                marks=ReadMarks(self.state_dir / "logs" / "read-marks.json"),
             )
             if config.logs.forward_errors
             else None

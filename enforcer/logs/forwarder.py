@@ -8,7 +8,9 @@ last line when it runs again. Lines are read and classified one at a time
 (`enforcer.logs.errors`); error lines pass a token bucket per instance and become
 ``log-error`` events, what the bucket refuses becomes one ``log-errors-suppressed`` event per
 window. Events go through the site's event log: stored at the site, and forwarded to control.
-Containers that already ran when the forwarder started are followed from that moment on.
+How far each container was read is kept (`enforcer.logs.marks`, at most once a second and at
+stop): after a restart a container is followed on from its mark, so what it wrote meanwhile
+is forwarded; a container without a mark that already ran is followed from the start on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from enforcer.logs.errors import (
     error_level,
     is_error,
 )
+from enforcer.logs.marks import ReadMarks
 from enforcer.reconcile.runtime import ObservedContainer, RuntimeRequestError, RuntimeUnavailable
 from enforcer.runtime.logstream import LogLine, follow_after
 
@@ -37,6 +40,7 @@ __all__ = ["ErrorForwarder"]
 
 log = logging.getLogger(__name__)
 
+MARKS_EVERY = 1.0  # seconds between saves of how far the containers were read
 SCAN_INTERVAL = 30.0  # seconds between looks when no start is noticed (a missed event)
 
 
@@ -86,6 +90,7 @@ class ErrorForwarder:
         host: str,
         rate: Rate,
         scan: float = SCAN_INTERVAL,
+        marks: ReadMarks | None = None,
     ) -> None:
         self.list_containers = list_containers
         self.source = source
@@ -99,6 +104,9 @@ class ErrorForwarder:
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
         self._noticed = asyncio.Event()
+        self.marks = marks
+        self._saved_marks: dict[str, str] = marks.load() if marks is not None else {}
+        self._marks_at = 0.0  # monotonic time of the last save
 
     def notice(self) -> None:
         """A managed container started or ended: look now (a new one is read from its first
@@ -117,6 +125,17 @@ class ErrorForwarder:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
+        self._save_marks(force=True)
+
+    def _save_marks(self, *, force: bool) -> None:
+        """How far each followed container was read, at most every MARKS_EVERY seconds."""
+        if self.marks is None or (not force and time.monotonic() - self._marks_at < MARKS_EVERY):
+            return
+        self._marks_at = time.monotonic()
+        marks = {cid: f.stamp for cid, f in self.followed.items() if f.stamp}
+        if marks != self._saved_marks:
+            self.marks.save(marks)
+            self._saved_marks = marks
 
     async def _run(self) -> None:
         first = True
@@ -146,9 +165,10 @@ class ErrorForwarder:
             self._labels[c.instance] = (c.labels.get("edgeward.app", ""),
                                         c.labels.get("edgeward.tenant", ""))  # fmt: skip
             followed = self.followed.get(c.id)
-            if followed is None:  # new: from its first line; at start, from now on
-                since = f"{self._started:.9f}" if first else ""
-                followed = self.followed[c.id] = _Followed(c, since)
+            if followed is None:  # new: from its first line; at start, from its mark or now on
+                mark = self._saved_marks.get(c.id, "") if first else ""
+                since = follow_after(mark) if mark else f"{self._started:.9f}" if first else ""
+                followed = self.followed[c.id] = _Followed(c, since, stamp=mark)
             elif followed.task is not None or c.state != "running":
                 continue  # followed now, or stopped and read to its end
             elif followed.stamp:
@@ -171,6 +191,7 @@ class ErrorForwarder:
                         await self._line(c, line)
                 if batch[-1].raw_stamp:
                     followed.stamp = batch[-1].stamp
+                    self._save_marks(force=False)
         except RuntimeRequestError as exc:  # removed meanwhile
             log.debug("logs of %s: %s", c.name, exc)
         except RuntimeUnavailable as exc:

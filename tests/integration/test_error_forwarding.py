@@ -100,6 +100,29 @@ def test_error_lines_become_site_events_and_a_storm_is_summed_up(
     assert local_site.process().memory_info().rss < 120 * 2**20
 
 
+def test_errors_written_while_the_enforcer_was_down_are_forwarded_after_it_starts_once_each(
+    local_site: EnforcerProc, test_image: str
+) -> None:
+    script = 'i=0; while true; do echo "ERROR tick $i" >&2; i=$((i+1)); sleep 0.3; done'
+    local_site.apply(app("ticker", service("t", container("main", test_image, "sh", "-c", script))))
+    local_site.wait_running("ticker.t.0")
+
+    def ticks() -> list[int]:
+        return [int(e["message"].split()[-1]) for e in site_events(local_site, "log-error")
+                if e["instance"] == "ticker.t.0"]  # fmt: skip
+
+    until(lambda: len(ticks()) >= 3, 15, "the first ticks forwarded")
+    local_site.stop()  # the container ticks on, about 10 times while the enforcer is down
+    time.sleep(3)
+    local_site.start()
+    def past_twenty() -> list[int] | None:
+        found = ticks()
+        return found if found and max(found) >= 20 else None
+
+    seen = until(past_twenty, 20, "ticks after the restart")
+    assert sorted(seen) == list(range(max(seen) + 1)), f"lost or doubled: {sorted(seen)}"
+
+
 def test_log_lines_come_apart_by_stream_and_a_long_line_comes_whole_but_kept_short(
     docker_client: Any, engine: DockerEngine, test_image: str
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from enforcer.facade import NotFound
 from enforcer.logs.errors import parse_rate
 from enforcer.logs.forwarder import ErrorForwarder
+from enforcer.logs.marks import ReadMarks
 from enforcer.logs.requests import answer_log_request
 from enforcer.reconcile.runtime import ObservedContainer
 from enforcer.runtime.logstream import LogLine, follow_after
@@ -242,3 +244,52 @@ def test_a_storms_summary_is_told_when_its_window_ends_not_at_the_next_scan() ->
         await fwd.stop()
 
     asyncio.run(main())
+
+
+def test_after_a_restart_a_container_is_read_on_from_its_mark_so_nothing_is_lost_or_sent_twice(
+    tmp_path: Path,
+) -> None:
+    marks = ReadMarks(tmp_path / "logs" / "read-marks.json")
+
+    async def run(engine: FakeEngine, emit: Recorder) -> None:
+        fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("100/s"),
+                             scan=0.01, marks=marks)  # fmt: skip
+        fwd.start()
+        await settle()
+        await fwd.stop()
+
+    engine = FakeEngine()
+    engine.containers = [observed("c1")]
+    engine.lines_of("c1", ("stderr", b"before"))
+    first = Recorder()
+    asyncio.run(run_from_start(engine, first, marks))
+    assert [e["message"] for e in first.events] == ["before"]
+    assert marks.load() == {"c1": engine.lines["c1"][-1].stamp}
+    # the enforcer is down; the container writes on
+    engine.lines_of("c1", ("stderr", b"before"), ("stderr", b"while down"), ("stdout", b"ok"))
+    second = Recorder()
+    asyncio.run(run(engine, second))
+    assert [e["message"] for e in second.events] == ["while down"]
+    assert marks.load() == {"c1": engine.lines["c1"][1].stamp}  # its last line read
+
+
+async def run_from_start(engine: FakeEngine, emit: Recorder, marks: ReadMarks) -> None:
+    """A forwarder whose first look reads containers from their first line (a fresh host)."""
+    fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("100/s"),
+                         scan=0.01, marks=marks)  # fmt: skip
+    fwd.start()
+    fwd._started = 0.0
+    await settle()
+    await fwd.stop()
+
+
+def test_an_unreadable_marks_file_means_from_now_on_and_a_full_disk_keeps_the_last_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "read-marks.json"
+    path.write_text("{not json")
+    assert ReadMarks(path).load() == {}
+    blocked = ReadMarks(tmp_path / "file" / "read-marks.json")
+    (tmp_path / "file").write_text("a file where the directory should be")
+    blocked.save({"c1": "2026-11-30T00:00:00.000000001Z"})  # logged, not raised
+    assert blocked.load() == {}
