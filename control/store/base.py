@@ -36,6 +36,14 @@ class StoreUnavailable(ControlError):
     retry_after = RETRY_AFTER_SECONDS
 
 
+class StoreNotWritten(ControlError):
+    """The database refused a write (its disk is full, its file system read-only, an I/O
+    error): the transaction was rolled back, nothing was changed (507)."""
+
+    status = 507
+    code = "not-stored"
+
+
 class StoreOpenError(Exception):
     """The store cannot be opened; the message names the database (never a password)."""
 

@@ -6,7 +6,9 @@ The schema is versioned in ``schema_migrations``; `Database.open` applies what i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,9 +18,22 @@ from typing import Any
 import aiosqlite
 
 from control.model import SYSTEM_TENANT
+from control.store.base import StoreNotWritten
 from control.store.schema import MIGRATIONS, check_version, statements
 
 log = logging.getLogger(__name__)
+
+# SQLite's primary result codes of a write the storage refused: READONLY, IOERR, FULL
+NOT_WRITTEN = frozenset({8, 10, 13})
+
+
+def _errorcode(exc: sqlite3.Error) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):  # "no transaction is active"
+        await db.execute("ROLLBACK")
 
 
 class Database:
@@ -51,15 +66,26 @@ class Database:
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction; a write the disk refuses raises `StoreNotWritten` (rolled back)."""
         assert self._db is not None, "the store is not open"
+        db = self._db
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await _rollback(db)
+                    raise
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if _errorcode(exc) not in NOT_WRITTEN:
+                    raise
+                await _rollback(db)  # SQLite may have rolled it back already
+                raise StoreNotWritten(
+                    f"control's database {self.path} cannot be written: {exc}; nothing was "
+                    "changed"
+                ) from exc
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         assert self._db is not None, "the store is not open"

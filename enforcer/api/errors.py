@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from enforcer.facade import Conflict, Forbidden, Invalid, NotFound
+from enforcer.site.store import StoreError
 
 __all__ = ["ApiError", "error_response", "errors_middleware"]
 
@@ -71,6 +72,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(409, "conflict", str(exc) or "conflict")
     except Invalid as exc:
         return error_response(422, "invalid-spec", str(exc) or "invalid spec")
+    except StoreError as exc:  # a full disk, a read-only file system: nothing was changed
+        return error_response(507, "not-stored", f"{exc}; nothing was changed")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
