@@ -19,7 +19,7 @@ import asyncpg
 
 from control.config import describe_database
 from control.model import SYSTEM_TENANT
-from control.store.base import StoreOpenError, StoreUnavailable
+from control.store.base import StoreNotWritten, StoreOpenError, StoreUnavailable
 from control.store.schema import MIGRATIONS, check_version, postgres_dialect, statements
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,13 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
+)
+
+# what "the database cannot keep this change" looks like: its disk is full, or it is a
+# read-only server (a standby promoted by nobody)
+NOT_WRITTEN: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DiskFullError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 
@@ -80,6 +87,8 @@ class _Batch:
                     await self._tx.rollback()
         except UNREACHABLE as e:
             raise unavailable(self.db.where, e) from e
+        except NOT_WRITTEN as e:
+            raise not_written(self.db.where, e) from e
         finally:
             await self.db.pool.release(conn)
 
@@ -90,6 +99,12 @@ _batch: ContextVar[_Batch | None] = ContextVar("control_store_batch", default=No
 
 def unavailable(where: str, e: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the database ({where}) cannot be reached now: {_reason(e)}")
+
+
+def not_written(where: str, e: BaseException) -> StoreNotWritten:
+    return StoreNotWritten(
+        f"the database ({where}) cannot store the change: {_reason(e)}; nothing was changed"
+    )
 
 
 def _reason(e: BaseException) -> str:
@@ -191,6 +206,8 @@ class PgDatabase:
                     yield conn
             except UNREACHABLE as e:
                 raise unavailable(self.where, e) from e
+            except NOT_WRITTEN as e:
+                raise not_written(self.where, e) from e
             return
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -198,6 +215,8 @@ class PgDatabase:
                 yield conn
         except UNREACHABLE as e:
             raise unavailable(self.where, e) from e
+        except NOT_WRITTEN as e:
+            raise not_written(self.where, e) from e
 
     async def rows(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         try:

@@ -18,17 +18,19 @@ import yaml
 
 from enforcer.cli.client import Client
 from tests.support.apps import app, container, service, sleeper
+from tests.support.ci import running
 from tests.support.control import ControlProcess
 from tests.support.enforcer import EnforcerProc
 from tests.support.engines import DockerEngine
+from tests.support.postgres import PostgresCluster
 
 DISK = "8m"
 
 
 @contextlib.contextmanager
-def small_disk(directory: Path) -> Iterator[Path]:
+def small_disk(directory: Path, size: str = DISK) -> Iterator[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(directory)],
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
                    check=True)  # fmt: skip
     try:
         yield directory
@@ -124,3 +126,35 @@ def test_control_on_a_full_disk_refuses_a_push_saying_so_keeps_what_it_has_and_t
             assert pushed.returncode == 0, pushed.stderr
         finally:
             control.stop()
+
+
+def test_control_on_postgresql_whose_disk_is_full_refuses_a_push_saying_so_then_takes_it(
+    tmp_path: Path,
+) -> None:
+    cluster = PostgresCluster()  # its data, socket and log on a tmpfs of their own
+    with small_disk(cluster.root, "160m"), running(cluster):
+        control = ControlProcess(tmp_path, database=cluster.new_database())
+        control.start()
+        try:
+            env = {"EDGEWARD_URL": control.url, "EDGEWARD_TOKEN": control.admin_token,
+                   "EDGEWARD_CA": str(control.state_dir / "ca.pem")}  # fmt: skip
+            spec = tmp_path / "big.yaml"
+            spec.write_text(yaml.safe_dump(with_a_big_setting("big", "busybox")))
+            control.push_app("small", "1")
+            filler = fill(cluster.root)
+
+            refused = control.cli("app", "push", "-f", str(spec), env=env)
+            assert refused.returncode != 0
+            message = refused.stderr.strip()
+            assert "No space left on device" in message, message
+            assert "nothing was changed" in message and len(message.splitlines()) == 1, message
+            listed = control.cli("app", "ls", "-o", "json", env=env)
+            assert listed.returncode == 0, listed.stderr
+            assert [a["name"] for a in json.loads(listed.stdout)] == ["small"]
+
+            filler.unlink()
+            pushed = control.cli("app", "push", "-f", str(spec), env=env)
+            assert pushed.returncode == 0, pushed.stderr
+        finally:
+            control.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)
