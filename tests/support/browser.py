@@ -81,6 +81,7 @@ class Browser:
                 options.add_argument(flag)
             options.add_argument(f"--user-data-dir={self.root / 'profile'}")
             options.add_argument(f"--window-size={self.size[0]},{self.size[1]}")
+            options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # for `wait`'s error
             self.driver = webdriver.Remote(f"http://127.0.0.1:{self.port}", options=options)
         except BaseException:
             self.stop()
@@ -117,8 +118,17 @@ class Browser:
                 last = exc
             time.sleep(0.1)
         raise AssertionError(
-            f"timed out waiting for {what} (last error: {last}); page: {self.text()[:3000]}"
+            f"timed out waiting for {what} (last error: {last}); page: {self.text()[:3000]}; "
+            f"the page's console: {self.console_log()}"
         )
+
+    def console_log(self) -> str:
+        """What the page's scripts logged (errors included), one entry a line."""
+        try:
+            entries = self.driver.get_log("browser")
+        except Exception as exc:
+            return f"(not available: {exc})"
+        return "\n".join(f"{e.get('level')} {e.get('message')}" for e in entries)[-3000:]
 
     def text(self, css: str = "body") -> str:
         from selenium.webdriver.common.by import By

@@ -392,22 +392,28 @@ def test_scan_reads_this_machines_udev_database() -> None:
             {"label": "nothing", "match": {"SUBSYSTEM": "no-such-subsystem"}},
         ]
     )
+    # other tests of the suite (on the other worker) make and remove loop devices meanwhile:
+    # what /sys lists before and after the scan bounds what the scan may have seen
+    before = {k: sys_nodes(k, p) for k, p in (("block", "loop"), ("tty", "tty"))}
     inventory = scan(rules)
+    after = {k: sys_nodes(k, p) for k, p in (("block", "loop"), ("tty", "tty"))}
     assert inventory.nodes_for("null") == ["/dev/null"]
     null = next(d for d in inventory.devices if d.node == "/dev/null")
     assert (dict(null.properties)["MAJOR"], dict(null.properties)["MINOR"]) == ("1", "3")
     assert inventory.nodes_for("nothing") == []
     for label, klass, prefix in (("loop", "block", "loop"), ("vt", "tty", "tty")):
-        expected = {
-            node: numbers
-            for node, numbers in sys_nodes(klass, prefix).items()
-            if node[len("/dev/" + prefix) :].isdigit()
-        }
-        assert set(inventory.nodes_for(label)) == set(expected)
+
+        def numbered(nodes: dict[str, str], prefix: str = prefix) -> dict[str, str]:
+            return {n: v for n, v in nodes.items() if n[len("/dev/" + prefix) :].isdigit()}
+
+        stayed = numbered(before[klass]).items() & numbered(after[klass]).items()
+        seen_at_all = numbered(before[klass]) | numbered(after[klass])
+        found = set(inventory.nodes_for(label))
+        assert {node for node, _ in stayed} <= found <= set(seen_at_all)
         for device in inventory.devices:
-            if label in device.labels and device.node is not None:
+            if label in device.labels and device.node in dict(stayed):
                 props = dict(device.properties)
-                assert f"{props['MAJOR']}:{props['MINOR']}" == expected[device.node]
+                assert f"{props['MAJOR']}:{props['MINOR']}" == dict(stayed)[device.node]
                 mode = os.stat(device.node).st_mode
                 assert stat.S_ISBLK(mode) if klass == "block" else stat.S_ISCHR(mode)
 
