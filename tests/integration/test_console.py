@@ -45,8 +45,8 @@ class Console:
             self.browser.wait_text("#signin", "Token")
         except AssertionError as exc:
             # once, in a CI run with both workers busy, the page's scripts never ran (a module
-            # that did not arrive leaves the page without its form): reload, as a user would,
-            # and say what the page had logged
+            # that did not arrive; the page now says so and offers a reload, tested below):
+            # reload, as a user would, and say what the page had logged
             print(f"the sign-in form did not show; reloading: {exc}")
             self.browser.driver.refresh()
             self.browser.wait_text("#signin", "Token")
@@ -287,6 +287,25 @@ def test_another_tenants_token_sees_nothing_of_the_fleet_and_is_refused_with_the
     console.open("site/store-a")
     assert "404 not-found: " in browser.wait_text("#message", "store-a")
     browser.screenshot(tmp_path / "site-refused.png")
+
+
+def test_a_file_of_the_page_that_does_not_arrive_is_told_with_a_reload_not_a_blank_page(
+    console: Console, tmp_path: Path
+) -> None:
+    browser = console.browser
+    browser.block("*/ui/pages.js")  # as if the connection dropped while the page loaded
+    try:
+        browser.driver.get(f"{console.control.url}/ui/")
+        told = browser.wait_text("#message", "did not load")
+        assert told.startswith("The console did not load completely"), told
+        assert not browser.driver.find_element("id", "signin").is_displayed()
+        browser.screenshot(tmp_path / "not-loaded.png")
+    finally:
+        browser.block()
+    browser.click("#reload")  # the whole page this time: signed in (or not) as before
+    browser.wait("the page to load", lambda: "Sites" in browser.text("#page")
+                 or browser.driver.find_element("id", "signin").is_displayed())  # fmt: skip
+    assert not browser.driver.find_element("id", "message").is_displayed()
 
 
 def test_a_scrape_of_control_shows_each_sites_link_and_the_fleets_counts(console: Console) -> None:

@@ -124,8 +124,10 @@ class Browser:
 
     def console_log(self) -> str:
         """What the page's scripts logged (errors included), one entry a line."""
-        try:
-            entries = self.driver.get_log("browser")
+        try:  # chromedriver's command; Selenium's Remote driver has no method for it
+            commands = self.driver.command_executor._commands
+            commands.setdefault("getLog", ("POST", "/session/$sessionId/se/log"))
+            entries = self.driver.execute("getLog", {"type": "browser"})["value"]
         except Exception as exc:
             return f"(not available: {exc})"
         return "\n".join(f"{e.get('level')} {e.get('message')}" for e in entries)[-3000:]
@@ -145,6 +147,15 @@ class Browser:
             lambda: (t := self.text(css)) and all(n in t for n in needles) and t,
             timeout,
         )
+
+    def block(self, *patterns: str) -> None:
+        """Requests to URLs matching `patterns` fail as a dropped connection would (none: every
+        request goes through again); through Chromium's DevTools protocol."""
+        commands = self.driver.command_executor._commands
+        commands.setdefault("executeCdpCommand", ("POST", "/session/$sessionId/goog/cdp/execute"))
+        for cmd, params in (("Network.enable", {}),
+                            ("Network.setBlockedURLs", {"urls": list(patterns)})):  # fmt: skip
+            self.driver.execute("executeCdpCommand", {"cmd": cmd, "params": params})
 
     def click(self, css: str) -> None:
         from selenium.webdriver.common.by import By
