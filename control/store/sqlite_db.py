@@ -72,20 +72,16 @@ class Database:
         async with self._lock:
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    await _rollback(db)
-                    raise
+                yield db
                 await db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if _errorcode(exc) not in NOT_WRITTEN:
-                    raise
-                await _rollback(db)  # SQLite may have rolled it back already
-                raise StoreNotWritten(
-                    f"control's database {self.path} cannot be written: {exc}; nothing was "
-                    "changed"
-                ) from exc
+            except BaseException as exc:
+                await _rollback(db)  # after a failed COMMIT too (SQLite may have rolled back)
+                if isinstance(exc, sqlite3.Error) and _errorcode(exc) in NOT_WRITTEN:
+                    raise StoreNotWritten(
+                        f"control's database {self.path} cannot be written: {exc}; nothing "
+                        "was changed"
+                    ) from exc
+                raise
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         assert self._db is not None, "the store is not open"

@@ -10,7 +10,7 @@ last line when it runs again. Lines are read and classified one at a time
 window. Events go through the site's event log: stored at the site, and forwarded to control.
 How far each container was read is kept (`enforcer.logs.marks`, at most once a second and at
 stop): after a restart a container is followed on from its mark, so what it wrote meanwhile
-is forwarded; a container without a mark that already ran is followed from the start on.
+is forwarded; one without a mark that already ran is followed from the forwarder's start on.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class ErrorForwarder:
         self._started = 0.0
         self._noticed = asyncio.Event()
         self.marks = marks
+        # the marks last saved (or loaded: where the first look follows containers from)
         self._saved_marks: dict[str, str] = marks.load() if marks is not None else {}
         self._marks_at = 0.0  # monotonic time of the last save
 

@@ -179,13 +179,7 @@ def test_a_compose_file_pushed_through_control_runs_at_an_enrolled_site(
 ) -> None:
     port = free_port()
     path = write(tmp_path / "Monitored_API", MONITORED)
-    env = {
-        "IMAGE": test_image,
-        "API_PORT": str(port),
-        "EDGEWARD_URL": control.url,
-        "EDGEWARD_TOKEN": control.admin_token,
-        "EDGEWARD_CA": str(control.state_dir / "ca.pem"),
-    }
+    env = {"IMAGE": test_image, "API_PORT": str(port), **control.cli_env()}
     # the converted spec, as convert prints it, is what push sends
     converted = control.cli("app", "convert", "-f", str(path), env=env)
     assert converted.returncode == 0, converted.stderr

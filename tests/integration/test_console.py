@@ -41,15 +41,19 @@ class Console:
         self.browser.driver.get(f"{self.control.url}/ui/#/{fragment}")
 
     def sign_in(self, token: str) -> None:
-        try:
-            self.browser.wait_text("#signin", "Token")
-        except AssertionError as exc:
-            # once, in a CI run with both workers busy, the page's scripts never ran (a module
-            # that did not arrive; the page now says so and offers a reload, tested below):
-            # reload, as a user would, and say what the page had logged
-            print(f"the sign-in form did not show; reloading: {exc}")
-            self.browser.driver.refresh()
-            self.browser.wait_text("#signin", "Token")
+        # once, in a CI run with both workers busy, the page's scripts never ran (a file that
+        # did not arrive): the page says so and offers a reload (tested below), which an
+        # operator would press; any other page still fails here, with the page's console log
+        form_or_reload = self.browser.wait(
+            "the sign-in form (or the page's reload button)",
+            lambda: next((el for css in ("#signin", "#reload")
+                          for el in self.browser.driver.find_elements("css selector", css)
+                          if el.is_displayed()), None),
+        )  # fmt: skip
+        if form_or_reload.get_attribute("id") == "reload":
+            print(f"the page did not load completely; reloading: {self.browser.console_log()}")
+            form_or_reload.click()
+        self.browser.wait_text("#signin", "Token")
         self.browser.type("#token", token)
         self.browser.click("#signin-button")
 

@@ -93,11 +93,7 @@ def test_operator_calls_without_or_with_a_wrong_token_are_refused(control: Contr
 def test_cli_reaches_control_through_environment_variables(
     control: ControlProcess, tmp_path: Path
 ) -> None:
-    env = {
-        "EDGEWARD_URL": control.url,
-        "EDGEWARD_TOKEN": control.admin_token,
-        "EDGEWARD_CA": str(control.state_dir / "ca.pem"),
-    }
+    env = control.cli_env()
     result = control.cli(
         "--state-dir", str(tmp_path / "elsewhere"), "tenant", "ls", "-o", "json", env=env
     )

@@ -82,11 +82,7 @@ def test_url_token_and_ca_go_before_or_after_the_command(
 def test_an_option_after_the_command_wins_over_the_one_before_it_and_the_environment(
     control: ControlProcess,
 ) -> None:
-    env = {
-        "EDGEWARD_URL": control.url,
-        "EDGEWARD_TOKEN": "ewt_wrong",
-        "EDGEWARD_CA": str(control.state_dir / "ca.pem"),
-    }
+    env = control.cli_env(token="ewt_wrong")
     right = control.admin_token
     assert tenants(
         edge_control("tenant", "ls", "-o", "json", env={**env, "EDGEWARD_TOKEN": right})

@@ -104,26 +104,7 @@ def test_control_on_a_full_disk_refuses_a_push_saying_so_keeps_what_it_has_and_t
     with small_disk(control.state_dir):
         control.start()
         try:
-            env = {"EDGEWARD_URL": control.url, "EDGEWARD_TOKEN": control.admin_token,
-                   "EDGEWARD_CA": str(control.state_dir / "ca.pem")}  # fmt: skip
-            spec = tmp_path / "big.yaml"
-            spec.write_text(yaml.safe_dump(with_a_big_setting("big", "busybox")))
-            control.push_app("small", "1")
-            filler = fill(control.state_dir)
-
-            refused = control.cli("app", "push", "-f", str(spec), env=env)
-            assert refused.returncode != 0
-            message = refused.stderr.strip()
-            assert "database or disk is full" in message, message
-            assert "nothing was changed" in message and len(message.splitlines()) == 1, message
-            listed = control.cli("app", "ls", "-o", "json", env=env)
-            assert listed.returncode == 0, listed.stderr  # reading goes on
-            assert [a["name"] for a in json.loads(listed.stdout)] == ["small"]
-            assert control.process().is_running()
-
-            filler.unlink()
-            pushed = control.cli("app", "push", "-f", str(spec), env=env)
-            assert pushed.returncode == 0, pushed.stderr
+            refused_then_taken(control, tmp_path, control.state_dir, "database or disk is full")
         finally:
             control.stop()
 
@@ -136,25 +117,31 @@ def test_control_on_postgresql_whose_disk_is_full_refuses_a_push_saying_so_then_
         control = ControlProcess(tmp_path, database=cluster.new_database())
         control.start()
         try:
-            env = {"EDGEWARD_URL": control.url, "EDGEWARD_TOKEN": control.admin_token,
-                   "EDGEWARD_CA": str(control.state_dir / "ca.pem")}  # fmt: skip
-            spec = tmp_path / "big.yaml"
-            spec.write_text(yaml.safe_dump(with_a_big_setting("big", "busybox")))
-            control.push_app("small", "1")
-            filler = fill(cluster.root)
-
-            refused = control.cli("app", "push", "-f", str(spec), env=env)
-            assert refused.returncode != 0
-            message = refused.stderr.strip()
-            assert "No space left on device" in message, message
-            assert "nothing was changed" in message and len(message.splitlines()) == 1, message
-            listed = control.cli("app", "ls", "-o", "json", env=env)
-            assert listed.returncode == 0, listed.stderr
-            assert [a["name"] for a in json.loads(listed.stdout)] == ["small"]
-
-            filler.unlink()
-            pushed = control.cli("app", "push", "-f", str(spec), env=env)
-            assert pushed.returncode == 0, pushed.stderr
+            refused_then_taken(control, tmp_path, cluster.root, "No space left on device")
         finally:
             control.stop()
     shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+def refused_then_taken(control: ControlProcess, tmp_path: Path, disk: Path, reason: str) -> None:
+    """With `disk` (where control's database keeps its data) full, a push is refused with one
+    line giving `reason` and "nothing was changed"; reading goes on; with room, it is taken."""
+    env = control.cli_env()
+    spec = tmp_path / "big.yaml"
+    spec.write_text(yaml.safe_dump(with_a_big_setting("big", "busybox")))
+    control.push_app("small", "1")
+    filler = fill(disk)
+
+    refused = control.cli("app", "push", "-f", str(spec), env=env)
+    assert refused.returncode != 0
+    message = refused.stderr.strip()
+    assert reason in message, message
+    assert "nothing was changed" in message and len(message.splitlines()) == 1, message
+    listed = control.cli("app", "ls", "-o", "json", env=env)
+    assert listed.returncode == 0, listed.stderr  # reading goes on
+    assert [a["name"] for a in json.loads(listed.stdout)] == ["small"]
+    assert control.process().is_running()
+
+    filler.unlink()
+    pushed = control.cli("app", "push", "-f", str(spec), env=env)
+    assert pushed.returncode == 0, pushed.stderr

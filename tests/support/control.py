@@ -163,6 +163,14 @@ class ControlProcess:
             timeout=60,
         )
 
+    def cli_env(self, token: str | None = None) -> dict[str, str]:
+        """The environment that points `edge-control` at this control, as an operator sets it."""
+        return {
+            "EDGEWARD_URL": self.url,
+            "EDGEWARD_TOKEN": self.admin_token if token is None else token,
+            "EDGEWARD_CA": str(self.state_dir / "ca.pem"),
+        }
+
     def bundle(self, site: str, labels: dict[str, str] | None = None, ttl: float = 3600.0) -> str:
         answer = self.client().post(
             "/v1/enrollment/tokens", {"site": site, "labels": labels, "ttl": ttl}

@@ -65,8 +65,12 @@ class Recorder:
                             "tenant": tenant, "fields": dict(fields or {})})  # fmt: skip
 
 
-def forwarder(engine: FakeEngine, emit: Recorder, rate: str = "10/min") -> ErrorForwarder:
-    return ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate(rate), scan=0.01)
+def forwarder(
+    engine: FakeEngine, emit: Recorder, rate: str = "10/min", scan: float = 0.01,
+    marks: ReadMarks | None = None,
+) -> ErrorForwarder:  # fmt: skip
+    return ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate(rate),
+                          scan=scan, marks=marks)  # fmt: skip
 
 
 async def settle() -> None:
@@ -207,8 +211,7 @@ def test_a_log_request_for_an_instance_on_another_host_says_where_it_runs() -> N
 def test_a_started_container_is_followed_at_once_when_noticed_not_at_the_next_scan() -> None:
     async def main() -> None:
         engine, emit = FakeEngine(), Recorder()
-        fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("10/min"),
-                             scan=3600)  # fmt: skip
+        fwd = forwarder(engine, emit, scan=3600)
         fwd.start()
         await settle()  # the first look: nothing yet
         engine.containers = [observed("c1")]
@@ -226,8 +229,7 @@ def test_a_started_container_is_followed_at_once_when_noticed_not_at_the_next_sc
 def test_a_storms_summary_is_told_when_its_window_ends_not_at_the_next_scan() -> None:
     async def main() -> None:
         engine, emit = FakeEngine(), Recorder()
-        fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("1/s"),
-                             scan=3600)  # fmt: skip
+        fwd = forwarder(engine, emit, rate="1/s", scan=3600)
         engine.containers = [observed("c1")]
         engine.lines["c1"] = [  # six errors within one second: two pass (the burst)
             LogLine(f"2026-11-30T00:00:00.{n}00000005Z".encode(), "stderr", b"e", 1)
@@ -251,10 +253,11 @@ def test_after_a_restart_a_container_is_read_on_from_its_mark_so_nothing_is_lost
 ) -> None:
     marks = ReadMarks(tmp_path / "logs" / "read-marks.json")
 
-    async def run(engine: FakeEngine, emit: Recorder) -> None:
-        fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("100/s"),
-                             scan=0.01, marks=marks)  # fmt: skip
+    async def run(engine: FakeEngine, emit: Recorder, from_first_line: bool = False) -> None:
+        fwd = forwarder(engine, emit, rate="100/s", marks=marks)
         fwd.start()
+        if from_first_line:  # a fresh host: containers are read from their first line
+            fwd._started = 0.0
         await settle()
         await fwd.stop()
 
@@ -262,7 +265,7 @@ def test_after_a_restart_a_container_is_read_on_from_its_mark_so_nothing_is_lost
     engine.containers = [observed("c1")]
     engine.lines_of("c1", ("stderr", b"before"))
     first = Recorder()
-    asyncio.run(run_from_start(engine, first, marks))
+    asyncio.run(run(engine, first, from_first_line=True))
     assert [e["message"] for e in first.events] == ["before"]
     assert marks.load() == {"c1": engine.lines["c1"][-1].stamp}
     # the enforcer is down; the container writes on
@@ -271,16 +274,6 @@ def test_after_a_restart_a_container_is_read_on_from_its_mark_so_nothing_is_lost
     asyncio.run(run(engine, second))
     assert [e["message"] for e in second.events] == ["while down"]
     assert marks.load() == {"c1": engine.lines["c1"][1].stamp}  # its last line read
-
-
-async def run_from_start(engine: FakeEngine, emit: Recorder, marks: ReadMarks) -> None:
-    """A forwarder whose first look reads containers from their first line (a fresh host)."""
-    fwd = ErrorForwarder(engine.listed, engine, emit, host="h1", rate=parse_rate("100/s"),
-                         scan=0.01, marks=marks)  # fmt: skip
-    fwd.start()
-    fwd._started = 0.0
-    await settle()
-    await fwd.stop()
 
 
 def test_an_unreadable_marks_file_means_from_now_on_and_a_full_disk_keeps_the_last_one(
